@@ -1,0 +1,51 @@
+"""Errors that the user can act on. The CLI prints them on one line, without a traceback.
+
+BackupError                 (exit 1 unless a subclass says otherwise)
+ ├─ InputError              bad path, option or argument given by the user (exit 2)
+ ├─ SourceError             the running n8n or its files could not be read
+ │   ├─ ApiError            the public API is unreachable, refused the key, or answered oddly
+ │   └─ SqliteBackupError   the online copy of the SQLite database failed
+ ├─ SnapshotError           a folder is not a snapshot, or its manifest is unreadable
+ ├─ KeyStoreError           the encryption key is missing, unreadable, or does not match (exit 12)
+ └─ RuntimeInstallError     an n8n runtime could not be installed or started
+"""
+
+from __future__ import annotations
+
+
+class BackupError(Exception):
+    """Root of every error that is the user's to fix; ``exit_code`` is what the CLI returns."""
+
+    exit_code = 1
+
+
+class InputError(BackupError):
+    """A path, option or argument given by the user is wrong."""
+
+    exit_code = 2
+
+
+class SourceError(BackupError):
+    """The n8n instance being backed up, or its files, could not be read."""
+
+
+class ApiError(SourceError):
+    """n8n's public API could not be reached or refused the request."""
+
+
+class SqliteBackupError(SourceError):
+    """The online backup of the SQLite database failed or produced a damaged copy."""
+
+
+class SnapshotError(BackupError):
+    """A folder is not a complete snapshot, or its manifest cannot be read."""
+
+
+class KeyStoreError(BackupError):
+    """The encryption key for a snapshot is missing, unreadable or not the right one."""
+
+    exit_code = 12
+
+
+class RuntimeInstallError(BackupError):
+    """An n8n runtime could not be installed from the npm registry, or does not run."""

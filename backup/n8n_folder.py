@@ -1,0 +1,82 @@
+"""Locating an n8n data folder (``.n8n``) and the encryption key that goes with it."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from backup.errors import InputError, KeyStoreError
+from backup.sources.sqlite import DATABASE_NAME
+
+CONFIG_NAME = "config"
+CUSTOM_NODE_FOLDERS = ("custom", "nodes")
+KEY_ENV = "N8N_ENCRYPTION_KEY"
+
+
+@dataclass(frozen=True)
+class N8nFolder:
+    """An n8n user folder: ``path`` is the ``.n8n`` folder itself."""
+
+    path: Path
+
+    @property
+    def database(self) -> Path:
+        """The SQLite database file."""
+        return self.path / DATABASE_NAME
+
+    @property
+    def config(self) -> Path:
+        """n8n's config file, which holds the encryption key unless the environment sets it."""
+        return self.path / CONFIG_NAME
+
+    def custom_node_folders(self) -> list[Path]:
+        """The folders of custom and community nodes that exist here."""
+        return [self.path / name for name in CUSTOM_NODE_FOLDERS if (self.path / name).is_dir()]
+
+
+def locate(path: Path) -> N8nFolder:
+    """Accept the ``.n8n`` folder or its parent; refuse anything that is not an n8n folder."""
+    if not path.exists():
+        raise InputError(f"n8n folder {path} does not exist: give the .n8n folder of your n8n")
+    if not path.is_dir():
+        raise InputError(f"{path} is not a folder: give the .n8n folder of your n8n")
+    for candidate in (path, path / ".n8n"):
+        if (candidate / DATABASE_NAME).is_file():
+            return N8nFolder(candidate)
+    raise InputError(
+        f"{path} is not an n8n folder: no {DATABASE_NAME} in it or in {path / '.n8n'} "
+        "(n8n on PostgreSQL needs --postgres)"
+    )
+
+
+def read_encryption_key(folder: N8nFolder, environ: dict[str, str] | None = None) -> str:
+    """The key n8n uses: N8N_ENCRYPTION_KEY when set (n8n's own precedence), else the config."""
+    env = os.environ if environ is None else environ
+    from_env = env.get(KEY_ENV, "").strip()
+    from_config = _key_from_config(folder.config)
+    if from_env and from_config and from_env != from_config:
+        raise KeyStoreError(
+            f"{KEY_ENV} differs from the key in {folder.config}; n8n refuses to start like that: "
+            "unset the variable or set it to the instance's key"
+        )
+    key = from_env or from_config
+    if not key:
+        raise KeyStoreError(
+            f"no encryption key: {folder.config} has none and {KEY_ENV} is not set; "
+            f"set {KEY_ENV} to the key your n8n runs with"
+        )
+    return key
+
+
+def _key_from_config(config: Path) -> str:
+    if not config.is_file():
+        return ""
+    try:
+        value = json.loads(config.read_text(encoding="utf-8")).get("encryptionKey", "")
+    except (OSError, ValueError, AttributeError):
+        raise KeyStoreError(
+            f"{config} is not n8n's JSON config file: check the n8n folder"
+        ) from None
+    return str(value).strip()

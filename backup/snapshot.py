@@ -1,0 +1,195 @@
+"""Taking a snapshot: database copy, API export, custom nodes, manifest; renamed when complete."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import shutil
+import tarfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from backup.atomic import fsync_dir, fsync_file, make_private_dir, write_bytes_atomic
+from backup.cipher import CredentialDecryptError, decrypt_credential_data
+from backup.digests import credential_digest, key_fingerprint, sha256_file, workflow_digest
+from backup.errors import ApiError, InputError, KeyStoreError, SqliteBackupError
+from backup.keystore import KeyStore
+from backup.manifest import (
+    MANIFEST_NAME,
+    Counts,
+    CredentialEntry,
+    FileEntry,
+    Manifest,
+    WorkflowEntry,
+)
+from backup.n8n_folder import N8nFolder, read_encryption_key
+from backup.sources.api import N8nApi
+from backup.sources.sqlite import (
+    DATABASE_NAME,
+    CredentialRow,
+    N8nDatabase,
+    integrity_problems,
+    online_copy,
+)
+
+INCOMPLETE_PREFIX = ".incomplete-"
+WORKFLOWS_DIR = "workflows"
+CUSTOM_NODES_ARCHIVE = "custom-nodes.tar.gz"
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+_MAX_SLUG = 60
+
+
+@dataclass(frozen=True)
+class SnapshotRequest:
+    """What to back up and where to put it."""
+
+    n8n_folder: N8nFolder
+    api: N8nApi
+    out_dir: Path
+    key_store: KeyStore
+    table_prefix: str = ""
+
+
+def new_snapshot_id(now: datetime | None = None) -> str:
+    """Sortable, unique id: UTC time plus a random suffix."""
+    moment = now or datetime.now(UTC)
+    return f"{moment.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+
+
+def safe_file_stem(workflow_id: str, name: str) -> str:
+    """A file name stem that is safe whatever the workflow is called (no path, no dot-start)."""
+    slug = _UNSAFE_NAME_CHARS.sub("_", name).strip("._")[:_MAX_SLUG] or "workflow"
+    safe_id = _UNSAFE_NAME_CHARS.sub("_", workflow_id).strip("._") or "id"
+    return f"{safe_id}-{slug}"
+
+
+def create_snapshot(request: SnapshotRequest) -> Path:
+    """Take a snapshot and return its folder; nothing named like a snapshot exists until done."""
+    encryption_key = read_encryption_key(request.n8n_folder)
+    request.api.check_access()
+    source_version = request.api.version()
+    if request.out_dir.exists() and not request.out_dir.is_dir():
+        raise InputError(f"--out {request.out_dir} is not a folder: give a folder for snapshots")
+    make_private_dir(request.out_dir)
+    snapshot_id = new_snapshot_id()
+    staging = make_private_dir(request.out_dir / f"{INCOMPLETE_PREFIX}{snapshot_id}")
+    try:
+        manifest = _fill_staging(staging, snapshot_id, source_version, encryption_key, request)
+        write_bytes_atomic(staging / MANIFEST_NAME, manifest.to_json().encode("utf-8"))
+        final = request.out_dir / snapshot_id
+        staging.rename(final)
+        fsync_dir(request.out_dir)
+        # The key goes to the key store only once the snapshot that needs it exists.
+        request.key_store.save(encryption_key)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final
+
+
+def _fill_staging(
+    staging: Path,
+    snapshot_id: str,
+    source_version: str,
+    encryption_key: str,
+    request: SnapshotRequest,
+) -> Manifest:
+    # Export first, copy second: a workflow created in between is then in the database copy and is
+    # fetched alone below; one deleted in between is dropped. The copy is what restores.
+    exported = {str(item["id"]): item for item in request.api.iter_workflows()}
+    database_path = staging / DATABASE_NAME
+    online_copy(request.n8n_folder.database, database_path)
+    problems = integrity_problems(database_path)
+    if problems:
+        raise SqliteBackupError(f"the database copy fails integrity_check: {problems[0]}")
+    fsync_file(database_path)
+    database = N8nDatabase(database_path, request.table_prefix)
+
+    workflows = [
+        WorkflowEntry(
+            id=row.id,
+            name=row.name,
+            active=row.active,
+            digest=workflow_digest(row.nodes, row.connections),
+            export_file=_write_export(staging, row.id, row.name, exported, request.api),
+        )
+        for row in database.workflows()
+    ]
+    credential_rows = database.credentials()
+    credentials = [_credential_entry(row, encryption_key) for row in credential_rows]
+    _archive_custom_nodes(request.n8n_folder, staging / CUSTOM_NODES_ARCHIVE)
+    return Manifest(
+        snapshot_id=snapshot_id,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        source_n8n_version=source_version,
+        database_kind="sqlite",
+        database_file=DATABASE_NAME,
+        key_fingerprint=key_fingerprint(encryption_key),
+        counts=Counts(
+            workflows=len(workflows),
+            credentials=len(credentials),
+            executions=database.count("execution_entity"),
+        ),
+        workflows=workflows,
+        credentials=credentials,
+        files=_file_entries(staging),
+    )
+
+
+def _write_export(
+    staging: Path, workflow_id: str, name: str, exported: dict[str, Any], api: N8nApi
+) -> str | None:
+    body = exported.get(workflow_id)
+    if body is None:
+        try:
+            body = api.workflow(workflow_id)
+        except ApiError:
+            return None  # in the database copy but no longer served (deleted or archived)
+    folder = make_private_dir(staging / WORKFLOWS_DIR)
+    relative = f"{WORKFLOWS_DIR}/{safe_file_stem(workflow_id, name)}.json"
+    write_bytes_atomic(
+        folder / Path(relative).name,
+        json.dumps(body, indent=2, ensure_ascii=False).encode("utf-8"),
+    )
+    return relative
+
+
+def _credential_entry(row: CredentialRow, encryption_key: str) -> CredentialEntry:
+    try:
+        decrypted = decrypt_credential_data(row.data, encryption_key)
+    except CredentialDecryptError:
+        raise KeyStoreError(
+            f"credential {row.id} ({row.name!r}) does not decrypt with the instance's encryption "
+            "key: the key in the config or N8N_ENCRYPTION_KEY is not the one this database uses"
+        ) from None
+    return CredentialEntry(
+        id=row.id, name=row.name, type=row.type, digest=credential_digest(decrypted, encryption_key)
+    )
+
+
+def _archive_custom_nodes(folder: N8nFolder, archive: Path) -> None:
+    sources = folder.custom_node_folders()
+    if not sources:
+        return
+    temporary = archive.with_name(f".{archive.name}.tmp")
+    with tarfile.open(temporary, "w:gz") as tar:
+        for source in sources:
+            tar.add(source, arcname=source.name)
+    temporary.chmod(0o600)
+    fsync_file(temporary)
+    temporary.rename(archive)
+
+
+def _file_entries(staging: Path) -> list[FileEntry]:
+    return [
+        FileEntry(
+            path=path.relative_to(staging).as_posix(),
+            sha256=sha256_file(path),
+            size=path.stat().st_size,
+        )
+        for path in sorted(staging.rglob("*"))
+        if path.is_file() and path.name != MANIFEST_NAME
+    ]

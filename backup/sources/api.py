@@ -1,0 +1,112 @@
+"""n8n's public API (``/api/v1``) and the unauthenticated settings endpoint, over httpx."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from backup.errors import ApiError
+
+PAGE_LIMIT = 250  # the public API's maximum page size
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+
+def normalise_base_url(url: str) -> str:
+    """Accept ``http://host:5678``, ``.../`` or ``.../api/v1`` and return the instance's root."""
+    url = url.strip().rstrip("/")
+    if url.endswith("/api/v1"):
+        url = url[: -len("/api/v1")]
+    if not url.startswith(("http://", "https://")):
+        raise ApiError(f"API URL {url!r} must start with http:// or https://")
+    return url
+
+
+@contextmanager
+def _map_transport_errors(base_url: str) -> Iterator[None]:
+    try:
+        yield
+    except httpx.TransportError as exc:
+        raise ApiError(
+            f"cannot reach n8n at {base_url} ({type(exc).__name__}): check --api-url and that "
+            "n8n is running"
+        ) from None
+
+
+class N8nApi:
+    """A small client for the calls this project needs; ``transport`` is injectable for tests."""
+
+    def __init__(
+        self, base_url: str, api_key: str, *, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        self.base_url = normalise_base_url(base_url)
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            headers={"X-N8N-API-KEY": api_key, "Accept": "application/json"},
+            timeout=DEFAULT_TIMEOUT,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        """Close the underlying connection pool."""
+        self._client.close()
+
+    def __enter__(self) -> N8nApi:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        with _map_transport_errors(self.base_url):
+            response = self._client.get(path, params=params)
+        if response.status_code == 401:
+            raise ApiError(
+                f"n8n at {self.base_url} refused the API key (401): give a valid key with "
+                "--api-key-file or N8N_API_KEY"
+            )
+        if response.status_code == 404 and path.startswith("/api/v1"):
+            raise ApiError(
+                f"{self.base_url}{path} answered 404: is the public API enabled "
+                "(N8N_PUBLIC_API_DISABLED) and is --api-url the n8n address?"
+            )
+        if response.status_code >= 400:
+            raise ApiError(f"GET {self.base_url}{path} answered HTTP {response.status_code}")
+        try:
+            return response.json()
+        except ValueError:
+            raise ApiError(
+                f"GET {self.base_url}{path} did not answer JSON: is --api-url an n8n instance?"
+            ) from None
+
+    def version(self) -> str:
+        """The n8n version the instance reports (``versionCli`` of ``/rest/settings``)."""
+        body = self._get("/rest/settings")
+        version = body.get("data", {}).get("versionCli") if isinstance(body, dict) else None
+        if not isinstance(version, str):
+            raise ApiError(f"{self.base_url}/rest/settings does not report an n8n version")
+        return version
+
+    def iter_workflows(self) -> Iterator[dict[str, Any]]:
+        """Every workflow the list endpoint returns, following ``nextCursor`` to the end."""
+        params: dict[str, Any] = {"limit": PAGE_LIMIT}
+        while True:
+            page = self._get("/api/v1/workflows", params)
+            yield from page.get("data", [])
+            cursor = page.get("nextCursor")
+            if not cursor:
+                return
+            params = {"limit": PAGE_LIMIT, "cursor": cursor}
+
+    def workflow(self, workflow_id: str) -> dict[str, Any]:
+        """One workflow by id."""
+        body = self._get(f"/api/v1/workflows/{workflow_id}")
+        if not isinstance(body, dict):
+            raise ApiError(f"workflow {workflow_id}: unexpected answer from the API")
+        return body
+
+    def check_access(self) -> None:
+        """Fail early, with a clear message, when the URL or the API key is wrong."""
+        self._get("/api/v1/workflows", {"limit": 1})

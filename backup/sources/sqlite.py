@@ -1,0 +1,174 @@
+"""n8n's SQLite database: an online copy that never disturbs the running n8n, and reads of it."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from backup.errors import SqliteBackupError
+
+DATABASE_NAME = "database.sqlite"
+# How long to wait for n8n's write lock before giving up on a step of the copy.
+BUSY_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class WorkflowRow:
+    """A workflow as stored: nodes and connections parsed from their JSON columns."""
+
+    id: str
+    name: str
+    active: bool
+    nodes: Any
+    connections: Any
+
+
+@dataclass(frozen=True)
+class CredentialRow:
+    """A credential as stored; ``data`` is still encrypted."""
+
+    id: str
+    name: str
+    type: str
+    data: str
+
+
+@contextmanager
+def map_sqlite_errors(what: str) -> Iterator[None]:
+    """Turn sqlite3 errors into SqliteBackupError naming what was being done."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise SqliteBackupError(f"{what} failed: {exc}") from None
+
+
+def open_read_only(path: Path) -> sqlite3.Connection:
+    """Open a database without any chance of writing to it."""
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+
+
+def online_copy(source: Path, destination: Path) -> None:
+    """Copy a live database with SQLite's backup API while n8n keeps writing to it.
+
+    The whole copy is done in one step: n8n runs SQLite in WAL mode, so our read transaction does
+    not block its writers, and a one-step copy cannot be restarted forever by their writes.
+    The copy is switched to rollback-journal mode so that it is one self-contained file.
+    """
+    with (
+        map_sqlite_errors(f"online backup of {source}"),
+        closing(open_read_only(source)) as src,
+        closing(sqlite3.connect(destination)) as dst,
+    ):
+        src.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        src.backup(dst, pages=-1)
+        dst.execute("PRAGMA journal_mode = DELETE")
+
+
+def integrity_problems(path: Path) -> list[str]:
+    """Run PRAGMA integrity_check; return its complaints (empty when the database is sound)."""
+    try:
+        with closing(open_read_only(path)) as conn:
+            rows = conn.execute("PRAGMA integrity_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        return [f"not a readable SQLite database: {exc}"]
+    messages = [str(row[0]) for row in rows]
+    return [] if messages == ["ok"] else messages
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {str(row[1]) for row in conn.execute(f'PRAGMA table_info("{table}")')}
+
+
+class N8nDatabase:
+    """Read-only view of n8n's tables in a SQLite file (a copy, normally)."""
+
+    def __init__(self, path: Path, table_prefix: str = "") -> None:
+        self.path = path
+        self.prefix = table_prefix
+
+    def _table(self, name: str) -> str:
+        return f'"{self.prefix}{name}"'
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with map_sqlite_errors(f"reading {self.path}"), closing(open_read_only(self.path)) as conn:
+            conn.row_factory = sqlite3.Row
+            return conn.execute(sql, params).fetchall()
+
+    def workflows(self) -> list[WorkflowRow]:
+        """Every workflow, archived ones included."""
+        rows = self._query(
+            f"SELECT id, name, active, nodes, connections FROM {self._table('workflow_entity')}"
+        )
+        return [
+            WorkflowRow(
+                id=str(row["id"]),
+                name=str(row["name"]),
+                active=bool(row["active"]),
+                nodes=json.loads(row["nodes"] or "[]"),
+                connections=json.loads(row["connections"] or "{}"),
+            )
+            for row in rows
+        ]
+
+    def credentials(self) -> list[CredentialRow]:
+        """Every credential, with its still-encrypted data."""
+        rows = self._query(f"SELECT id, name, type, data FROM {self._table('credentials_entity')}")
+        return [
+            CredentialRow(str(r["id"]), str(r["name"]), str(r["type"]), str(r["data"]))
+            for r in rows
+        ]
+
+    def count(self, table: str) -> int:
+        """Number of rows in one of n8n's tables."""
+        return int(self._query(f"SELECT COUNT(*) FROM {self._table(table)}")[0][0])
+
+    def active_workflow_ids(self) -> list[str]:
+        """Ids of the workflows n8n treats as active."""
+        rows = self._query(f"SELECT id FROM {self._table('workflow_entity')} WHERE active")
+        return [str(row[0]) for row in rows]
+
+    def api_keys(self) -> list[str]:
+        """Public API keys stored in the database, newest first (n8n keeps them in clear)."""
+        rows = self._query(
+            f'SELECT "apiKey" FROM {self._table("user_api_keys")} ORDER BY "createdAt" DESC'
+        )
+        return [str(row[0]) for row in rows if row[0]]
+
+    def migrations(self) -> list[str]:
+        """Names of the migrations that have run on this database, in order."""
+        rows = self._query(f"SELECT name FROM {self._table('migrations')} ORDER BY id")
+        return [str(row[0]) for row in rows]
+
+
+def deactivate_for_restore(path: Path, table_prefix: str = "") -> int:
+    """Make a restored copy inert: no workflow activates and no waiting execution resumes.
+
+    n8n activates every active workflow when it starts and has no switch to skip that, so the
+    restored copy (never the source) is edited before the boot. Returns how many workflows were
+    active. Waiting executions are marked canceled so that n8n's wait tracker leaves them alone.
+    """
+    workflow_table = f'"{table_prefix}workflow_entity"'
+    execution_table = f'"{table_prefix}execution_entity"'
+    with (
+        map_sqlite_errors(f"preparing restored copy {path}"),
+        closing(sqlite3.connect(path)) as conn,
+    ):
+        columns = _columns(conn, f"{table_prefix}workflow_entity")
+        active = int(
+            conn.execute(f"SELECT COUNT(*) FROM {workflow_table} WHERE active").fetchone()[0]
+        )
+        assignments = ["active = 0"]
+        if "activeVersionId" in columns:  # n8n 2.x publishes workflows through this column
+            assignments.append('"activeVersionId" = NULL')
+        conn.execute(f"UPDATE {workflow_table} SET {', '.join(assignments)}")
+        conn.execute(
+            f"UPDATE {execution_table} SET status = 'canceled', \"waitTill\" = NULL "
+            "WHERE status IN ('waiting', 'new', 'running') OR \"waitTill\" IS NOT NULL"
+        )
+        conn.commit()
+    return active

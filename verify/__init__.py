@@ -1,0 +1,1 @@
+"""The verify suite: ``pytest verify`` restores snapshots into fresh n8n and checks them."""

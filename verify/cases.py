@@ -1,0 +1,74 @@
+"""A verification case: one snapshot restored onto one n8n version, and its run state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from backup.errors import KeyStoreError
+from backup.keystore import KeyStore
+from backup.manifest import Manifest
+from verify.report import SnapshotSummary
+from verify.runtime.process import N8nProcess
+
+REDACTED = "[redacted]"
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    """What the key store holds for a snapshot; ``value`` is kept out of every repr."""
+
+    fingerprint: str
+    value: str | None = field(repr=False)
+    problem: str | None = None
+
+
+@dataclass
+class SnapshotCase:
+    """One snapshot folder to verify, with the target n8n version (None: the source's)."""
+
+    folder: Path
+    key_store: Path
+    requested_version: str | None
+    boot_timeout: float
+    quiet_seconds: float
+    instance: N8nProcess | None = field(default=None, repr=False)
+    _secrets: list[str] = field(default_factory=list, repr=False)
+
+    @property
+    def case_id(self) -> str:
+        """Readable test id: the snapshot folder's name."""
+        return self.folder.name
+
+    def target_version(self, manifest: Manifest) -> str:
+        """The n8n version to boot: the one asked for, else the snapshot's own."""
+        return self.requested_version or manifest.source_n8n_version
+
+    def stored_key(self, fingerprint: str) -> StoredKey:
+        """Look the snapshot's key up; keep a wrong key's value so n8n can show what it does."""
+        store = KeyStore(self.key_store)
+        try:
+            value = store.load(fingerprint)
+        except KeyStoreError as exc:
+            path = store.path_for(fingerprint)
+            raw = path.read_text(encoding="utf-8").strip() if path.is_file() else None
+            if raw:
+                self._secrets.append(raw)
+            return StoredKey(fingerprint, raw or None, str(exc))
+        self._secrets.append(value)
+        return StoredKey(fingerprint, value)
+
+    def instance_log(self) -> str:
+        """The booted instance's log with any key value blanked out; empty if none ran."""
+        if self.instance is None:
+            return ""
+        text = self.instance.logs()
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+
+CASES_KEY = pytest.StashKey[list[SnapshotCase]]()
+SUMMARIES_KEY = pytest.StashKey[dict[str, SnapshotSummary]]()

@@ -1,0 +1,134 @@
+"""Fixtures of the verify suite: case -> manifest -> stored key -> restored, booted n8n.
+
+Everything that boots is session-scoped and parametrized by snapshot, so each snapshot boots
+once and its instance is stopped before the next snapshot's boots.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from backup import runtime
+from backup.check import file_problems
+from backup.errors import BackupError, SnapshotError
+from backup.manifest import Manifest
+from backup.sources.sqlite import N8nDatabase
+from verify.cases import SUMMARIES_KEY, SnapshotCase, StoredKey
+from verify.report import SnapshotSummary
+from verify.restore import RestoredFolder, restore_to_temp
+from verify.runtime.process import N8nProcess
+from verify.runtime.wait import N8nStartError
+
+KEY_HINTS = ("encryption key", "encryptionkey", "deployment key")
+
+
+@dataclass
+class RestoredInstance:
+    """A fresh n8n running on a restored copy of a snapshot."""
+
+    process: N8nProcess
+    folder: RestoredFolder
+    version: str
+    ready_at: float
+
+    @property
+    def database(self) -> N8nDatabase:
+        """The restored database n8n is running on (read-only view)."""
+        return N8nDatabase(self.folder.database)
+
+
+@pytest.fixture(scope="session")
+def case(request: pytest.FixtureRequest) -> SnapshotCase:
+    """The snapshot under test (parametrized by the plugin)."""
+    value: SnapshotCase = request.param
+    return value
+
+
+@pytest.fixture(scope="session")
+def summary(case: SnapshotCase, request: pytest.FixtureRequest) -> SnapshotSummary:
+    """The report's summary row for this snapshot."""
+    return request.config.stash[SUMMARIES_KEY][case.case_id]
+
+
+@pytest.fixture(scope="session")
+def manifest(case: SnapshotCase, summary: SnapshotSummary) -> Manifest:
+    """The snapshot's manifest; every test of a snapshot without a readable one fails."""
+    try:
+        loaded = Manifest.load(case.folder)
+    except SnapshotError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    summary.fill_from_manifest(loaded)
+    summary.target_version = case.target_version(loaded)
+    return loaded
+
+
+@pytest.fixture(scope="session")
+def stored_key(case: SnapshotCase, manifest: Manifest) -> StoredKey:
+    """The key store's entry for the snapshot (a problem is reported by test_key)."""
+    return case.stored_key(manifest.key_fingerprint)
+
+
+@pytest.fixture(scope="session")
+def snapshot_database(case: SnapshotCase, manifest: Manifest) -> N8nDatabase:
+    """Read-only view of the snapshot's database copy."""
+    return N8nDatabase(case.folder / manifest.database_file)
+
+
+@pytest.fixture(scope="session")
+def restored(
+    case: SnapshotCase, manifest: Manifest, stored_key: StoredKey, summary: SnapshotSummary
+) -> Iterator[RestoredInstance]:
+    """A fresh n8n of the target version, booted on a restored copy with the stored key.
+
+    A damaged database is not booted. A key that does not match its fingerprint is still used,
+    so that n8n's own reaction to a wrong key (refusal on 2.x, dead credentials on 1.x) shows.
+    """
+    damaged = [p for p in file_problems(case.folder, manifest) if manifest.database_file in p]
+    if damaged:
+        pytest.fail(f"not booted, the database copy is damaged: {damaged[0]}", pytrace=False)
+    if stored_key.value is None:
+        pytest.fail(f"not booted: {stored_key.problem}", pytrace=False)
+    version = case.target_version(manifest)
+    try:
+        launcher = runtime.install(version, log=False)
+    except BackupError as exc:
+        pytest.fail(f"cannot install n8n {version}: {exc}", pytrace=False)
+    folder = restore_to_temp(case.folder, manifest, stored_key.value)
+    process = N8nProcess(launcher, folder.user_folder, stored_key.value)
+    case.instance = process
+    summary.runtime = f"process (n8n {version} from npm, Node.js {runtime.NODE_VERSION})"
+    try:
+        try:
+            process.start(timeout=case.boot_timeout)
+        except N8nStartError as exc:
+            pytest.fail(_start_failure(version, manifest, stored_key, exc, case), pytrace=False)
+        summary.boot_seconds = process.ready_seconds
+        yield RestoredInstance(process, folder, version, ready_at=time.monotonic())
+    finally:
+        process.stop()
+        folder.cleanup()
+
+
+def _start_failure(
+    version: str, manifest: Manifest, key: StoredKey, exc: N8nStartError, case: SnapshotCase
+) -> str:
+    said = case.instance_log()
+    if any(hint in said.lower() for hint in KEY_HINTS):
+        return (
+            f"n8n {version} refused to start on the restored data with encryption key "
+            f"{manifest.key_fingerprint} from the key store: the key does not match this "
+            f"snapshot{'' if key.problem is None else ' (' + key.problem + ')'}; n8n said: "
+            f"{_key_line(said)}"
+        )
+    return f"n8n {version} did not start on the restored data: {exc}"
+
+
+def _key_line(log: str) -> str:
+    for line in reversed(log.splitlines()):
+        if any(hint in line.lower() for hint in KEY_HINTS):
+            return line.strip()[:300]
+    return "(no line about the key)"

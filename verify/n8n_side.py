@@ -1,0 +1,121 @@
+"""What the restored n8n itself says: the workflows it serves and the credentials it decrypts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from backup.digests import credential_digest, workflow_digest
+from backup.errors import ApiError
+from backup.manifest import Manifest
+from backup.sources.api import N8nApi
+from backup.sources.sqlite import N8nDatabase
+from verify.runtime.process import N8nProcess
+
+EXPORT_TIMEOUT_SECONDS = 180
+
+
+class N8nCheckError(AssertionError):
+    """n8n could not be asked, or its answer shows a restore problem."""
+
+
+def usable_api_key(base_url: str, database: N8nDatabase, key_fingerprint: str) -> str:
+    """A public API key from the restored database that the restored instance accepts.
+
+    n8n keeps API keys in its database and checks them with secrets derived from the encryption
+    key, so a restore booted with another key refuses all of them.
+    """
+    keys = database.api_keys()
+    if not keys:
+        raise N8nCheckError(
+            "the snapshot's database holds no public API key, so its workflows cannot be "
+            "read over HTTP: create an API key in n8n before taking snapshots"
+        )
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        for key in keys:
+            response = client.get(
+                "/api/v1/workflows", params={"limit": 1}, headers={"X-N8N-API-KEY": key}
+            )
+            if response.status_code == 200:
+                return key
+    raise N8nCheckError(
+        f"the restored n8n refuses every API key stored in the snapshot (tried {len(keys)}): "
+        f"it is not running with the source's encryption key (key store entry {key_fingerprint} "
+        "is wrong), or every key has expired"
+    )
+
+
+def served_workflow_digests(base_url: str, api_key: str, wanted: list[str]) -> dict[str, str]:
+    """Digest of every workflow the instance serves, plus any ``wanted`` id the list omits."""
+    with N8nApi(base_url, api_key) as api:
+        served = {str(item["id"]): item for item in api.iter_workflows()}
+        for workflow_id in wanted:
+            if workflow_id not in served:
+                try:
+                    served[workflow_id] = api.workflow(workflow_id)
+                except ApiError:
+                    continue
+    return {
+        workflow_id: workflow_digest(body.get("nodes"), body.get("connections"))
+        for workflow_id, body in served.items()
+    }
+
+
+def n8n_credential_digests(
+    instance: N8nProcess, encryption_key: str, fingerprint: str
+) -> dict[str, str]:
+    """Ask n8n's own code to decrypt every credential; return keyed digests by credential id.
+
+    The decrypted values only ever exist in this function's memory.
+    """
+    result = instance.run_cli(
+        "export:credentials", "--all", "--decrypted", timeout=EXPORT_TIMEOUT_SECONDS
+    )
+    output = result.stdout
+    exported = _parse_export(output)
+    if result.returncode != 0 or exported is None:
+        said = _last_error_line(result.stderr + "\n" + ("" if exported else output))
+        if "decrypt" in said.lower():
+            raise N8nCheckError(
+                f"n8n cannot decrypt the restored credentials with encryption key {fingerprint}: "
+                f"the key store holds the wrong key for this snapshot (n8n said: {said})"
+            )
+        raise N8nCheckError(f"n8n export:credentials failed ({result.returncode}): {said}")
+    return {
+        str(item["id"]): credential_digest(item.get("data") or {}, encryption_key)
+        for item in exported
+    }
+
+
+def credential_mismatches(manifest: Manifest, n8n_digests: dict[str, str]) -> list[str]:
+    """Credentials whose digest in n8n differs from the manifest, or that n8n lacks."""
+    problems = []
+    for entry in manifest.credentials:
+        digest = n8n_digests.get(entry.id)
+        if digest is None:
+            problems.append(f"credential {entry.id} ({entry.name!r}) is missing in n8n")
+        elif digest != entry.digest:
+            problems.append(f"credential {entry.id} ({entry.name!r}) decrypts to different data")
+    return problems
+
+
+def _parse_export(output: str) -> list[dict[str, Any]] | None:
+    # n8n may print log lines before the JSON array; the array is the last thing printed.
+    start = output.find("[")
+    while start != -1:
+        try:
+            value = json.loads(output[start:])
+        except ValueError:
+            start = output.find("\n[", start + 1)
+            start = start + 1 if start != -1 else -1
+            continue
+        return value if isinstance(value, list) else None
+    return None
+
+
+def _last_error_line(text: str) -> str:
+    # Only n8n's own messages are quoted: never anything that could be decrypted output.
+    lines = [line.strip() for line in text.splitlines() if line.strip() and "{" not in line]
+    return lines[-1][:300] if lines else "(no message)"

@@ -1,0 +1,173 @@
+"""pytest plugin behind ``pytest verify``: options, one test group per snapshot, reports.
+
+Registered from the top-level conftest.py. It only acts when the verify suite is collected, so
+the project's own tests run without reports or snapshot options.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backup.errors import BackupError, InputError
+from backup.manifest import find_snapshots
+from backup.runtime import validate_version
+from verify.cases import CASES_KEY, SUMMARIES_KEY, SnapshotCase
+from verify.report import SnapshotSummary, summary_table
+
+VERIFY_DIR = Path(__file__).resolve().parent
+DEFAULT_BOOT_TIMEOUT = 180.0
+DEFAULT_QUIET_SECONDS = 10.0
+REPORTS_DIR = "reports"
+
+SNAPSHOTS_HELP = "folder of snapshots (or one snapshot folder) to verify"
+KEY_STORE_HELP = "key store folder written by n8n-backup snapshot --key-store"
+VERSION_HELP = "n8n version to restore onto (default: each snapshot's source version)"
+BOOT_TIMEOUT_HELP = f"seconds to wait for n8n to be ready (default {DEFAULT_BOOT_TIMEOUT:.0f})"
+QUIET_HELP = (
+    "seconds a restored instance must stay silent (no execution) before 'nothing fires' "
+    f"passes (default {DEFAULT_QUIET_SECONDS:.0f})"
+)
+
+pytest_plugins = ["verify.fixtures"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """The ``n8n-verify`` option group."""
+    group = parser.getgroup("n8n-verify", "restore n8n snapshots into a fresh n8n and check them")
+    group.addoption("--snapshots", type=Path, help=SNAPSHOTS_HELP)
+    group.addoption("--key-store", type=Path, help=KEY_STORE_HELP)
+    group.addoption("--n8n-version", help=VERSION_HELP)
+    group.addoption(
+        "--boot-timeout", type=float, default=DEFAULT_BOOT_TIMEOUT, help=BOOT_TIMEOUT_HELP
+    )
+    group.addoption("--quiet-seconds", type=float, default=DEFAULT_QUIET_SECONDS, help=QUIET_HELP)
+
+
+def _runs_verify_suite(config: pytest.Config) -> bool:
+    for arg in config.args:
+        path = Path(arg.split("::")[0])
+        path = path if path.is_absolute() else Path(config.invocation_params.dir) / path
+        try:
+            path.resolve().relative_to(VERIFY_DIR)
+        except ValueError:
+            continue
+        return True
+    return False
+
+
+def _load_cases(config: pytest.Config) -> list[SnapshotCase]:
+    snapshots: Path | None = config.getoption("snapshots")
+    key_store: Path | None = config.getoption("key_store")
+    if snapshots is None or key_store is None:
+        raise pytest.UsageError(
+            "pytest verify needs --snapshots DIR and --key-store DIR (see README)"
+        )
+    if not snapshots.is_dir():
+        raise pytest.UsageError(f"--snapshots {snapshots} is not a folder")
+    target: str | None = config.getoption("n8n_version")
+    try:
+        if target:
+            validate_version(target)
+    except InputError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    folders = find_snapshots(snapshots)
+    if not folders:
+        raise pytest.UsageError(
+            f"no snapshot in {snapshots}: a snapshot is a folder with a manifest.json "
+            "(made by n8n-backup snapshot)"
+        )
+    return [
+        SnapshotCase(
+            folder=folder,
+            key_store=key_store,
+            requested_version=target,
+            boot_timeout=config.getoption("boot_timeout"),
+            quiet_seconds=config.getoption("quiet_seconds"),
+        )
+        for folder in folders
+    ]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Load the snapshots and, unless told otherwise, point the HTML and JUnit reports."""
+    if not _runs_verify_suite(config) or hasattr(config, "workerinput"):
+        return
+    try:
+        cases = _load_cases(config)
+    except BackupError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[CASES_KEY] = cases
+    config.stash[SUMMARIES_KEY] = {case.case_id: SnapshotSummary(case.case_id) for case in cases}
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    reports = Path(config.rootpath) / REPORTS_DIR
+    reports.mkdir(exist_ok=True)
+    if not config.option.htmlpath:
+        config.option.htmlpath = str(reports / f"verify-{stamp}.html")
+    config.option.self_contained_html = True
+    if not config.option.xmlpath:
+        config.option.xmlpath = str(reports / f"verify-{stamp}.xml")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One group of tests per snapshot, with the snapshot's id as the test id."""
+    if "case" in metafunc.fixturenames:
+        cases = metafunc.config.stash.get(CASES_KEY, [])
+        metafunc.parametrize(
+            "case", cases, ids=[case.case_id for case in cases], scope="session", indirect=True
+        )
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Say what is being verified, at the top of the run."""
+    cases = config.stash.get(CASES_KEY, None)
+    if cases is None:
+        return []
+    return [
+        f"n8n snapshots: {len(cases)} under {config.getoption('snapshots')}",
+        f"key store: {config.getoption('key_store')}; report: {config.option.htmlpath}",
+    ]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Count outcomes per snapshot and attach n8n's log to a failing test."""
+    report = yield
+    callspec = getattr(item, "callspec", None)
+    case: SnapshotCase | None = callspec.params.get("case") if callspec else None
+    if case is None:
+        return report
+    summary = item.config.stash[SUMMARIES_KEY][case.case_id]
+    summary.test_seconds += report.duration
+    if report.failed:
+        summary.failed.append(item.originalname if isinstance(item, pytest.Function) else item.name)
+        log = case.instance_log()
+        if log:
+            from pytest_html import extras
+
+            previous = getattr(report, "extras", [])
+            report.extras = [*previous, extras.text(log, name="n8n log")]  # type: ignore[attr-defined]
+    elif report.when == "call" and report.passed:
+        summary.passed += 1
+    return report
+
+
+def pytest_html_results_summary(
+    prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session
+) -> None:
+    """Open the report with one row per snapshot."""
+    summaries = session.config.stash.get(SUMMARIES_KEY, None)
+    if summaries:
+        prefix.append(summary_table(list(summaries.values())))
+
+
+def pytest_html_report_title(report: Any) -> None:
+    """A title that says what the report is about."""
+    report.title = "n8n restore verification"

@@ -1,0 +1,101 @@
+"""The per-snapshot summary that opens the HTML report."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+
+from backup.manifest import Manifest
+
+
+@dataclass
+class SnapshotSummary:
+    """What an auditor wants to see first about one verified snapshot."""
+
+    case_id: str
+    snapshot_id: str = "?"
+    created: str = "?"
+    source_version: str = "?"
+    target_version: str = "?"
+    runtime: str = "not booted"
+    key_fingerprint: str = "?"
+    expected_workflows: int | None = None
+    expected_credentials: int | None = None
+    found_workflows: int | None = None
+    found_credentials: int | None = None
+    active_in_snapshot: list[str] = field(default_factory=list)
+    boot_seconds: float | None = None
+    test_seconds: float = 0.0
+    failed: list[str] = field(default_factory=list)
+    passed: int = 0
+
+    def fill_from_manifest(self, manifest: Manifest) -> None:
+        """Take what the manifest says about the snapshot."""
+        self.snapshot_id = manifest.snapshot_id
+        self.created = manifest.created
+        self.source_version = manifest.source_n8n_version
+        self.key_fingerprint = manifest.key_fingerprint
+        self.expected_workflows = manifest.counts.workflows
+        self.expected_credentials = manifest.counts.credentials
+        self.active_in_snapshot = [w.name for w in manifest.workflows if w.active]
+
+    @property
+    def result(self) -> str:
+        """PASSED when every test of the snapshot passed."""
+        if self.failed:
+            return "FAILED"
+        return "PASSED" if self.passed else "NOT RUN"
+
+
+COLUMNS = (
+    "snapshot",
+    "created",
+    "source n8n",
+    "target n8n",
+    "runtime",
+    "workflows expected / found",
+    "credentials expected / found",
+    "active in snapshot (not activated)",
+    "key fingerprint",
+    "boot s",
+    "tests s",
+    "result",
+)
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def summary_table(summaries: list[SnapshotSummary]) -> str:
+    """An HTML table, one row per snapshot; every value is escaped."""
+    head = "".join(f"<th>{html.escape(column)}</th>" for column in COLUMNS)
+    rows = []
+    for item in summaries:
+        active = ", ".join(item.active_in_snapshot) or "none"
+        cells = [
+            item.case_id,
+            item.created,
+            item.source_version,
+            item.target_version,
+            item.runtime,
+            f"{_fmt(item.expected_workflows)} / {_fmt(item.found_workflows)}",
+            f"{_fmt(item.expected_credentials)} / {_fmt(item.found_credentials)}",
+            f"{len(item.active_in_snapshot)}: {active}",
+            item.key_fingerprint,
+            _fmt(item.boot_seconds),
+            _fmt(item.test_seconds),
+            item.result + ("" if not item.failed else ": " + ", ".join(item.failed)),
+        ]
+        color = "#c00" if item.failed else "#070"
+        body = "".join(f"<td>{html.escape(_fmt(cell))}</td>" for cell in cells[:-1])
+        body += f'<td style="color:{color};font-weight:bold">{html.escape(cells[-1])}</td>'
+        rows.append(f"<tr>{body}</tr>")
+    return (
+        '<h2>Snapshots verified</h2><table id="snapshot-summary" border="1" cellpadding="4" '
+        f'style="border-collapse:collapse"><tr>{head}</tr>{"".join(rows)}</table>'
+    )

@@ -1,0 +1,56 @@
+"""Restoring a snapshot into a throwaway n8n user folder, made inert before n8n boots."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from backup.atomic import PRIVATE_FILE_MODE, make_private_dir
+from backup.manifest import Manifest
+from backup.n8n_folder import CONFIG_NAME
+from backup.sources.sqlite import DATABASE_NAME, deactivate_for_restore
+
+
+@dataclass
+class RestoredFolder:
+    """A private temporary n8n user folder; ``n8n_folder`` is its ``.n8n``."""
+
+    user_folder: Path
+    active_in_snapshot: int
+    _tmp: tempfile.TemporaryDirectory[str]
+
+    @property
+    def n8n_folder(self) -> Path:
+        """The ``.n8n`` folder n8n reads."""
+        return self.user_folder / ".n8n"
+
+    @property
+    def database(self) -> Path:
+        """The restored SQLite database."""
+        return self.n8n_folder / DATABASE_NAME
+
+    def cleanup(self) -> None:
+        """Remove the folder and everything n8n wrote into it."""
+        self._tmp.cleanup()
+
+
+def restore_to_temp(snapshot_dir: Path, manifest: Manifest, encryption_key: str) -> RestoredFolder:
+    """Copy the snapshot's database into a new private folder, with the key in n8n's config.
+
+    The copy's workflows are deactivated and its waiting executions cancelled, so that booting
+    it cannot fire a trigger, a schedule or a poller.
+    """
+    tmp = tempfile.TemporaryDirectory(prefix="n8n-restore-")
+    user_folder = Path(tmp.name)
+    n8n_folder = make_private_dir(user_folder / ".n8n")
+    database = n8n_folder / DATABASE_NAME
+    shutil.copyfile(snapshot_dir / manifest.database_file, database)
+    database.chmod(PRIVATE_FILE_MODE)
+    config = n8n_folder / CONFIG_NAME
+    config.write_text(json.dumps({"encryptionKey": encryption_key}))
+    config.chmod(PRIVATE_FILE_MODE)
+    active = deactivate_for_restore(database)
+    return RestoredFolder(user_folder=user_folder, active_in_snapshot=active, _tmp=tmp)

@@ -1,0 +1,1 @@
+"""Ways to boot a fresh n8n on restored data."""

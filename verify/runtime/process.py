@@ -1,0 +1,175 @@
+"""n8n as a local process from an npm-installed runtime (see backup.runtime)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+from verify.runtime.wait import wait_until_ready
+
+LOG_TAIL_LINES = 12
+STOP_GRACE_SECONDS = 20
+# Settings that keep a test instance quiet and on loopback.
+QUIET_ENV = {
+    "N8N_LISTEN_ADDRESS": "127.0.0.1",
+    "N8N_HOST": "127.0.0.1",
+    "N8N_PROTOCOL": "http",
+    "N8N_SECURE_COOKIE": "false",
+    "N8N_DIAGNOSTICS_ENABLED": "false",
+    "N8N_VERSION_NOTIFICATIONS_ENABLED": "false",
+    "N8N_TEMPLATES_ENABLED": "false",
+    "N8N_PERSONALIZATION_ENABLED": "false",
+    "N8N_COMMUNITY_PACKAGES_ENABLED": "false",
+    "N8N_HIRING_BANNER_ENABLED": "false",
+    "N8N_DEV_RELOAD": "false",
+    "EXTERNAL_FRONTEND_HOOKS_URLS": "",
+    "N8N_LOG_LEVEL": "info",
+    "N8N_LOG_OUTPUT": "console",
+    "DB_TYPE": "sqlite",
+    "GENERIC_TIMEZONE": "UTC",
+}
+# Variables from the caller's environment that would point the instance at the user's own n8n.
+_INHERITED_PREFIXES_DROPPED = ("N8N_", "DB_", "QUEUE_", "EXECUTIONS_", "WEBHOOK_URL")
+
+
+def free_port() -> int:
+    """A TCP port on loopback that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def instance_env(
+    user_folder: Path, encryption_key: str, port: int, broker_port: int
+) -> dict[str, str]:
+    """The environment an instance runs with: its own folder, key and ports, nothing inherited."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(_INHERITED_PREFIXES_DROPPED)
+    }
+    env.update(QUIET_ENV)
+    env.update(
+        {
+            "N8N_USER_FOLDER": str(user_folder),
+            "N8N_ENCRYPTION_KEY": encryption_key,
+            "N8N_PORT": str(port),
+            "N8N_RUNNERS_BROKER_PORT": str(broker_port),
+        }
+    )
+    return env
+
+
+class N8nProcess:
+    """One n8n started from ``launcher`` on ``user_folder`` (the parent of ``.n8n``).
+
+    Use as a context manager: the process is always stopped on exit, also when start fails.
+    """
+
+    runtime_name = "process"
+
+    def __init__(
+        self,
+        launcher: Path,
+        user_folder: Path,
+        encryption_key: str,
+        *,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.launcher = launcher
+        self.user_folder = user_folder
+        self.port = free_port()
+        self.env = instance_env(user_folder, encryption_key, self.port, free_port())
+        self.env.update(extra_env or {})
+        self._log_dir = tempfile.TemporaryDirectory(prefix="n8n-log-")
+        self.log_path = Path(self._log_dir.name) / "n8n.log"
+        self._process: subprocess.Popen[bytes] | None = None
+        self.ready_seconds: float | None = None
+
+    @property
+    def base_url(self) -> str:
+        """Root URL of the instance on loopback."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float) -> N8nProcess:
+        """Start n8n and wait until its REST API answers; raise N8nStartError otherwise."""
+        with open(self.log_path, "wb") as log:
+            self._process = subprocess.Popen(
+                [str(self.launcher), "start"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # so that stop() reaches the task runner too
+            )
+        self.ready_seconds = wait_until_ready(
+            self.base_url, timeout, self.is_running, self.log_tail
+        )
+        return self
+
+    def is_running(self) -> bool:
+        """Whether the n8n process is still alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def logs(self) -> str:
+        """Everything n8n printed so far."""
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        """The last lines of n8n's output, joined on one line, for error messages."""
+        tail = [line.strip() for line in self.logs().splitlines() if line.strip()][-lines:]
+        return " | ".join(tail) or "(n8n printed nothing)"
+
+    def run_cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run an n8n CLI command (``export:credentials`` ...) with this instance's environment."""
+        return subprocess.run(
+            [str(self.launcher), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def stop(self) -> None:
+        """Stop n8n and its children; kill them if they do not stop in time."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        # The task runner and other children may outlive the main process.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        """Stop the process and remove its log folder."""
+        self.stop()
+        self._log_dir.cleanup()
+
+    def __enter__(self) -> N8nProcess:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

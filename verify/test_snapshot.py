@@ -1,0 +1,119 @@
+"""The checks every snapshot gets, in the order an operator would run them by hand.
+
+Assertion messages name workflows and credentials by id and name only: never a secret value.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from backup.check import count_problems, credential_problems, database_problems, file_problems
+from backup.manifest import Manifest
+from backup.sources.sqlite import N8nDatabase
+from verify.cases import SnapshotCase, StoredKey
+from verify.fixtures import RestoredInstance
+from verify.n8n_side import (
+    credential_mismatches,
+    n8n_credential_digests,
+    served_workflow_digests,
+    usable_api_key,
+)
+from verify.report import SnapshotSummary
+
+MAX_LISTED = 10
+
+
+def _listing(problems: list[str]) -> str:
+    shown = problems[:MAX_LISTED]
+    more = len(problems) - len(shown)
+    return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
+
+
+def test_files(case: SnapshotCase, manifest: Manifest) -> None:
+    """Every file in the manifest is there with its sha256 and size; the database is sound."""
+    problems = file_problems(case.folder, manifest)
+    if not problems:
+        problems = database_problems(case.folder / manifest.database_file)
+    assert not problems, f"snapshot files: {_listing(problems)}"
+
+
+def test_counts(manifest: Manifest, snapshot_database: N8nDatabase) -> None:
+    """The manifest's counts agree with its lists and with the database copy."""
+    problems = count_problems(manifest, snapshot_database)
+    assert not problems, f"counts: {_listing(problems)}"
+
+
+def test_key(manifest: Manifest, stored_key: StoredKey, snapshot_database: N8nDatabase) -> None:
+    """The key store has the snapshot's key, and every credential decrypts with it in Python."""
+    if stored_key.problem:
+        pytest.fail(f"encryption key: {stored_key.problem}", pytrace=False)
+    assert stored_key.value is not None
+    problems = credential_problems(manifest, snapshot_database, stored_key.value)
+    assert not problems, f"credentials (independent decryption): {_listing(problems)}"
+
+
+def test_boot(restored: RestoredInstance, snapshot_database: N8nDatabase) -> None:
+    """n8n of the target version started on the restored copy, migrations included."""
+    assert restored.process.is_running(), "n8n stopped after it became ready"
+    before = snapshot_database.migrations()
+    after = restored.database.migrations()
+    assert after[: len(before)] == before, "n8n's migration history changed order on restore"
+
+
+def test_workflows_load(
+    restored: RestoredInstance, manifest: Manifest, summary: SnapshotSummary
+) -> None:
+    """The restored n8n serves every workflow of the manifest, unchanged."""
+    api_key = usable_api_key(restored.process.base_url, restored.database, manifest.key_fingerprint)
+    served = served_workflow_digests(
+        restored.process.base_url, api_key, [w.id for w in manifest.workflows]
+    )
+    summary.found_workflows = len(served)
+    problems = [
+        f"workflow {w.id} ({w.name!r}) "
+        + ("is not served" if w.id not in served else "has different nodes or connections")
+        for w in manifest.workflows
+        if served.get(w.id) != w.digest
+    ]
+    assert not problems, f"workflows: {_listing(problems)}"
+    assert len(served) == manifest.counts.workflows, (
+        f"n8n serves {len(served)} workflows, the manifest counts {manifest.counts.workflows}"
+    )
+
+
+def test_credentials_decrypt_in_n8n(
+    restored: RestoredInstance,
+    manifest: Manifest,
+    stored_key: StoredKey,
+    summary: SnapshotSummary,
+) -> None:
+    """n8n's own code decrypts every credential to the data that was backed up."""
+    assert stored_key.value is not None
+    digests = n8n_credential_digests(restored.process, stored_key.value, manifest.key_fingerprint)
+    summary.found_credentials = len(digests)
+    problems = credential_mismatches(manifest, digests)
+    assert not problems, f"credentials in n8n: {_listing(problems)}"
+    assert len(digests) == manifest.counts.credentials, (
+        f"n8n decrypts {len(digests)} credentials, the manifest counts "
+        f"{manifest.counts.credentials}"
+    )
+
+
+def test_nothing_fires(restored: RestoredInstance, case: SnapshotCase, manifest: Manifest) -> None:
+    """No workflow is active and no execution starts on the restored instance.
+
+    Workflows that were active in the snapshot are listed in the report's summary.
+    """
+    remaining = restored.ready_at + case.quiet_seconds - time.monotonic()
+    if remaining > 0:
+        time.sleep(remaining)
+    active = restored.database.active_workflow_ids()
+    executions = restored.database.count("execution_entity")
+    assert not active, (
+        f"{len(active)} workflow(s) are active on the restored instance: {active[:10]}"
+    )
+    assert executions == manifest.counts.executions, (
+        f"{executions - manifest.counts.executions} execution(s) started on the restored instance"
+    )
