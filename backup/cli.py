@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     rt_install.add_argument("--quiet", action="store_true", help="hide npm's output")
     rt_install.set_defaults(handler=cmd_runtime_install)
 
+    from verify.demo import add_demo_command  # the demo drives the verify suite
+
+    add_demo_command(commands)
     return parser
 
 

@@ -72,7 +72,9 @@ class Manifest:
 
     def to_json(self) -> str:
         """Serialise as indented JSON (stable key order, for diffs and auditors)."""
-        return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
+        body = asdict(self)
+        header = {"format": body.pop("format"), "format_version": body.pop("format_version")}
+        return json.dumps({**header, **body}, indent=2, ensure_ascii=False) + "\n"
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Manifest:

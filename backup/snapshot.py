@@ -12,7 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from backup.atomic import fsync_dir, fsync_file, make_private_dir, write_bytes_atomic
+from backup.atomic import (
+    PRIVATE_FILE_MODE,
+    fsync_dir,
+    fsync_file,
+    make_private_dir,
+    write_bytes_atomic,
+)
 from backup.cipher import CredentialDecryptError, decrypt_credential_data
 from backup.digests import credential_digest, key_fingerprint, sha256_file, workflow_digest
 from backup.errors import ApiError, InputError, KeyStoreError, SqliteBackupError
@@ -102,6 +108,7 @@ def _fill_staging(
     exported = {str(item["id"]): item for item in request.api.iter_workflows()}
     database_path = staging / DATABASE_NAME
     online_copy(request.n8n_folder.database, database_path)
+    database_path.chmod(PRIVATE_FILE_MODE)
     problems = integrity_problems(database_path)
     if problems:
         raise SqliteBackupError(f"the database copy fails integrity_check: {problems[0]}")
@@ -178,7 +185,7 @@ def _archive_custom_nodes(folder: N8nFolder, archive: Path) -> None:
     with tarfile.open(temporary, "w:gz") as tar:
         for source in sources:
             tar.add(source, arcname=source.name)
-    temporary.chmod(0o600)
+    temporary.chmod(PRIVATE_FILE_MODE)
     fsync_file(temporary)
     temporary.rename(archive)
 

@@ -73,3 +73,50 @@ class PublicApi:
     def close(self) -> None:
         """Close the connection pool."""
         self.client.close()
+
+
+def sample_workflow(name: str, *, message: str = "hello") -> dict[str, Any]:
+    """A small manual-trigger workflow with a Set node; nothing in it runs by itself."""
+    return {
+        "name": name,
+        "nodes": [
+            {
+                "id": "a1b2c3d4-0000-4000-8000-000000000001",
+                "name": "When clicking 'Execute workflow'",
+                "type": "n8n-nodes-base.manualTrigger",
+                "typeVersion": 1,
+                "position": [0, 0],
+                "parameters": {},
+            },
+            {
+                "id": "a1b2c3d4-0000-4000-8000-000000000002",
+                "name": "Set message",
+                "type": "n8n-nodes-base.set",
+                "typeVersion": 3.4,
+                "position": [220, 0],
+                "parameters": {
+                    "assignments": {
+                        "assignments": [
+                            {"id": "m1", "name": "message", "value": message, "type": "string"}
+                        ]
+                    },
+                    "options": {},
+                },
+            },
+        ],
+        "connections": {
+            "When clicking 'Execute workflow'": {
+                "main": [[{"node": "Set message", "type": "main", "index": 0}]]
+            }
+        },
+        "settings": {"executionOrder": "v1"},
+    }
+
+
+def sample_credentials(marker: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """Credentials of three types as (name, type, data); ``marker`` makes each secret unique."""
+    return [
+        ("Basic auth ✓", "httpBasicAuth", {"user": "demo", "password": f"basic-{marker}"}),
+        ("Header token", "httpHeaderAuth", {"name": "X-Token", "value": f"header-{marker}"}),
+        ("Query key", "httpQueryAuth", {"name": "api_key", "value": f"query-{marker}"}),
+    ]

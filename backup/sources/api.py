@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -12,6 +15,7 @@ from backup.errors import ApiError
 
 PAGE_LIMIT = 250  # the public API's maximum page size
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+_SENTRY_META = re.compile(r'name="n8n:config:sentry" content="([A-Za-z0-9+/=]+)"')
 
 
 def normalise_base_url(url: str) -> str:
@@ -82,12 +86,26 @@ class N8nApi:
             ) from None
 
     def version(self) -> str:
-        """The n8n version the instance reports (``versionCli`` of ``/rest/settings``)."""
+        """The n8n version the instance runs.
+
+        ``/rest/settings`` names it only for a signed-in user on recent n8n; the editor page
+        carries it in the release of its ``n8n:config:sentry`` meta tag.
+        """
         body = self._get("/rest/settings")
         version = body.get("data", {}).get("versionCli") if isinstance(body, dict) else None
-        if not isinstance(version, str):
-            raise ApiError(f"{self.base_url}/rest/settings does not report an n8n version")
-        return version
+        if isinstance(version, str):
+            return version
+        with _map_transport_errors(self.base_url):
+            page = self._client.get("/", headers={"Accept": "text/html"}).text
+        match = _SENTRY_META.search(page)
+        if match:
+            try:
+                release = json.loads(base64.b64decode(match.group(1))).get("release", "")
+            except ValueError:
+                release = ""
+            if isinstance(release, str) and release.startswith("n8n@"):
+                return release[len("n8n@") :]
+        raise ApiError(f"{self.base_url} does not say which n8n version it runs")
 
     def iter_workflows(self) -> Iterator[dict[str, Any]]:
         """Every workflow the list endpoint returns, following ``nextCursor`` to the end."""

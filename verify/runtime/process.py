@@ -46,9 +46,13 @@ def free_port() -> int:
 
 
 def instance_env(
-    user_folder: Path, encryption_key: str, port: int, broker_port: int
+    user_folder: Path, encryption_key: str | None, port: int, broker_port: int
 ) -> dict[str, str]:
-    """The environment an instance runs with: its own folder, key and ports, nothing inherited."""
+    """The environment an instance runs with: its own folder, key and ports, nothing inherited.
+
+    Without ``encryption_key`` n8n makes a key of its own and keeps it in its config file, as a
+    fresh production instance does.
+    """
     env = {
         name: value
         for name, value in os.environ.items()
@@ -58,11 +62,12 @@ def instance_env(
     env.update(
         {
             "N8N_USER_FOLDER": str(user_folder),
-            "N8N_ENCRYPTION_KEY": encryption_key,
             "N8N_PORT": str(port),
             "N8N_RUNNERS_BROKER_PORT": str(broker_port),
         }
     )
+    if encryption_key is not None:
+        env["N8N_ENCRYPTION_KEY"] = encryption_key
     return env
 
 
@@ -78,7 +83,7 @@ class N8nProcess:
         self,
         launcher: Path,
         user_folder: Path,
-        encryption_key: str,
+        encryption_key: str | None,
         *,
         extra_env: dict[str, str] | None = None,
     ) -> None:
