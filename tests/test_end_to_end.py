@@ -1,0 +1,288 @@
+"""The whole loop on real n8n 2.x: seed, snapshot under write load, verify, and break it.
+
+The verify suite runs through pytester in a subprocess, exactly as an operator runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from backup.manifest import MANIFEST_NAME, Counts, Manifest, find_snapshots
+from backup.snapshot import CUSTOM_NODES_ARCHIVE
+from tests.conftest import (
+    HOSTILE_NAMES,
+    ROOT,
+    Canary,
+    SourceInstance,
+    arm_canary,
+    disarm_canary,
+    run_snapshot_cli,
+    seed,
+    start_source,
+)
+from verify.bootstrap import PublicApi, sample_workflow
+
+VERIFY_TESTS = 7
+GENERATED_WORKFLOWS = 130
+
+
+@dataclass(frozen=True)
+class TakenSnapshot:
+    path: Path
+    key_store: Path
+    writes_during_snapshot: int
+
+
+@pytest.fixture(scope="session")
+def source(
+    launcher: Path, canary: Canary, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SourceInstance]:
+    instance = start_source(launcher, tmp_path_factory.mktemp("source"))
+    try:
+        seed(instance, corpus=True, generated=GENERATED_WORKFLOWS)
+        custom = instance.n8n_folder / "custom"
+        custom.mkdir()
+        (custom / "package.json").write_text('{"name": "my-custom-nodes"}')
+        arm_canary(instance, canary)
+        yield instance
+    finally:
+        instance.api.close()
+        instance.process.close()
+
+
+@pytest.fixture(scope="session")
+def taken(source: SourceInstance, tmp_path_factory: pytest.TempPathFactory) -> TakenSnapshot:
+    """A snapshot taken while another client keeps creating workflows."""
+    base = tmp_path_factory.mktemp("backups")
+    stop = threading.Event()
+    written: list[str] = []
+    writer_api = PublicApi(source.process.base_url, source.api_key)
+
+    def keep_writing() -> None:
+        while not stop.is_set():
+            created = writer_api.create_workflow(
+                sample_workflow(f"Written during snapshot {len(written)}")
+            )
+            written.append(str(created["id"]))
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        while len(written) < 3:
+            time.sleep(0.05)
+        before = len(written)
+        path = run_snapshot_cli(source, base / "snapshots", base / "keys")
+        during = len(written) - before
+    finally:
+        stop.set()
+        writer.join()
+        writer_api.client.close()
+    disarm_canary(source)
+    return TakenSnapshot(path, base / "keys", during)
+
+
+@dataclass(frozen=True)
+class VerifyRun:
+    result: pytest.RunResult
+    report: Path
+    failures: dict[str, str]  # test name -> failure or error message, from the JUnit XML
+
+
+def run_verify(
+    pytester: pytest.Pytester, snapshots: Path, key_store: Path, *extra: str
+) -> VerifyRun:
+    """Run ``pytest verify`` as an operator does; read its default HTML and JUnit reports."""
+    result = pytester.runpytest_subprocess(
+        str(ROOT / "verify"),
+        "--snapshots",
+        str(snapshots),
+        "--key-store",
+        str(key_store),
+        "--durations=5",
+        *extra,
+        timeout=900,
+    )
+    report_line = next(line for line in result.outlines if "Generated html report" in line)
+    report = Path(report_line.split("file://", 1)[1].strip(" -"))
+    failures: dict[str, str] = {}
+    for case in ET.parse(report.with_suffix(".xml")).iter("testcase"):
+        for problem in [*case.iter("failure"), *case.iter("error")]:
+            failures[case.attrib["name"]] = problem.attrib.get("message", "")
+    return VerifyRun(result, report, failures)
+
+
+def test_snapshot_holds_everything_and_no_key(taken: TakenSnapshot, source: SourceInstance) -> None:
+    manifest = Manifest.load(taken.path)
+    assert taken.writes_during_snapshot > 0, "the writer did not overlap the snapshot"
+    assert manifest.counts.workflows == len(manifest.workflows) > 250
+    assert manifest.source_n8n_version == "2.40.7"
+    names = {w.name for w in manifest.workflows}
+    assert {name.strip() for name in HOSTILE_NAMES} <= {name.strip() for name in names}
+    assert len({c.type for c in manifest.credentials}) >= 3
+    assert [w.name for w in manifest.workflows if w.active] == ["Canary every 5 s"]
+    exports = sorted(
+        p.relative_to(taken.path).as_posix() for p in (taken.path / "workflows").iterdir()
+    )
+    assert exports == sorted(w.export_file for w in manifest.workflows if w.export_file)
+    assert all(w.export_file for w in manifest.workflows)
+    listed = {f.path for f in manifest.files}
+    assert {"database.sqlite", CUSTOM_NODES_ARCHIVE} <= listed
+    assert stat.S_IMODE(taken.path.stat().st_mode) == 0o700
+    for path in taken.path.rglob("*"):
+        expected = 0o700 if path.is_dir() else 0o600
+        assert stat.S_IMODE(path.stat().st_mode) == expected, path
+        if path.is_dir():
+            continue
+        content = path.read_bytes()
+        assert source.encryption_key.encode() not in content, f"the encryption key is in {path}"
+        if path.name != "database.sqlite":
+            assert source.api_key.encode() not in content, f"the API key is in {path}"
+    assert stat.S_IMODE(taken.key_store.stat().st_mode) == 0o700
+    assert [p.name for p in taken.key_store.iterdir()] == [f"{manifest.key_fingerprint}.key"]
+
+
+def test_verify_passes_nothing_fires_and_report_keeps_secrets(
+    pytester: pytest.Pytester, taken: TakenSnapshot, source: SourceInstance, canary: Canary
+) -> None:
+    hits_before = canary.hits
+    run = run_verify(pytester, taken.path.parent, taken.key_store)
+    assert run.failures == {}
+    run.result.assert_outcomes(passed=VERIFY_TESTS)
+    assert canary.hits == hits_before, "a restored workflow reached the canary"
+    report = run.report
+    assert report.parent == ROOT / "reports"
+    text = report.read_text(encoding="utf-8")
+    manifest = Manifest.load(taken.path)
+    assert manifest.snapshot_id in text and "snapshot-summary" in text
+    assert "Canary every 5 s" in text  # listed as active in the snapshot, not activated
+    for secret in [*source.seeded_secrets, source.encryption_key, source.api_key]:
+        assert secret not in text, "a secret reached the HTML report"
+        assert secret not in report.with_suffix(".xml").read_text(encoding="utf-8")
+
+
+def copy_variant(taken: TakenSnapshot, root: Path, name: str) -> Path:
+    target = root / name
+    shutil.copytree(taken.path, target)
+    return target
+
+
+def rewrite_manifest(folder: Path, **changes: object) -> None:
+    manifest = replace(Manifest.load(folder), **changes)  # type: ignore[arg-type]
+    (folder / MANIFEST_NAME).write_text(manifest.to_json())
+
+
+def test_verify_names_each_kind_of_damage(
+    pytester: pytest.Pytester, taken: TakenSnapshot, tmp_path: Path
+) -> None:
+    root = tmp_path / "damaged"
+    root.mkdir()
+    flipped = copy_variant(taken, root, "flipped-byte") / "database.sqlite"
+    raw = bytearray(flipped.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    flipped.write_bytes(bytes(raw))
+    truncated = copy_variant(taken, root, "truncated-db") / "database.sqlite"
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 3])
+    deleted = copy_variant(taken, root, "deleted-workflow-file")
+    victim = sorted((deleted / "workflows").iterdir())[0]
+    victim.unlink()
+    lying = copy_variant(taken, root, "lying-count")
+    real = Manifest.load(lying).counts
+    rewrite_manifest(lying, counts=Counts(real.workflows + 5, real.credentials, real.executions))
+    missing_key = copy_variant(taken, root, "missing-key")
+    rewrite_manifest(missing_key, key_fingerprint="0" * 32)
+
+    run = run_verify(pytester, root, taken.key_store, "--quiet-seconds", "2")
+    failures = run.failures
+    assert run.result.ret == 1
+    relative_victim = victim.relative_to(deleted).as_posix()
+    expected = {
+        "test_files[flipped-byte]": "database.sqlite does not match its sha256",
+        "test_boot[flipped-byte]": "not booted, the database copy is damaged",
+        "test_files[truncated-db]": "database.sqlite has",
+        "test_boot[truncated-db]": "not booted, the database copy is damaged",
+        "test_files[deleted-workflow-file]": f"{relative_victim} is missing",
+        "test_counts[lying-count]": "the manifest counts",
+        "test_workflows_load[lying-count]": "n8n serves",
+        "test_key[missing-key]": f"encryption key {'0' * 32} is not in the key store",
+        "test_boot[missing-key]": f"not booted: encryption key {'0' * 32} is not in the key store",
+    }
+    for test, message in expected.items():
+        assert message in failures.get(test, ""), f"{test}: {failures.get(test)!r}"
+    assert "truncated" in failures["test_files[truncated-db]"]
+    passed_elsewhere = {
+        "test_boot[deleted-workflow-file]",
+        "test_workflows_load[deleted-workflow-file]",
+        "test_credentials_decrypt_in_n8n[lying-count]",
+        "test_key[flipped-byte]",
+    }
+    assert not passed_elsewhere & failures.keys(), (
+        "a check failed that has nothing to do with the damage"
+    )
+
+
+def test_verify_wrong_key_on_2x_names_the_key(
+    pytester: pytest.Pytester, taken: TakenSnapshot, tmp_path: Path
+) -> None:
+    manifest = Manifest.load(taken.path)
+    wrong_store = tmp_path / "wrong-keys"
+    wrong_store.mkdir(mode=0o700)
+    entry = wrong_store / f"{manifest.key_fingerprint}.key"
+    entry.write_text("this-is-not-the-right-key-0123456789\n")
+    entry.chmod(0o600)
+    run = run_verify(pytester, taken.path, wrong_store, "--quiet-seconds", "2")
+    failures = run.failures
+    case = taken.path.name
+    assert (
+        f"does not hold encryption key {manifest.key_fingerprint}" in failures[f"test_key[{case}]"]
+    )
+    boot = failures[f"test_boot[{case}]"]
+    assert "n8n 2.40.7 refused to start" in boot and "encryption key" in boot, boot
+    run.result.assert_outcomes(passed=2, failed=1, errors=4)
+
+
+def test_interrupted_snapshot_leaves_no_snapshot(source: SourceInstance, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    key_file = tmp_path / "api-key"
+    key_file.write_text(source.api_key)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "backup",
+            "snapshot",
+            "--n8n-folder",
+            str(source.n8n_folder),
+            "--api-url",
+            source.process.base_url,
+            "--api-key-file",
+            str(key_file),
+            "--out",
+            str(out),
+            "--key-store",
+            str(tmp_path / "keys"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not (out.is_dir() and any(out.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert [p.name.startswith(".incomplete-") for p in out.iterdir()] == [True]
+    assert find_snapshots(out) == []
+    assert not (tmp_path / "keys").exists()
