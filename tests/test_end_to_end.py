@@ -5,7 +5,6 @@ The verify suite runs through pytester in a subprocess, exactly as an operator r
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -14,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,6 +32,7 @@ from tests.conftest import (
     seed,
     start_source,
 )
+from tests.verify_runner import run_verify
 from verify.bootstrap import PublicApi, sample_workflow
 
 VERIFY_TESTS = 7
@@ -93,36 +92,6 @@ def taken(source: SourceInstance, tmp_path_factory: pytest.TempPathFactory) -> T
         writer_api.client.close()
     disarm_canary(source)
     return TakenSnapshot(path, base / "keys", during)
-
-
-@dataclass(frozen=True)
-class VerifyRun:
-    result: pytest.RunResult
-    report: Path
-    failures: dict[str, str]  # test name -> failure or error message, from the JUnit XML
-
-
-def run_verify(
-    pytester: pytest.Pytester, snapshots: Path, key_store: Path, *extra: str
-) -> VerifyRun:
-    """Run ``pytest verify`` as an operator does; read its default HTML and JUnit reports."""
-    result = pytester.runpytest_subprocess(
-        str(ROOT / "verify"),
-        "--snapshots",
-        str(snapshots),
-        "--key-store",
-        str(key_store),
-        "--durations=5",
-        *extra,
-        timeout=900,
-    )
-    report_line = next(line for line in result.outlines if "Generated html report" in line)
-    report = Path(report_line.split("file://", 1)[1].strip(" -"))
-    failures: dict[str, str] = {}
-    for case in ET.parse(report.with_suffix(".xml")).iter("testcase"):
-        for problem in [*case.iter("failure"), *case.iter("error")]:
-            failures[case.attrib["name"]] = problem.attrib.get("message", "")
-    return VerifyRun(result, report, failures)
 
 
 def test_snapshot_holds_everything_and_no_key(taken: TakenSnapshot, source: SourceInstance) -> None:

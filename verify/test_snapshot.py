@@ -6,6 +6,8 @@ Assertion messages name workflows and credentials by id and name only: never a s
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -15,6 +17,7 @@ from backup.sources.sqlite import N8nDatabase
 from verify.cases import SnapshotCase, StoredKey
 from verify.fixtures import RestoredInstance
 from verify.n8n_side import (
+    N8nCheckError,
     credential_mismatches,
     n8n_credential_digests,
     served_workflow_digests,
@@ -23,6 +26,15 @@ from verify.n8n_side import (
 from verify.report import SnapshotSummary
 
 MAX_LISTED = 10
+
+
+@contextmanager
+def failing_plainly() -> Iterator[None]:
+    """Report what n8n said as the failure message, without a traceback of our helpers."""
+    try:
+        yield
+    except N8nCheckError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 def _listing(problems: list[str]) -> str:
@@ -66,10 +78,13 @@ def test_workflows_load(
     restored: RestoredInstance, manifest: Manifest, summary: SnapshotSummary
 ) -> None:
     """The restored n8n serves every workflow of the manifest, unchanged."""
-    api_key = usable_api_key(restored.process.base_url, restored.database, manifest.key_fingerprint)
-    served = served_workflow_digests(
-        restored.process.base_url, api_key, [w.id for w in manifest.workflows]
-    )
+    with failing_plainly():
+        api_key = usable_api_key(
+            restored.process.base_url, restored.database, manifest.key_fingerprint
+        )
+        served = served_workflow_digests(
+            restored.process.base_url, api_key, [w.id for w in manifest.workflows]
+        )
     summary.found_workflows = len(served)
     problems = [
         f"workflow {w.id} ({w.name!r}) "
@@ -91,7 +106,10 @@ def test_credentials_decrypt_in_n8n(
 ) -> None:
     """n8n's own code decrypts every credential to the data that was backed up."""
     assert stored_key.value is not None
-    digests = n8n_credential_digests(restored.process, stored_key.value, manifest.key_fingerprint)
+    with failing_plainly():
+        digests = n8n_credential_digests(
+            restored.process, stored_key.value, manifest.key_fingerprint
+        )
     summary.found_credentials = len(digests)
     problems = credential_mismatches(manifest, digests)
     assert not problems, f"credentials in n8n: {_listing(problems)}"

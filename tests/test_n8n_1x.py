@@ -1,0 +1,70 @@
+"""n8n 1.x: a restore with the wrong key starts and serves the UI while every credential is dead.
+
+The verify suite must fail it, naming the key, as it does on 2.x where n8n refuses to start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backup import runtime
+from backup.manifest import Manifest
+from tests.conftest import SourceInstance, run_snapshot_cli, seed, start_source
+from tests.verify_runner import run_verify
+
+N8N_1X = "1.123.81"
+
+
+@pytest.fixture(scope="module")
+def snapshot_1x(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Path, Path, SourceInstance]]:
+    launcher = runtime.install(N8N_1X, log=False)
+    source = start_source(launcher, tmp_path_factory.mktemp("source-1x"))
+    try:
+        seed(source, corpus=False, generated=5)
+        base = tmp_path_factory.mktemp("backups-1x")
+        path = run_snapshot_cli(source, base / "snapshots", base / "keys")
+        yield path, base / "keys", source
+    finally:
+        source.api.close()
+        source.process.close()
+
+
+def test_1x_snapshot_verifies_with_its_key(
+    pytester: pytest.Pytester, snapshot_1x: tuple[Path, Path, SourceInstance]
+) -> None:
+    path, keys, _ = snapshot_1x
+    assert Manifest.load(path).source_n8n_version == N8N_1X
+    run = run_verify(pytester, path, keys, "--quiet-seconds", "3")
+    assert run.failures == {}
+    run.result.assert_outcomes(passed=7)
+
+
+def test_1x_wrong_key_starts_but_fails_naming_the_key(
+    pytester: pytest.Pytester, snapshot_1x: tuple[Path, Path, SourceInstance], tmp_path: Path
+) -> None:
+    path, _, source = snapshot_1x
+    fingerprint = Manifest.load(path).key_fingerprint
+    wrong_store = tmp_path / "wrong-keys"
+    wrong_store.mkdir(mode=0o700)
+    wrong_key = "wrong-1x-key-0123456789abcdef"
+    entry = wrong_store / f"{fingerprint}.key"
+    entry.write_text(wrong_key + "\n")
+    entry.chmod(0o600)
+    run = run_verify(pytester, path, wrong_store, "--quiet-seconds", "3")
+    case = path.name
+    assert "test_boot[" + case + "]" not in run.failures, "n8n 1.x is expected to start"
+    assert f"does not hold encryption key {fingerprint}" in run.failures[f"test_key[{case}]"]
+    credentials = run.failures[f"test_credentials_decrypt_in_n8n[{case}]"]
+    assert (
+        f"cannot decrypt the restored credentials with encryption key {fingerprint}" in credentials
+    )
+    workflows = run.failures[f"test_workflows_load[{case}]"]
+    assert "refuses every API key" in workflows and fingerprint in workflows
+    text = run.report.read_text(encoding="utf-8")
+    for secret in [wrong_key, source.encryption_key, *source.seeded_secrets]:
+        assert secret not in text, "a key or secret reached the HTML report"

@@ -1,0 +1,41 @@
+"""Running the verify suite as an operator does, from this project's tests."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+@dataclass(frozen=True)
+class VerifyRun:
+    result: pytest.RunResult
+    report: Path
+    failures: dict[str, str]  # test name -> failure or error message, from the JUnit XML
+
+
+def run_verify(
+    pytester: pytest.Pytester, snapshots: Path, key_store: Path, *extra: str
+) -> VerifyRun:
+    """Run ``pytest verify`` as an operator does; read its default HTML and JUnit reports."""
+    result = pytester.runpytest_subprocess(
+        str(ROOT / "verify"),
+        "--snapshots",
+        str(snapshots),
+        "--key-store",
+        str(key_store),
+        "--durations=5",
+        *extra,
+        timeout=900,
+    )
+    report_line = next(line for line in result.outlines if "Generated html report" in line)
+    report = Path(report_line.split("file://", 1)[1].strip(" -"))
+    failures: dict[str, str] = {}
+    for case in ET.parse(report.with_suffix(".xml")).iter("testcase"):
+        for problem in [*case.iter("failure"), *case.iter("error")]:
+            failures[case.attrib["name"]] = problem.attrib.get("message", "")
+    return VerifyRun(result, report, failures)
