@@ -77,6 +77,10 @@ def install(version: str = DEFAULT_N8N_VERSION, log: bool = True) -> Path:
     staging.mkdir()
     try:
         _build(staging, version, log)
+        finished_meanwhile = installed_launcher(version)  # by a concurrent install
+        if finished_meanwhile:
+            shutil.rmtree(staging, ignore_errors=True)
+            return finished_meanwhile
         shutil.rmtree(final, ignore_errors=True)  # an incomplete leftover without the marker
         staging.rename(final)
         # Paths inside the launcher name the final folder, so it is written after the rename.

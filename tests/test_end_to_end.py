@@ -32,7 +32,7 @@ from tests.conftest import (
     seed,
     start_source,
 )
-from tests.verify_runner import run_verify
+from tests.verify_runner import report_with_attachments, run_verify
 from verify.bootstrap import PublicApi, sample_workflow
 
 VERIFY_TESTS = 7
@@ -134,7 +134,7 @@ def test_verify_passes_nothing_fires_and_report_keeps_secrets(
     assert canary.hits == hits_before, "a restored workflow reached the canary"
     report = run.report
     assert report.parent == ROOT / "reports"
-    text = report.read_text(encoding="utf-8")
+    text = report_with_attachments(report)
     manifest = Manifest.load(taken.path)
     assert manifest.snapshot_id in text and "snapshot-summary" in text
     assert "Canary every 5 s" in text  # listed as active in the snapshot, not activated
@@ -204,7 +204,7 @@ def test_verify_names_each_kind_of_damage(
 
 
 def test_verify_wrong_key_on_2x_names_the_key(
-    pytester: pytest.Pytester, taken: TakenSnapshot, tmp_path: Path
+    pytester: pytest.Pytester, taken: TakenSnapshot, source: SourceInstance, tmp_path: Path
 ) -> None:
     manifest = Manifest.load(taken.path)
     wrong_store = tmp_path / "wrong-keys"
@@ -221,6 +221,9 @@ def test_verify_wrong_key_on_2x_names_the_key(
     boot = failures[f"test_boot[{case}]"]
     assert "n8n 2.40.7 refused to start" in boot and "encryption key" in boot, boot
     run.result.assert_outcomes(passed=2, failed=1, errors=4)
+    text = report_with_attachments(run.report)
+    assert "cannot be read with this instance encryption key" in text  # n8n's log, attached
+    assert "this-is-not-the-right-key" not in text and source.encryption_key not in text
 
 
 def test_interrupted_snapshot_leaves_no_snapshot(source: SourceInstance, tmp_path: Path) -> None:
@@ -254,4 +257,39 @@ def test_interrupted_snapshot_leaves_no_snapshot(source: SourceInstance, tmp_pat
     process.wait()
     assert [p.name.startswith(".incomplete-") for p in out.iterdir()] == [True]
     assert find_snapshots(out) == []
+    assert not (tmp_path / "keys").exists()
+
+
+def test_snapshot_with_a_refused_api_key_is_one_line(
+    source: SourceInstance, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "bad-key"
+    key_file.write_text("not-an-api-key")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "backup",
+            "snapshot",
+            "--n8n-folder",
+            str(source.n8n_folder),
+            "--api-url",
+            source.process.base_url,
+            "--api-key-file",
+            str(key_file),
+            "--out",
+            str(tmp_path / "out"),
+            "--key-store",
+            str(tmp_path / "keys"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"n8n-backup: error: n8n at {source.process.base_url} refused the API key (401): give a "
+        "valid key with --api-key-file or N8N_API_KEY"
+    ]
     assert not (tmp_path / "keys").exists()

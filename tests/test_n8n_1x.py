@@ -13,7 +13,7 @@ import pytest
 from backup import runtime
 from backup.manifest import Manifest
 from tests.conftest import SourceInstance, run_snapshot_cli, seed, start_source
-from tests.verify_runner import run_verify
+from tests.verify_runner import report_with_attachments, run_verify
 
 N8N_1X = "1.123.81"
 
@@ -65,6 +65,7 @@ def test_1x_wrong_key_starts_but_fails_naming_the_key(
     )
     workflows = run.failures[f"test_workflows_load[{case}]"]
     assert "refuses every API key" in workflows and fingerprint in workflows
-    text = run.report.read_text(encoding="utf-8")
+    text = report_with_attachments(run.report)
+    assert "Version: 1.123.81" in text  # n8n's log is attached to the failures
     for secret in [wrong_key, source.encryption_key, *source.seeded_secrets]:
         assert secret not in text, "a key or secret reached the HTML report"

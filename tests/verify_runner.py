@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,3 +41,15 @@ def run_verify(
         for problem in [*case.iter("failure"), *case.iter("error")]:
             failures[case.attrib["name"]] = problem.attrib.get("message", "")
     return VerifyRun(result, report, failures)
+
+
+_DATA_URI = re.compile(r"data:[a-z]+/[a-z+-]+;(?:charset=utf-8;)?base64,([A-Za-z0-9+/=]+)")
+
+
+def report_with_attachments(report: Path) -> str:
+    """The HTML report's text followed by every attachment it embeds (n8n logs are base64)."""
+    text = report.read_text(encoding="utf-8")
+    decoded = [
+        base64.b64decode(blob).decode("utf-8", errors="replace") for blob in _DATA_URI.findall(text)
+    ]
+    return "\n".join([text, *decoded])

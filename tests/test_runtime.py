@@ -1,0 +1,42 @@
+"""n8n runtimes from the npm registry: idempotent, self-contained, and never half-installed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from backup import runtime
+from backup.errors import RuntimeInstallError
+
+
+def test_installed_runtime_runs_with_its_own_node(launcher: Path) -> None:
+    """The launcher works with only the system's (older) Node.js on PATH."""
+    result = subprocess.run(
+        [str(launcher), "--version"],
+        env={"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == runtime.DEFAULT_N8N_VERSION
+
+
+def test_second_install_takes_seconds(launcher: Path) -> None:
+    started = time.monotonic()
+    assert runtime.install(runtime.DEFAULT_N8N_VERSION, log=False) == launcher
+    assert time.monotonic() - started < 5
+
+
+def test_failed_install_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A version the registry does not have fails cleanly, with no folder a later run trusts."""
+    monkeypatch.setenv(runtime.CACHE_ENV, str(tmp_path / "cache"))
+    with pytest.raises(RuntimeInstallError, match=r"npm install .*n8n@0\.0\.1 failed"):
+        runtime.install("0.0.1", log=False)
+    assert runtime.installed_launcher("0.0.1") is None
+    assert list((tmp_path / "cache" / "runtimes").iterdir()) == []
