@@ -19,7 +19,6 @@ class RestoredFolder:
     """A private temporary n8n user folder; ``n8n_folder`` is its ``.n8n``."""
 
     user_folder: Path
-    active_in_snapshot: int
     _tmp: tempfile.TemporaryDirectory[str]
 
     @property
@@ -52,5 +51,5 @@ def restore_to_temp(snapshot_dir: Path, manifest: Manifest, encryption_key: str)
     config = n8n_folder / CONFIG_NAME
     config.write_text(json.dumps({"encryptionKey": encryption_key}))
     config.chmod(PRIVATE_FILE_MODE)
-    active = deactivate_for_restore(database)
-    return RestoredFolder(user_folder=user_folder, active_in_snapshot=active, _tmp=tmp)
+    deactivate_for_restore(database)
+    return RestoredFolder(user_folder=user_folder, _tmp=tmp)
