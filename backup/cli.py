@@ -17,6 +17,7 @@ from backup.keystore import KeyStore
 from backup.n8n_folder import locate
 from backup.snapshot import SnapshotRequest, create_snapshot
 from backup.sources.api import N8nApi
+from backup.sources.container import inspect_n8n_container
 
 API_KEY_ENV = "N8N_API_KEY"
 EXIT_INTERRUPTED = 130
@@ -40,8 +41,25 @@ def read_api_key(api_key_file: Path | None) -> str:
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     """Take one snapshot and print its path as the last line."""
-    folder = locate(args.n8n_folder)
-    with N8nApi(args.api_url, read_api_key(args.api_key_file)) as api:
+    key_environ: dict[str, str] | None = None
+    api_url: str | None = args.api_url
+    if args.container:
+        if args.n8n_folder:
+            raise InputError("give --container or --n8n-folder, not both")
+        source = inspect_n8n_container(args.container)
+        folder, key_environ = source.folder, source.environment
+        api_url = api_url or source.api_url
+        if api_url is None:
+            raise InputError(
+                f"container {args.container} publishes no port for 5678: give --api-url"
+            )
+    elif args.n8n_folder:
+        folder = locate(args.n8n_folder)
+    else:
+        raise InputError("give --n8n-folder PATH, or --container NAME for n8n in Docker")
+    if api_url is None:
+        raise InputError("give --api-url, the address of n8n (e.g. http://localhost:5678)")
+    with N8nApi(api_url, read_api_key(args.api_key_file)) as api:
         path = create_snapshot(
             SnapshotRequest(
                 n8n_folder=folder,
@@ -49,9 +67,25 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
                 out_dir=args.out,
                 key_store=KeyStore(args.key_store),
                 table_prefix=args.table_prefix,
+                key_environ=key_environ,
             )
         )
     print(path)
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Restore a snapshot into an n8n container and print a summary."""
+    from backup.restore_container import restore_into_container
+
+    result = restore_into_container(
+        args.snapshot, args.container, force=args.force, api_url=args.api_url
+    )
+    print(
+        f"restored snapshot {result.snapshot_id} into {result.container}: "
+        f"{result.workflows} workflows load, {result.credentials} credentials decrypt; "
+        f"previous database kept at {result.rollback_copy}"
+    )
     return 0
 
 
@@ -71,8 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     snap = commands.add_parser("snapshot", help="take a snapshot of a running n8n")
-    snap.add_argument("--n8n-folder", type=Path, required=True, help=".n8n folder or its parent")
-    snap.add_argument("--api-url", required=True, help="n8n's address, e.g. http://localhost:5678")
+    snap.add_argument("--n8n-folder", type=Path, help=".n8n folder or its parent")
+    snap.add_argument("--container", help="name of a Docker container that runs n8n")
+    snap.add_argument(
+        "--api-url",
+        help="n8n's address, e.g. http://localhost:5678 (with --container: "
+        "the published port by default)",
+    )
     snap.add_argument("--api-key-file", type=Path, help=f"file with the API key (or {API_KEY_ENV})")
     snap.add_argument("--out", type=Path, required=True, help="folder that receives snapshots")
     snap.add_argument("--key-store", type=Path, required=True, help="folder for encryption keys")
@@ -80,6 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--table-prefix", default=os.environ.get("DB_TABLE_PREFIX", ""), help="DB_TABLE_PREFIX"
     )
     snap.set_defaults(handler=cmd_snapshot)
+
+    restore = commands.add_parser("restore", help="restore a snapshot into n8n in a container")
+    restore.add_argument("snapshot", type=Path, help="snapshot folder")
+    restore.add_argument("--container", required=True, help="name of the n8n container")
+    restore.add_argument("--api-url", help="n8n's address (default: the published port)")
+    restore.add_argument(
+        "--force", action="store_true", help="restore even while executions are running"
+    )
+    restore.set_defaults(handler=cmd_restore)
 
     rt = commands.add_parser("runtime", help="manage n8n runtimes from the npm registry")
     rt_commands = rt.add_subparsers(dest="runtime_command", required=True, metavar="ACTION")

@@ -7,7 +7,7 @@ import re
 import secrets
 import shutil
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,8 @@ class SnapshotRequest:
     out_dir: Path
     key_store: KeyStore
     table_prefix: str = ""
+    # Where N8N_ENCRYPTION_KEY is looked up: the container's environment, or ours when None.
+    key_environ: dict[str, str] | None = field(default=None, repr=False)
 
 
 def new_snapshot_id(now: datetime | None = None) -> str:
@@ -74,7 +76,7 @@ def safe_file_stem(workflow_id: str, name: str) -> str:
 
 def create_snapshot(request: SnapshotRequest) -> Path:
     """Take a snapshot and return its folder; nothing named like a snapshot exists until done."""
-    encryption_key = read_encryption_key(request.n8n_folder)
+    encryption_key = read_encryption_key(request.n8n_folder, request.key_environ)
     request.api.check_access()
     source_version = request.api.version()
     if request.out_dir.exists() and not request.out_dir.is_dir():

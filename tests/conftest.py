@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from docker.client import DockerClient
+from docker.errors import DockerException
 
 from backup import runtime
 from verify.bootstrap import (
@@ -152,18 +154,23 @@ def start_source(launcher: Path, folder: Path) -> SourceInstance:
     return SourceInstance(process, api_key, PublicApi(process.base_url, api_key))
 
 
-def seed(source: SourceInstance, *, corpus: bool, generated: int) -> None:
-    """Workflows (corpus, hostile names, generated) and credentials of three types."""
+def seed(api: PublicApi, *, corpus: bool, generated: int) -> list[str]:
+    """Workflows (corpus, hostile names, generated) and credentials of three types.
+
+    Returns the secret values written into the credentials.
+    """
+    seeded_secrets: list[str] = []
     workflows = corpus_workflows() if corpus else []
     workflows += [sample_workflow(name) for name in HOSTILE_NAMES]
     workflows += [sample_workflow(f"Generated {i:03d}", message=f"m{i}") for i in range(generated)]
     for workflow in workflows:
-        source.api.create_workflow(workflow)
+        api.create_workflow(workflow)
     for round_ in range(2):
         marker = f"seeded-{round_}-{secrets.token_hex(6)}"
         for name, type_, data in sample_credentials(marker):
-            source.api.create_credential(f"{name} {round_}", type_, data)
-            source.seeded_secrets.extend(str(v) for v in data.values() if marker in str(v))
+            api.create_credential(f"{name} {round_}", type_, data)
+            seeded_secrets.extend(str(v) for v in data.values() if marker in str(v))
+    return seeded_secrets
 
 
 def arm_canary(source: SourceInstance, canary: Canary) -> None:
@@ -181,35 +188,40 @@ def disarm_canary(source: SourceInstance) -> None:
     time.sleep(6)  # a run already scheduled may still land
 
 
-def run_snapshot_cli(source: SourceInstance, out: Path, keys: Path) -> Path:
-    """Run the real ``n8n-backup snapshot`` command; return the snapshot folder it prints."""
-    key_file = out.parent / f"api-key-{secrets.token_hex(3)}"
-    key_file.write_text(source.api_key)
-    key_file.chmod(0o600)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "backup",
-            "snapshot",
-            "--n8n-folder",
-            str(source.process.user_folder),
-            "--api-url",
-            source.process.base_url,
-            "--api-key-file",
-            str(key_file),
-            "--out",
-            str(out),
-            "--key-store",
-            str(keys),
-        ],
+def run_backup_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run the real ``n8n-backup`` command line in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "backup", *args],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
         check=False,
+    )
+
+
+def run_snapshot_cli(api_key: str, out: Path, keys: Path, *source: str) -> Path:
+    """``n8n-backup snapshot`` of ``source`` (--n8n-folder/--api-url or --container); returns
+    the snapshot folder it prints as its last line."""
+    key_file = out.parent / f"api-key-{secrets.token_hex(3)}"
+    key_file.write_text(api_key)
+    key_file.chmod(0o600)
+    result = run_backup_cli(
+        "snapshot",
+        *source,
+        "--api-key-file",
+        str(key_file),
+        "--out",
+        str(out),
+        "--key-store",
+        str(keys),
     )
     assert result.returncode == 0, result.stderr
     return Path(result.stdout.strip().splitlines()[-1])
+
+
+def process_source_args(source: SourceInstance) -> list[str]:
+    """Snapshot arguments for a local n8n process."""
+    return ["--n8n-folder", str(source.process.user_folder), "--api-url", source.process.base_url]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -231,3 +243,25 @@ def canary() -> Iterator[Canary]:
     server = Canary()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[DockerClient]:
+    """The local Docker engine; its absence fails the tests that need it (never a skip)."""
+    try:
+        client = DockerClient.from_env()
+        client.ping()
+    except DockerException as exc:
+        pytest.fail(
+            f"no Docker engine answers ({exc}): run scripts/docker-engine.sh", pytrace=False
+        )
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def n8n_image(docker_client: DockerClient) -> str:
+    """The locally built n8n image for the default version (built once, cached by Docker)."""
+    from tests.docker_support import build_image
+
+    return build_image()

@@ -28,10 +28,12 @@ from tests.conftest import (
     SourceInstance,
     arm_canary,
     disarm_canary,
+    process_source_args,
     run_snapshot_cli,
     seed,
     start_source,
 )
+from tests.docker_support import DOCKER_ARGS, PROCESS_ARGS
 from tests.verify_runner import report_with_attachments, run_verify
 from verify.bootstrap import PublicApi, sample_workflow
 
@@ -52,7 +54,7 @@ def source(
 ) -> Iterator[SourceInstance]:
     instance = start_source(launcher, tmp_path_factory.mktemp("source"))
     try:
-        seed(instance, corpus=True, generated=GENERATED_WORKFLOWS)
+        instance.seeded_secrets = seed(instance.api, corpus=True, generated=GENERATED_WORKFLOWS)
         custom = instance.n8n_folder / "custom"
         custom.mkdir()
         (custom / "package.json").write_text('{"name": "my-custom-nodes"}')
@@ -84,7 +86,9 @@ def taken(source: SourceInstance, tmp_path_factory: pytest.TempPathFactory) -> T
         while len(written) < 3:
             time.sleep(0.05)
         before = len(written)
-        path = run_snapshot_cli(source, base / "snapshots", base / "keys")
+        path = run_snapshot_cli(
+            source.api_key, base / "snapshots", base / "keys", *process_source_args(source)
+        )
         during = len(written) - before
     finally:
         stop.set()
@@ -128,7 +132,7 @@ def test_verify_passes_nothing_fires_and_report_keeps_secrets(
     pytester: pytest.Pytester, taken: TakenSnapshot, source: SourceInstance, canary: Canary
 ) -> None:
     hits_before = canary.hits
-    run = run_verify(pytester, taken.path.parent, taken.key_store)
+    run = run_verify(pytester, taken.path.parent, taken.key_store, *PROCESS_ARGS)
     assert run.failures == {}
     run.result.assert_outcomes(passed=VERIFY_TESTS)
     assert canary.hits == hits_before, "a restored workflow reached the canary"
@@ -154,9 +158,16 @@ def rewrite_manifest(folder: Path, **changes: object) -> None:
     (folder / MANIFEST_NAME).write_text(manifest.to_json())
 
 
+@pytest.mark.parametrize("runtime_args", [PROCESS_ARGS, DOCKER_ARGS], ids=["process", "docker"])
 def test_verify_names_each_kind_of_damage(
-    pytester: pytest.Pytester, taken: TakenSnapshot, tmp_path: Path
+    pytester: pytest.Pytester,
+    taken: TakenSnapshot,
+    tmp_path: Path,
+    runtime_args: tuple[str, ...],
+    request: pytest.FixtureRequest,
 ) -> None:
+    if "docker" in runtime_args:
+        request.getfixturevalue("n8n_image")
     root = tmp_path / "damaged"
     root.mkdir()
     flipped = copy_variant(taken, root, "flipped-byte") / "database.sqlite"
@@ -174,7 +185,7 @@ def test_verify_names_each_kind_of_damage(
     missing_key = copy_variant(taken, root, "missing-key")
     rewrite_manifest(missing_key, key_fingerprint="0" * 32)
 
-    run = run_verify(pytester, root, taken.key_store, "--quiet-seconds", "2")
+    run = run_verify(pytester, root, taken.key_store, "--quiet-seconds", "2", *runtime_args)
     failures = run.failures
     assert run.result.ret == 1
     relative_victim = victim.relative_to(deleted).as_posix()
@@ -212,7 +223,7 @@ def test_verify_wrong_key_on_2x_names_the_key(
     entry = wrong_store / f"{manifest.key_fingerprint}.key"
     entry.write_text("this-is-not-the-right-key-0123456789\n")
     entry.chmod(0o600)
-    run = run_verify(pytester, taken.path, wrong_store, "--quiet-seconds", "2")
+    run = run_verify(pytester, taken.path, wrong_store, "--quiet-seconds", "2", *PROCESS_ARGS)
     failures = run.failures
     case = taken.path.name
     assert (

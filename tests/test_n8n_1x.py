@@ -12,7 +12,14 @@ import pytest
 
 from backup import runtime
 from backup.manifest import Manifest
-from tests.conftest import SourceInstance, run_snapshot_cli, seed, start_source
+from tests.conftest import (
+    SourceInstance,
+    process_source_args,
+    run_snapshot_cli,
+    seed,
+    start_source,
+)
+from tests.docker_support import PROCESS_ARGS
 from tests.verify_runner import report_with_attachments, run_verify
 
 N8N_1X = "1.123.81"
@@ -25,9 +32,11 @@ def snapshot_1x(
     launcher = runtime.install(N8N_1X, log=False)
     source = start_source(launcher, tmp_path_factory.mktemp("source-1x"))
     try:
-        seed(source, corpus=False, generated=5)
+        source.seeded_secrets = seed(source.api, corpus=False, generated=5)
         base = tmp_path_factory.mktemp("backups-1x")
-        path = run_snapshot_cli(source, base / "snapshots", base / "keys")
+        path = run_snapshot_cli(
+            source.api_key, base / "snapshots", base / "keys", *process_source_args(source)
+        )
         yield path, base / "keys", source
     finally:
         source.api.close()
@@ -39,7 +48,7 @@ def test_1x_snapshot_verifies_with_its_key(
 ) -> None:
     path, keys, _ = snapshot_1x
     assert Manifest.load(path).source_n8n_version == N8N_1X
-    run = run_verify(pytester, path, keys, "--quiet-seconds", "3")
+    run = run_verify(pytester, path, keys, "--quiet-seconds", "3", *PROCESS_ARGS)
     assert run.failures == {}
     run.result.assert_outcomes(passed=7)
 
@@ -55,7 +64,7 @@ def test_1x_wrong_key_starts_but_fails_naming_the_key(
     entry = wrong_store / f"{fingerprint}.key"
     entry.write_text(wrong_key + "\n")
     entry.chmod(0o600)
-    run = run_verify(pytester, path, wrong_store, "--quiet-seconds", "3")
+    run = run_verify(pytester, path, wrong_store, "--quiet-seconds", "3", *PROCESS_ARGS)
     case = path.name
     assert "test_boot[" + case + "]" not in run.failures, "n8n 1.x is expected to start"
     assert f"does not hold encryption key {fingerprint}" in run.failures[f"test_key[{case}]"]

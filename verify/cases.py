@@ -11,7 +11,7 @@ from backup.errors import KeyStoreError
 from backup.keystore import KeyStore
 from backup.manifest import Manifest
 from verify.report import SnapshotSummary
-from verify.runtime.process import N8nProcess
+from verify.runtime.base import N8nInstance
 
 REDACTED = "[redacted]"
 
@@ -34,7 +34,10 @@ class SnapshotCase:
     requested_version: str | None
     boot_timeout: float
     quiet_seconds: float
-    instance: N8nProcess | None = field(default=None, repr=False)
+    runtime: str = "process"
+    image_template: str = ""
+    instance: N8nInstance | None = field(default=None, repr=False)
+    _last_log: str = field(default="", repr=False)
     _secrets: list[str] = field(default_factory=list, repr=False)
 
     @property
@@ -45,6 +48,10 @@ class SnapshotCase:
     def target_version(self, manifest: Manifest) -> str:
         """The n8n version to boot: the one asked for, else the snapshot's own."""
         return self.requested_version or manifest.source_n8n_version
+
+    def image(self, version: str) -> str:
+        """The container image for ``version`` (docker runtime)."""
+        return self.image_template.replace("{version}", version)
 
     def stored_key(self, fingerprint: str) -> StoredKey:
         """Look the snapshot's key up; keep a wrong key's value so n8n can show what it does."""
@@ -60,11 +67,21 @@ class SnapshotCase:
         self._secrets.append(value)
         return StoredKey(fingerprint, value)
 
+    def attach(self, instance: N8nInstance) -> None:
+        """Remember the instance being booted for this case, for its log."""
+        self.instance = instance
+        self._last_log = ""
+
+    def detach(self) -> None:
+        """Keep the instance's last log (a container's goes with it), then stop it."""
+        if self.instance is not None:
+            self._last_log = self.instance.logs()
+            self.instance.close()
+            self.instance = None
+
     def instance_log(self) -> str:
-        """The booted instance's log with any key value blanked out; empty if none ran."""
-        if self.instance is None:
-            return ""
-        text = self.instance.logs()
+        """The instance's log, or the last one's, with any key value blanked out."""
+        text = self.instance.logs() if self.instance is not None else self._last_log
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
         return text

@@ -74,8 +74,8 @@ def run_demo(work_dir: Path, version: str) -> int:
         str(snapshot),
         "--key-store",
         str(key_store),
-        "-p",
-        "no:cacheprovider",
+        "--runtime",
+        "process",  # the demo runs on the npm runtime it has just installed
     ]
     return subprocess.run(command, cwd=PROJECT_ROOT, check=False).returncode
 

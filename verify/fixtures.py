@@ -20,6 +20,8 @@ from backup.sources.sqlite import N8nDatabase
 from verify.cases import SUMMARIES_KEY, SnapshotCase, StoredKey
 from verify.report import SnapshotSummary
 from verify.restore import RestoredFolder, restore_to_temp
+from verify.runtime.base import N8nInstance
+from verify.runtime.docker import IsolatedNetwork, N8nContainer
 from verify.runtime.process import N8nProcess
 from verify.runtime.wait import N8nStartError
 
@@ -30,7 +32,7 @@ KEY_HINTS = ("encryption key", "encryptionkey", "deployment key")
 class RestoredInstance:
     """A fresh n8n running on a restored copy of a snapshot."""
 
-    process: N8nProcess
+    process: N8nInstance
     folder: RestoredFolder
     version: str
     ready_at: float
@@ -79,8 +81,41 @@ def snapshot_database(case: SnapshotCase, manifest: Manifest) -> N8nDatabase:
 
 
 @pytest.fixture(scope="session")
+def docker_network() -> Iterator[IsolatedNetwork]:
+    """One internal Docker network for the session's containers; swept and removed at the end."""
+    network = IsolatedNetwork()
+    yield network
+    network.close()
+
+
+def _new_instance(
+    case: SnapshotCase,
+    version: str,
+    folder: RestoredFolder,
+    key: str,
+    request: pytest.FixtureRequest,
+    summary: SnapshotSummary,
+) -> N8nInstance:
+    if case.runtime == "docker":
+        image = case.image(version)
+        summary.runtime = f"docker ({image}, internal network)"
+        network: IsolatedNetwork = request.getfixturevalue("docker_network")
+        return N8nContainer(image, folder.user_folder, key, network)
+    try:
+        launcher = runtime.install(version, log=False)
+    except BackupError as exc:
+        pytest.fail(f"cannot install n8n {version}: {exc}", pytrace=False)
+    summary.runtime = f"process (n8n {version} from npm, Node.js {runtime.NODE_VERSION})"
+    return N8nProcess(launcher, folder.user_folder, key)
+
+
+@pytest.fixture(scope="session")
 def restored(
-    case: SnapshotCase, manifest: Manifest, stored_key: StoredKey, summary: SnapshotSummary
+    case: SnapshotCase,
+    manifest: Manifest,
+    stored_key: StoredKey,
+    summary: SnapshotSummary,
+    request: pytest.FixtureRequest,
 ) -> Iterator[RestoredInstance]:
     """A fresh n8n of the target version, booted on a restored copy with the stored key.
 
@@ -93,23 +128,19 @@ def restored(
     if stored_key.value is None:
         pytest.fail(f"not booted: {stored_key.problem}", pytrace=False)
     version = case.target_version(manifest)
-    try:
-        launcher = runtime.install(version, log=False)
-    except BackupError as exc:
-        pytest.fail(f"cannot install n8n {version}: {exc}", pytrace=False)
     folder = restore_to_temp(case.folder, manifest, stored_key.value)
-    process = N8nProcess(launcher, folder.user_folder, stored_key.value)
-    case.instance = process
-    summary.runtime = f"process (n8n {version} from npm, Node.js {runtime.NODE_VERSION})"
     try:
+        instance = _new_instance(case, version, folder, stored_key.value, request, summary)
+        case.attach(instance)
         try:
-            process.start(timeout=case.boot_timeout)
+            instance.start(timeout=case.boot_timeout)
         except N8nStartError as exc:
-            pytest.fail(_start_failure(version, manifest, stored_key, exc, case), pytrace=False)
-        summary.boot_seconds = process.ready_seconds
-        yield RestoredInstance(process, folder, version, ready_at=time.monotonic())
+            message = _start_failure(version, manifest, stored_key, exc, case)
+            pytest.fail(message, pytrace=False)
+        summary.boot_seconds = instance.ready_seconds
+        yield RestoredInstance(instance, folder, version, ready_at=time.monotonic())
     finally:
-        process.stop()
+        case.detach()
         folder.cleanup()
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import subprocess
+from typing import Any, Protocol
 
 import httpx
 
@@ -12,9 +13,16 @@ from backup.errors import ApiError
 from backup.manifest import Manifest
 from backup.sources.api import N8nApi
 from backup.sources.sqlite import N8nDatabase
-from verify.runtime.process import N8nProcess
 
 EXPORT_TIMEOUT_SECONDS = 180
+
+
+class RunsN8nCli(Protocol):
+    """Anything that runs n8n CLI commands against the instance's data."""
+
+    def run_cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run ``n8n ARGS``."""
+        ...
 
 
 class N8nCheckError(AssertionError):
@@ -64,7 +72,7 @@ def served_workflow_digests(base_url: str, api_key: str, wanted: list[str]) -> d
 
 
 def n8n_credential_digests(
-    instance: N8nProcess, encryption_key: str, fingerprint: str
+    instance: RunsN8nCli, encryption_key: str, fingerprint: str
 ) -> dict[str, str]:
     """Ask n8n's own code to decrypt every credential; return keyed digests by credential id.
 
@@ -87,6 +95,16 @@ def n8n_credential_digests(
         str(item["id"]): credential_digest(item.get("data") or {}, encryption_key)
         for item in exported
     }
+
+
+def workflow_mismatches(manifest: Manifest, served: dict[str, str]) -> list[str]:
+    """Workflows of the manifest that n8n does not serve, or serves changed."""
+    return [
+        f"workflow {w.id} ({w.name!r}) "
+        + ("is not served" if w.id not in served else "has different nodes or connections")
+        for w in manifest.workflows
+        if served.get(w.id) != w.digest
+    ]
 
 
 def credential_mismatches(manifest: Manifest, n8n_digests: dict[str, str]) -> list[str]:

@@ -18,6 +18,7 @@ from backup.manifest import find_snapshots
 from backup.runtime import validate_version
 from verify.cases import CASES_KEY, SUMMARIES_KEY, SnapshotCase
 from verify.report import SnapshotSummary, summary_table
+from verify.runtime.docker import OFFICIAL_IMAGE, disable_ryuk_without_registry, engine_answers
 
 VERIFY_DIR = Path(__file__).resolve().parent
 DEFAULT_BOOT_TIMEOUT = 180.0
@@ -33,6 +34,13 @@ QUIET_HELP = (
     f"passes (default {DEFAULT_QUIET_SECONDS:.0f})"
 )
 
+RUNTIMES = ("auto", "docker", "process")
+RUNTIME_HELP = (
+    "where fresh n8n instances run: docker (testcontainers), process (local n8n from npm), "
+    "or auto (docker when an engine answers, else process; default)"
+)
+IMAGE_HELP = f"image for the docker runtime; {{version}} is the target version ({OFFICIAL_IMAGE})"
+
 pytest_plugins = ["verify.fixtures"]
 
 
@@ -45,6 +53,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--boot-timeout", type=float, default=DEFAULT_BOOT_TIMEOUT, help=BOOT_TIMEOUT_HELP
     )
+    group.addoption("--runtime", choices=RUNTIMES, default="auto", help=RUNTIME_HELP)
+    group.addoption("--n8n-image", default=OFFICIAL_IMAGE, help=IMAGE_HELP)
     group.addoption("--quiet-seconds", type=float, default=DEFAULT_QUIET_SECONDS, help=QUIET_HELP)
 
 
@@ -75,6 +85,15 @@ def _load_cases(config: pytest.Config) -> list[SnapshotCase]:
             validate_version(target)
     except InputError as exc:
         raise pytest.UsageError(str(exc)) from None
+    runtime_name: str = config.getoption("runtime")
+    if runtime_name == "auto":
+        runtime_name = "docker" if engine_answers() else "process"
+    elif runtime_name == "docker" and not engine_answers():
+        raise pytest.UsageError(
+            "--runtime docker: no Docker engine answers; start dockerd or use --runtime process"
+        )
+    if runtime_name == "docker":
+        disable_ryuk_without_registry()
     folders = find_snapshots(snapshots)
     if not folders:
         raise pytest.UsageError(
@@ -88,6 +107,8 @@ def _load_cases(config: pytest.Config) -> list[SnapshotCase]:
             requested_version=target,
             boot_timeout=config.getoption("boot_timeout"),
             quiet_seconds=config.getoption("quiet_seconds"),
+            runtime=runtime_name,
+            image_template=config.getoption("n8n_image"),
         )
         for folder in folders
     ]
@@ -130,6 +151,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         return []
     return [
         f"n8n snapshots: {len(cases)} under {config.getoption('snapshots')}",
+        f"runtime: {cases[0].runtime if cases else '-'}",
         f"key store: {config.getoption('key_store')}; report: {config.option.htmlpath}",
     ]
 

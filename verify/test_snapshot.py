@@ -22,6 +22,7 @@ from verify.n8n_side import (
     n8n_credential_digests,
     served_workflow_digests,
     usable_api_key,
+    workflow_mismatches,
 )
 from verify.report import SnapshotSummary
 
@@ -89,12 +90,7 @@ def test_workflows_load(
             restored.process.base_url, api_key, [w.id for w in manifest.workflows]
         )
     summary.found_workflows = len(served)
-    problems = [
-        f"workflow {w.id} ({w.name!r}) "
-        + ("is not served" if w.id not in served else "has different nodes or connections")
-        for w in manifest.workflows
-        if served.get(w.id) != w.digest
-    ]
+    problems = workflow_mismatches(manifest, served)
     assert not problems, f"workflows: {_listing(problems)}"
     assert len(served) == manifest.counts.workflows, (
         f"n8n serves {len(served)} workflows, the manifest counts {manifest.counts.workflows}"

@@ -132,6 +132,14 @@ class N8nDatabase:
         rows = self._query(f"SELECT id FROM {self._table('workflow_entity')} WHERE active")
         return [str(row[0]) for row in rows]
 
+    def running_executions(self) -> int:
+        """Executions the instance is running right now (status new or running)."""
+        rows = self._query(
+            f"SELECT COUNT(*) FROM {self._table('execution_entity')} "
+            "WHERE status IN ('new', 'running')"
+        )
+        return int(rows[0][0])
+
     def api_keys(self) -> list[str]:
         """Public API keys stored in the database, newest first (n8n keeps them in clear)."""
         rows = self._query(

@@ -11,29 +11,12 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
+from verify.runtime.base import QUIET_ENV, log_tail
 from verify.runtime.wait import wait_until_ready
 
-LOG_TAIL_LINES = 12
 STOP_GRACE_SECONDS = 20
-# Settings that keep a test instance quiet and on loopback.
-QUIET_ENV = {
-    "N8N_LISTEN_ADDRESS": "127.0.0.1",
-    "N8N_HOST": "127.0.0.1",
-    "N8N_PROTOCOL": "http",
-    "N8N_SECURE_COOKIE": "false",
-    "N8N_DIAGNOSTICS_ENABLED": "false",
-    "N8N_VERSION_NOTIFICATIONS_ENABLED": "false",
-    "N8N_TEMPLATES_ENABLED": "false",
-    "N8N_PERSONALIZATION_ENABLED": "false",
-    "N8N_COMMUNITY_PACKAGES_ENABLED": "false",
-    "N8N_HIRING_BANNER_ENABLED": "false",
-    "N8N_DEV_RELOAD": "false",
-    "EXTERNAL_FRONTEND_HOOKS_URLS": "",
-    "N8N_LOG_LEVEL": "info",
-    "N8N_LOG_OUTPUT": "console",
-    "DB_TYPE": "sqlite",
-    "GENERIC_TIMEZONE": "UTC",
-}
+# A local process listens on loopback only.
+LOOPBACK_ENV = {"N8N_LISTEN_ADDRESS": "127.0.0.1", "N8N_HOST": "127.0.0.1"}
 # Variables from the caller's environment that would point the instance at the user's own n8n.
 _INHERITED_PREFIXES_DROPPED = ("N8N_", "DB_", "QUEUE_", "EXECUTIONS_", "WEBHOOK_URL")
 
@@ -59,6 +42,7 @@ def instance_env(
         if not name.startswith(_INHERITED_PREFIXES_DROPPED)
     }
     env.update(QUIET_ENV)
+    env.update(LOOPBACK_ENV)
     env.update(
         {
             "N8N_USER_FOLDER": str(user_folder),
@@ -114,7 +98,7 @@ class N8nProcess:
                 start_new_session=True,  # so that stop() reaches the task runner too
             )
         self.ready_seconds = wait_until_ready(
-            self.base_url, timeout, self.is_running, self.log_tail
+            self.base_url, timeout, self.is_running, lambda: log_tail(self.logs())
         )
         return self
 
@@ -128,11 +112,6 @@ class N8nProcess:
             return self.log_path.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return ""
-
-    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        """The last lines of n8n's output, joined on one line, for error messages."""
-        tail = [line.strip() for line in self.logs().splitlines() if line.strip()][-lines:]
-        return " | ".join(tail) or "(n8n printed nothing)"
 
     def run_cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run an n8n CLI command (``export:credentials`` ...) with this instance's environment."""

@@ -33,7 +33,9 @@ def wait_until_ready(
                 if not still_running():
                     raise N8nStartError(f"n8n exited before it was ready: {describe_failure()}")
                 try:
-                    if client.get(path).status_code == 200:
+                    response = client.get(path)
+                    # While starting, n8n can answer 200 with a plain "n8n is starting up".
+                    if response.status_code == 200 and response.text.startswith("{"):
                         break
                 except httpx.TransportError:
                     pass

@@ -1,0 +1,132 @@
+"""n8n running in a Docker container: where its data is, which key it uses, where its API is.
+
+Everything is read through the Docker SDK (``docker inspect``); nothing runs in the container,
+so an image without a sqlite3 program (the official one) is no obstacle. The database is copied
+with SQLite's online backup from the mount's folder on the Docker host, while n8n keeps running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from docker.client import DockerClient
+from docker.errors import DockerException, NotFound
+from docker.models.containers import Container
+
+from backup.errors import InputError, SourceError
+from backup.n8n_folder import N8nFolder, locate
+
+DEFAULT_USER_FOLDER = "/home/node"
+N8N_PORT = "5678/tcp"
+
+
+@dataclass(frozen=True)
+class ContainerSource:
+    """What a snapshot or a restore needs to know about an n8n container."""
+
+    name: str
+    folder: N8nFolder
+    environment: dict[str, str] = field(repr=False)
+    api_url: str | None
+
+
+@contextlib.contextmanager
+def docker_client() -> Iterator[DockerClient]:
+    """A client for the local engine; a one-line error when none answers."""
+    try:
+        client = DockerClient.from_env()
+        client.ping()
+    except DockerException:
+        raise SourceError(
+            "no Docker engine answers (DOCKER_HOST or /var/run/docker.sock): start dockerd"
+        ) from None
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def get_container(client: DockerClient, name: str) -> Container:
+    """The container called ``name``; a one-line error if there is none."""
+    try:
+        return client.containers.get(name)
+    except NotFound:
+        raise InputError(f"no container named {name!r}: check `docker ps -a`") from None
+
+
+def _environment(attrs: dict[str, Any]) -> dict[str, str]:
+    pairs = (item.split("=", 1) for item in attrs["Config"].get("Env") or [] if "=" in item)
+    return dict(pairs)
+
+
+def _data_mount(attrs: dict[str, Any], user_folder: str) -> tuple[Path, str]:
+    """Host folder of the mount that holds ``<user_folder>/.n8n``, and the path inside it."""
+    wanted = f"{user_folder.rstrip('/')}/.n8n"
+    best: tuple[int, Path, str] | None = None
+    for mount in attrs.get("Mounts") or []:
+        destination = str(mount.get("Destination", "")).rstrip("/")
+        if wanted == destination or wanted.startswith(destination + "/"):
+            inner = wanted[len(destination) :].lstrip("/")
+            if best is None or len(destination) > best[0]:
+                best = (len(destination), Path(mount["Source"]), inner)
+    if best is None:
+        raise InputError(
+            f"container {attrs['Name'].lstrip('/')} keeps {wanted} in its own writable layer, "
+            "not in a volume or bind mount: its data is lost with the container; mount a volume "
+            "there first"
+        )
+    return best[1], best[2]
+
+
+def _published_api_url(attrs: dict[str, Any]) -> str | None:
+    bindings = (attrs.get("NetworkSettings", {}).get("Ports") or {}).get(N8N_PORT) or []
+    for binding in bindings:
+        host = binding.get("HostIp") or "127.0.0.1"
+        host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        return f"http://{host}:{binding['HostPort']}"
+    return None
+
+
+def inspect_n8n_container(name: str) -> ContainerSource:
+    """Find the data folder, the environment and the published API of an n8n container."""
+    with docker_client() as client:
+        attrs = get_container(client, name).attrs
+    environment = _environment(attrs)
+    user_folder = environment.get("N8N_USER_FOLDER", DEFAULT_USER_FOLDER)
+    source, inner = _data_mount(attrs, user_folder)
+    host_folder = source / inner if inner else source
+    if not host_folder.is_dir():
+        raise SourceError(
+            f"the .n8n data of container {name} is at {host_folder} on the Docker host, which "
+            "this machine cannot read: run n8n-backup on the Docker host, as root"
+        )
+    if environment.get("DB_TYPE", "sqlite") != "sqlite":
+        raise InputError(f"container {name} runs n8n on {environment['DB_TYPE']}: use --postgres")
+    return ContainerSource(name, locate(host_folder), environment, _published_api_url(attrs))
+
+
+def exec_n8n(container: Container, *args: str) -> subprocess.CompletedProcess[str]:
+    """``docker exec`` an n8n CLI command in a running container (its environment applies)."""
+    exit_code, (stdout, stderr) = container.exec_run(["n8n", *args], demux=True)
+    return subprocess.CompletedProcess(
+        ["n8n", *args],
+        exit_code,
+        (stdout or b"").decode("utf-8", errors="replace"),
+        (stderr or b"").decode("utf-8", errors="replace"),
+    )
+
+
+@dataclass(frozen=True)
+class ContainerCli:
+    """Runs n8n CLI commands in an existing container."""
+
+    container: Container
+
+    def run_cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run ``n8n ARGS`` in the container."""
+        return exec_n8n(self.container, *args)

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Build a local n8n image that behaves like the official one, for machines that reach no
+# container registry: a Debian base made with debootstrap, plus the npm-installed runtime.
+#   scripts/build-n8n-image.sh [VERSION]   -> prints the image name as its last line
+# Cached: an image that exists already is reused (docker keeps it across runs on one machine).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+version="${1:-2.40.7}"
+base="n8n-restore-verify/debian-base:bookworm"
+image="n8n-restore-verify/n8n:${version}"
+
+if docker image inspect "$image" >/dev/null 2>&1; then
+    echo "$image"
+    exit 0
+fi
+
+if ! docker image inspect "$base" >/dev/null 2>&1; then
+    command -v debootstrap >/dev/null || { apt-get update -qq; apt-get install -y -qq debootstrap; }
+    # The machine's own Debian mirror, as apt is configured to use it.
+    mirror=$(grep -hoE '^(URIs:|deb) +[^ ]+' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
+        | awk '{print $2}' | grep -v -- '-security' | grep -i debian | head -n 1 || true)
+    [ -n "$mirror" ] || { echo "build-n8n-image: no Debian mirror in the apt sources" >&2; exit 1; }
+    rootfs=$(mktemp -d)
+    trap 'rm -rf "$rootfs"' EXIT
+    echo "build-n8n-image: debootstrap bookworm from the apt mirror" >&2
+    debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >/dev/null
+    tar -C "$rootfs" -c . | docker import - "$base" >/dev/null
+fi
+
+runtime_launcher=$(.venv/bin/n8n-backup runtime install "$version" --quiet | tail -n 1)
+runtime_dir=$(dirname "$(dirname "$runtime_launcher")")
+echo "build-n8n-image: building $image from $runtime_dir (several minutes: 2.8 GB)" >&2
+docker build --quiet --build-arg BASE_IMAGE="$base" -f docker/Dockerfile -t "$image" \
+    "$runtime_dir" >/dev/null
+echo "$image"

@@ -1,0 +1,93 @@
+"""Docker helpers for this project's tests: the locally built n8n image and n8n containers."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+from dataclasses import dataclass, field
+
+from docker.client import DockerClient
+from docker.models.containers import Container
+
+from backup import runtime
+from tests.conftest import ROOT
+from verify.bootstrap import PublicApi, create_owner_and_api_key
+from verify.runtime.base import QUIET_ENV
+from verify.runtime.docker import SESSION_LABEL
+from verify.runtime.wait import wait_until_ready
+
+IMAGE_TEMPLATE = "n8n-restore-verify/n8n:{version}"
+DOCKER_ARGS = ("--runtime", "docker", "--n8n-image", IMAGE_TEMPLATE)
+PROCESS_ARGS = ("--runtime", "process")
+TEST_LABEL = {SESSION_LABEL: "tests"}
+
+
+def build_image(version: str = runtime.DEFAULT_N8N_VERSION) -> str:
+    """Build (or reuse) the local n8n image with the project's script; return its name."""
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "build-n8n-image.sh"), version],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    assert result.returncode == 0, f"building the n8n image failed: {result.stderr[-2000:]}"
+    return result.stdout.strip().splitlines()[-1]
+
+
+@dataclass
+class N8nTestContainer:
+    """An n8n container with its data on a named volume and its port published on loopback."""
+
+    container: Container
+    volume: str
+    url: str
+    encryption_key: str = field(repr=False)
+    api_key: str = field(default="", repr=False)
+
+    @property
+    def name(self) -> str:
+        return str(self.container.name)
+
+    def api(self) -> PublicApi:
+        return PublicApi(self.url, self.api_key)
+
+
+def run_n8n_container(
+    client: DockerClient, image: str, encryption_key: str | None = None
+) -> N8nTestContainer:
+    """Start an n8n container like an operator would (named volume, port on 127.0.0.1)."""
+    key = encryption_key or secrets.token_urlsafe(24)
+    name = f"n8n-test-{secrets.token_hex(4)}"
+    volume = client.volumes.create(name=f"{name}-data", labels=TEST_LABEL).name
+    container = client.containers.run(
+        image,
+        name=name,
+        detach=True,
+        environment={**QUIET_ENV, "N8N_ENCRYPTION_KEY": key},
+        volumes={volume: {"bind": "/home/node/.n8n", "mode": "rw"}},
+        ports={"5678/tcp": ("127.0.0.1", None)},
+        labels=TEST_LABEL,
+    )
+    container.reload()
+    port = container.attrs["NetworkSettings"]["Ports"]["5678/tcp"][0]["HostPort"]
+    handle = N8nTestContainer(container, str(volume), f"http://127.0.0.1:{port}", key)
+    wait_ready(handle)
+    return handle
+
+
+def wait_ready(handle: N8nTestContainer, timeout: float = 240) -> None:
+    def running() -> bool:
+        handle.container.reload()
+        return bool(handle.container.status == "running")
+
+    wait_until_ready(handle.url, timeout, running, lambda: handle.container.logs()[-2000:].decode())
+
+
+def set_up_owner(handle: N8nTestContainer) -> None:
+    handle.api_key = create_owner_and_api_key(handle.url)
+
+
+def remove(client: DockerClient, handle: N8nTestContainer) -> None:
+    handle.container.remove(force=True, v=True)
+    client.volumes.get(handle.volume).remove(force=True)

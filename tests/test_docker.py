@@ -1,0 +1,181 @@
+"""Docker: snapshot n8n that runs in a container, restore into one, verify in containers.
+
+Uses a real Docker engine and the locally built n8n image (scripts/build-n8n-image.sh); a
+missing engine is a failure here, never a skip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from docker.client import DockerClient
+
+from backup.manifest import Manifest
+from backup.sources.container import inspect_n8n_container
+from tests.conftest import run_backup_cli, run_snapshot_cli, seed
+from tests.docker_support import (
+    DOCKER_ARGS,
+    N8nTestContainer,
+    remove,
+    run_n8n_container,
+    set_up_owner,
+)
+from tests.verify_runner import report_with_attachments, run_verify
+from verify.bootstrap import PublicApi, sample_workflow
+
+
+@pytest.fixture(scope="module")
+def source_container(
+    docker_client: DockerClient, n8n_image: str
+) -> Iterator[tuple[N8nTestContainer, list[str]]]:
+    handle = run_n8n_container(docker_client, n8n_image)
+    try:
+        set_up_owner(handle)
+        api = handle.api()
+        secrets_seeded = seed(api, corpus=False, generated=20)
+        api.close()
+        yield handle, secrets_seeded
+    finally:
+        remove(docker_client, handle)
+
+
+@pytest.fixture(scope="module")
+def container_snapshot(
+    source_container: tuple[N8nTestContainer, list[str]], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
+    """A snapshot of the container taken through the Docker SDK while a writer keeps writing."""
+    handle, _ = source_container
+    base = tmp_path_factory.mktemp("container-backups")
+    stop = threading.Event()
+    written: list[str] = []
+    writer_api = PublicApi(handle.url, handle.api_key)
+
+    def keep_writing() -> None:
+        while not stop.is_set():
+            created = writer_api.create_workflow(sample_workflow(f"Container load {len(written)}"))
+            written.append(str(created["id"]))
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        while len(written) < 3:
+            time.sleep(0.05)
+        before = len(written)
+        path = run_snapshot_cli(
+            handle.api_key, base / "snapshots", base / "keys", "--container", handle.name
+        )
+        assert len(written) > before, "the writer did not overlap the snapshot"
+    finally:
+        stop.set()
+        writer.join()
+        writer_api.client.close()
+    return path, base / "keys"
+
+
+def test_container_source_is_found_through_the_sdk(
+    source_container: tuple[N8nTestContainer, list[str]],
+) -> None:
+    handle, _ = source_container
+    found = inspect_n8n_container(handle.name)
+    assert found.folder.database.is_file()
+    assert found.environment["N8N_ENCRYPTION_KEY"] == handle.encryption_key
+    assert found.api_url == handle.url
+
+
+def test_container_snapshot_under_load_verifies_in_docker(
+    pytester: pytest.Pytester,
+    container_snapshot: tuple[Path, Path],
+    source_container: tuple[N8nTestContainer, list[str]],
+    docker_client: DockerClient,
+) -> None:
+    path, keys = container_snapshot
+    manifest = Manifest.load(path)
+    assert manifest.counts.workflows > 30
+    run = run_verify(pytester, path, keys, *DOCKER_ARGS)
+    assert run.failures == {}
+    run.result.assert_outcomes(passed=7)
+    text = report_with_attachments(run.report)
+    assert "docker (n8n-restore-verify/n8n:2.40.7, internal network)" in text
+    handle, seeded = source_container
+    for secret in [handle.encryption_key, handle.api_key, *seeded]:
+        assert secret not in text
+    leftovers = docker_client.containers.list(
+        all=True, filters={"ancestor": "n8n-restore-verify/n8n:2.40.7"}
+    )
+    assert [c.name for c in leftovers] == [handle.name], "verify left a container behind"
+
+
+def test_docker_runtime_names_damage_and_wrong_key(
+    pytester: pytest.Pytester, container_snapshot: tuple[Path, Path], tmp_path: Path
+) -> None:
+    path, _ = container_snapshot
+    fingerprint = Manifest.load(path).key_fingerprint
+    wrong_store = tmp_path / "wrong"
+    wrong_store.mkdir(mode=0o700)
+    (wrong_store / f"{fingerprint}.key").write_text("definitely-the-wrong-key-000\n")
+    (wrong_store / f"{fingerprint}.key").chmod(0o600)
+    run = run_verify(pytester, path, wrong_store, *DOCKER_ARGS, "--quiet-seconds", "2")
+    boot = run.failures[f"test_boot[{path.name}]"]
+    assert "n8n 2.40.7 refused to start" in boot and f"encryption key {fingerprint}" in boot
+    assert "cannot be read with this instance encryption key" in report_with_attachments(run.report)
+
+
+def database_digest(handle: N8nTestContainer) -> str:
+    folder = inspect_n8n_container(handle.name).folder
+    return hashlib.sha256(folder.database.read_bytes()).hexdigest()
+
+
+def test_restore_with_mismatched_key_is_refused_and_changes_nothing(
+    docker_client: DockerClient, n8n_image: str, container_snapshot: tuple[Path, Path]
+) -> None:
+    path, _ = container_snapshot
+    target = run_n8n_container(docker_client, n8n_image)  # a key of its own
+    try:
+        started = target.container.attrs["State"]["StartedAt"]
+        before = database_digest(target)
+        result = run_backup_cli("restore", str(path), "--container", target.name)
+        assert result.returncode == 12, result.stderr
+        message = result.stderr.strip().splitlines()
+        assert len(message) == 1 and "nothing was changed" in message[0]
+        assert Manifest.load(path).key_fingerprint in message[0]
+        target.container.reload()
+        assert target.container.status == "running"
+        assert target.container.attrs["State"]["StartedAt"] == started
+        assert database_digest(target) == before
+    finally:
+        remove(docker_client, target)
+
+
+def test_restore_into_container_round_trips(
+    docker_client: DockerClient,
+    n8n_image: str,
+    container_snapshot: tuple[Path, Path],
+    source_container: tuple[N8nTestContainer, list[str]],
+) -> None:
+    path, _ = container_snapshot
+    source, _ = source_container
+    manifest = Manifest.load(path)
+    target = run_n8n_container(docker_client, n8n_image, encryption_key=source.encryption_key)
+    try:
+        result = run_backup_cli("restore", str(path), "--container", target.name)
+        assert result.returncode == 0, result.stderr
+        summary = result.stdout.strip().splitlines()[-1]
+        assert f"{manifest.counts.workflows} workflows load" in summary
+        assert f"{manifest.counts.credentials} credentials decrypt" in summary
+        rollback = Path(summary.rsplit(" at ", 1)[1])
+        assert rollback.is_file() and rollback.stat().st_mode & 0o077 == 0
+        # The source's API key is in the restored database and works with the same key. The
+        # published port changed with the restart.
+        url = inspect_n8n_container(target.name).api_url
+        assert url is not None
+        listed = PublicApi(url, source.api_key).client.get("/workflows", params={"limit": 250})
+        assert listed.status_code == 200
+        names = {w["name"] for w in listed.json()["data"]}
+        assert {w.name for w in manifest.workflows} <= names
+    finally:
+        remove(docker_client, target)

@@ -1,0 +1,196 @@
+"""n8n in a container through testcontainers, on a Docker network with no route outside.
+
+The restored ``.n8n`` folder is bind-mounted at /home/node/.n8n and owned by uid 1000, as in the
+official image. The container is reached at its address on the internal network (such networks
+publish no ports), and is always removed, also when a test fails or the run is interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+from docker.client import DockerClient
+from docker.errors import DockerException, ImageNotFound
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.exceptions import ContainerStartException
+from testcontainers.core.network import Network
+
+from backup.sources.container import exec_n8n
+from verify.runtime.base import QUIET_ENV, log_tail
+from verify.runtime.wait import N8nStartError, wait_until_ready
+
+OFFICIAL_IMAGE = "docker.n8n.io/n8nio/n8n:{version}"
+CONTAINER_N8N_FOLDER = "/home/node/.n8n"
+N8N_PORT = 5678
+NODE_UID = 1000
+SESSION_LABEL = "n8n-restore-verify.session"
+RYUK_DISABLED_ENV = "TESTCONTAINERS_RYUK_DISABLED"
+
+
+def engine_answers() -> bool:
+    """Whether a Docker engine answers on this machine's default socket."""
+    try:
+        client = DockerClient.from_env(timeout=5)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except DockerException:
+        return False
+
+
+def image_present(image: str) -> bool:
+    """Whether ``image`` is in the local engine already."""
+    client = DockerClient.from_env()
+    try:
+        client.images.get(image)
+        return True
+    except DockerException:
+        return False
+    finally:
+        client.close()
+
+
+def disable_ryuk_without_registry() -> None:
+    """Ryuk (testcontainers' reaper) is an image that must be pulled; without a registry it
+    cannot start, so our own cleanup (finally blocks and the session sweep) takes its place."""
+    if RYUK_DISABLED_ENV in os.environ:
+        return
+    client = DockerClient.from_env()
+    try:
+        has_ryuk = any("ryuk" in tag for image in client.images.list() for tag in image.tags)
+    finally:
+        client.close()
+    if not has_ryuk:
+        os.environ[RYUK_DISABLED_ENV] = "true"
+
+
+class IsolatedNetwork:
+    """An internal Docker network (no route outside) for one verify session."""
+
+    def __init__(self) -> None:
+        self.session = uuid.uuid4().hex[:12]
+        self.network = Network(
+            docker_network_kw={"internal": True, "labels": {SESSION_LABEL: self.session}}
+        )
+        self.network.create()
+
+    @property
+    def name(self) -> str:
+        """The network's name."""
+        return self.network.name
+
+    def close(self) -> None:
+        """Remove every container left on the network, then the network itself."""
+        client = DockerClient.from_env()
+        try:
+            for container in client.containers.list(
+                all=True, filters={"label": f"{SESSION_LABEL}={self.session}"}
+            ):
+                with contextlib.suppress(DockerException):
+                    container.remove(force=True, v=True)
+        finally:
+            client.close()
+        with contextlib.suppress(DockerException):
+            self.network.remove()
+
+
+class N8nContainer:
+    """One n8n container on restored data; same interface as verify.runtime.process.N8nProcess."""
+
+    runtime_name = "docker"
+
+    def __init__(
+        self, image: str, user_folder: Path, encryption_key: str | None, network: IsolatedNetwork
+    ) -> None:
+        self.image = image
+        self.network = network
+        n8n_folder = user_folder / ".n8n"
+        env = dict(QUIET_ENV)
+        if encryption_key is not None:
+            env["N8N_ENCRYPTION_KEY"] = encryption_key
+        self._container = (
+            DockerContainer(image)
+            .with_envs(**env)
+            .with_volume_mapping(str(n8n_folder), CONTAINER_N8N_FOLDER, "rw")
+            .with_network(network.network)
+            .with_kwargs(labels={SESSION_LABEL: network.session})
+        )
+        if os.geteuid() == 0:
+            _chown_tree(n8n_folder, NODE_UID)
+        else:  # cannot hand the files to uid 1000: run as their owner instead
+            self._container.with_kwargs(
+                labels={SESSION_LABEL: network.session}, user=f"{os.getuid()}:{os.getgid()}"
+            )
+        self._address: str | None = None
+        self.ready_seconds: float | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The container's address on the internal network."""
+        if self._address is None:
+            raise N8nStartError("the n8n container has not started")
+        return f"http://{self._address}:{N8N_PORT}"
+
+    def start(self, timeout: float) -> N8nContainer:
+        """Create and start the container, then wait for n8n's REST API."""
+        try:
+            self._container.start()
+            wrapped = self._container.get_wrapped_container()
+            wrapped.reload()
+            networks: dict[str, Any] = wrapped.attrs["NetworkSettings"]["Networks"]
+            self._address = networks[self.network.name]["IPAddress"]
+        except ImageNotFound:
+            raise N8nStartError(
+                f"image {self.image} is not on this machine and cannot be pulled: build one with "
+                "scripts/build-n8n-image.sh VERSION and pass --n8n-image "
+                "'n8n-restore-verify/n8n:{version}'"
+            ) from None
+        except DockerException as exc:
+            raise N8nStartError(f"cannot start a container from {self.image}: {exc}") from None
+        self.ready_seconds = wait_until_ready(
+            self.base_url, timeout, self.is_running, lambda: log_tail(self.logs())
+        )
+        return self
+
+    def is_running(self) -> bool:
+        """Whether the container is still running."""
+        try:
+            wrapped = self._container.get_wrapped_container()
+            wrapped.reload()
+            return bool(wrapped.status == "running")
+        except (DockerException, ContainerStartException, AttributeError):
+            return False
+
+    def logs(self) -> str:
+        """The container's output so far."""
+        try:
+            stdout, stderr = self._container.get_logs()
+        except (DockerException, ContainerStartException):
+            return ""  # never created (for example: no such image)
+        return (stdout + stderr).decode("utf-8", errors="replace")
+
+    def run_cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """``docker exec`` an n8n command in the container (its environment applies)."""
+        return exec_n8n(self._container.get_wrapped_container(), *args)
+
+    def stop(self) -> None:
+        """Remove the container (with its anonymous volumes)."""
+        with contextlib.suppress(DockerException, ContainerStartException, AttributeError):
+            self._container.stop()
+
+    def close(self) -> None:
+        """Same as stop(): the restored folder belongs to the caller."""
+        self.stop()
+
+
+def _chown_tree(root: Path, uid: int) -> None:
+    os.chown(root, uid, uid)
+    for folder, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            os.chown(os.path.join(folder, name), uid, uid, follow_symlinks=False)
