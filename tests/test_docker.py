@@ -7,6 +7,9 @@ missing engine is a failure here, never a skip.
 from __future__ import annotations
 
 import hashlib
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,9 +20,10 @@ from docker.client import DockerClient
 
 from backup.manifest import Manifest
 from backup.sources.container import inspect_n8n_container
-from tests.conftest import run_backup_cli, run_snapshot_cli, seed
+from tests.conftest import ROOT, run_backup_cli, run_snapshot_cli, seed
 from tests.docker_support import (
     DOCKER_ARGS,
+    TEST_LABEL,
     N8nTestContainer,
     remove,
     run_n8n_container,
@@ -27,6 +31,7 @@ from tests.docker_support import (
 )
 from tests.verify_runner import report_with_attachments, run_verify
 from verify.bootstrap import PublicApi, sample_workflow
+from verify.runtime.docker import SESSION_LABEL
 
 
 @pytest.fixture(scope="module")
@@ -179,3 +184,47 @@ def test_restore_into_container_round_trips(
         assert {w.name for w in manifest.workflows} <= names
     finally:
         remove(docker_client, target)
+
+
+def test_interrupted_verify_leaves_no_container(
+    docker_client: DockerClient, container_snapshot: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Ctrl-C while a restore boots: the container and the network go all the same."""
+    path, keys = container_snapshot
+
+    def ours() -> list[str]:
+        return [
+            str(c.name)
+            for c in docker_client.containers.list(all=True, filters={"label": SESSION_LABEL})
+            if c.labels.get(SESSION_LABEL) != TEST_LABEL[SESSION_LABEL]
+        ]
+
+    verify = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(ROOT / "verify"),
+            "--snapshots",
+            str(path),
+            "--key-store",
+            str(keys),
+            *DOCKER_ARGS,
+            "--html",
+            str(tmp_path / "r.html"),
+            "--junitxml",
+            str(tmp_path / "r.xml"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not ours() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ours(), "verify never started a container"
+    verify.send_signal(signal.SIGINT)
+    assert verify.wait(timeout=120) != 0
+    assert ours() == []
+    networks = docker_client.networks.list(filters={"label": SESSION_LABEL})
+    assert networks == [], "verify left its network behind"

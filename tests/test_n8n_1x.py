@@ -19,7 +19,7 @@ from tests.conftest import (
     seed,
     start_source,
 )
-from tests.docker_support import PROCESS_ARGS
+from tests.docker_support import DOCKER_ARGS, PROCESS_ARGS, build_image
 from tests.verify_runner import report_with_attachments, run_verify
 
 N8N_1X = "1.123.81"
@@ -43,18 +43,33 @@ def snapshot_1x(
         source.process.close()
 
 
+@pytest.fixture(params=["process", "docker"])
+def runtime_args(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    """Each test runs on both runtimes; docker needs the 1.x image (built once, cached)."""
+    if request.param == "docker":
+        request.getfixturevalue("docker_client")
+        build_image(N8N_1X)
+        return DOCKER_ARGS
+    return PROCESS_ARGS
+
+
 def test_1x_snapshot_verifies_with_its_key(
-    pytester: pytest.Pytester, snapshot_1x: tuple[Path, Path, SourceInstance]
+    pytester: pytest.Pytester,
+    snapshot_1x: tuple[Path, Path, SourceInstance],
+    runtime_args: tuple[str, ...],
 ) -> None:
     path, keys, _ = snapshot_1x
     assert Manifest.load(path).source_n8n_version == N8N_1X
-    run = run_verify(pytester, path, keys, "--quiet-seconds", "3", *PROCESS_ARGS)
+    run = run_verify(pytester, path, keys, "--quiet-seconds", "3", *runtime_args)
     assert run.failures == {}
     run.result.assert_outcomes(passed=7)
 
 
 def test_1x_wrong_key_starts_but_fails_naming_the_key(
-    pytester: pytest.Pytester, snapshot_1x: tuple[Path, Path, SourceInstance], tmp_path: Path
+    pytester: pytest.Pytester,
+    snapshot_1x: tuple[Path, Path, SourceInstance],
+    tmp_path: Path,
+    runtime_args: tuple[str, ...],
 ) -> None:
     path, _, source = snapshot_1x
     fingerprint = Manifest.load(path).key_fingerprint
@@ -64,7 +79,7 @@ def test_1x_wrong_key_starts_but_fails_naming_the_key(
     entry = wrong_store / f"{fingerprint}.key"
     entry.write_text(wrong_key + "\n")
     entry.chmod(0o600)
-    run = run_verify(pytester, path, wrong_store, "--quiet-seconds", "3", *PROCESS_ARGS)
+    run = run_verify(pytester, path, wrong_store, "--quiet-seconds", "3", *runtime_args)
     case = path.name
     assert "test_boot[" + case + "]" not in run.failures, "n8n 1.x is expected to start"
     assert f"does not hold encryption key {fingerprint}" in run.failures[f"test_key[{case}]"]
