@@ -7,8 +7,14 @@ cd "$(dirname "$0")/.."
 .venv/bin/ruff check backup verify tests conftest.py
 .venv/bin/mypy backup verify
 # Install the n8n runtimes up front (cached per user) so that the tests' own timings stay sane.
-.venv/bin/n8n-backup runtime install 2.40.7 --quiet
-# The docker runtime: an engine, and an n8n image built locally (no registry is reachable).
+# The versions tested: 2.40.7 (default) and the last 1.x line.
+versions=(2.40.7 1.123.81)
+for version in "${versions[@]}"; do
+    .venv/bin/n8n-backup runtime install "$version" --quiet
+done
+# The docker runtime: an engine, and n8n images built locally (no registry is reachable).
 ./scripts/docker-engine.sh
-./scripts/build-n8n-image.sh 2.40.7
+for version in "${versions[@]}"; do
+    ./scripts/build-n8n-image.sh "$version"
+done
 exec .venv/bin/pytest tests "$@"

@@ -188,24 +188,32 @@ def disarm_canary(source: SourceInstance) -> None:
     time.sleep(6)  # a run already scheduled may still land
 
 
-def run_backup_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """Run the real ``n8n-backup`` command line in a subprocess."""
+def backup_command(*args: str) -> list[str]:
+    """The real ``n8n-backup`` command line with ``args``."""
+    return [sys.executable, "-m", "backup", *args]
+
+
+def run_backup_cli(
+    *args: str, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``n8n-backup`` in a subprocess."""
     return subprocess.run(
-        [sys.executable, "-m", "backup", *args],
+        backup_command(*args),
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
         check=False,
     )
 
 
-def run_snapshot_cli(api_key: str, out: Path, keys: Path, *source: str) -> Path:
-    """``n8n-backup snapshot`` of ``source`` (--n8n-folder/--api-url or --container); returns
-    the snapshot folder it prints as its last line."""
+def snapshot_args(api_key: str, out: Path, keys: Path, *source: str) -> list[str]:
+    """Arguments of ``n8n-backup snapshot`` for ``source`` (--n8n-folder/--api-url or
+    --container), with the API key in a private file beside ``out``."""
     key_file = out.parent / f"api-key-{secrets.token_hex(3)}"
     key_file.write_text(api_key)
     key_file.chmod(0o600)
-    result = run_backup_cli(
+    return [
         "snapshot",
         *source,
         "--api-key-file",
@@ -214,9 +222,47 @@ def run_snapshot_cli(api_key: str, out: Path, keys: Path, *source: str) -> Path:
         str(out),
         "--key-store",
         str(keys),
-    )
+    ]
+
+
+def run_snapshot_cli(api_key: str, out: Path, keys: Path, *source: str) -> Path:
+    """Take a snapshot with the CLI; return the folder it prints as its last line."""
+    result = run_backup_cli(*snapshot_args(api_key, out, keys, *source))
     assert result.returncode == 0, result.stderr
     return Path(result.stdout.strip().splitlines()[-1])
+
+
+def snapshot_under_load(
+    base_url: str, api_key: str, out: Path, keys: Path, *source: str
+) -> tuple[Path, int]:
+    """Take a snapshot with the CLI while another client keeps creating workflows.
+
+    Returns the snapshot and how many workflows were created while it was being taken.
+    """
+    stop = threading.Event()
+    written: list[str] = []
+    writer_api = PublicApi(base_url, api_key)
+
+    def keep_writing() -> None:
+        while not stop.is_set():
+            created = writer_api.create_workflow(
+                sample_workflow(f"Written under load {len(written)}")
+            )
+            written.append(str(created["id"]))
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        while len(written) < 3:
+            time.sleep(0.05)
+        before = len(written)
+        path = run_snapshot_cli(api_key, out, keys, *source)
+        during = len(written) - before
+    finally:
+        stop.set()
+        writer.join()
+        writer_api.close()
+    return path, during
 
 
 def process_source_args(source: SourceInstance) -> list[str]:

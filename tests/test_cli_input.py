@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_backup_cli
 from tests.fake_n8n_db import make_database
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "backup", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=60,
-    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], expected: str) -> None:
@@ -53,13 +42,15 @@ def snapshot_args(folder: Path, tmp_path: Path, *extra: str) -> list[str]:
 
 
 def test_missing_folder(tmp_path: Path) -> None:
-    result = run_cli(*snapshot_args(tmp_path / "nope", tmp_path, "--api-url", "http://127.0.0.1:9"))
+    result = run_backup_cli(
+        *snapshot_args(tmp_path / "nope", tmp_path, "--api-url", "http://127.0.0.1:9")
+    )
     assert_one_line_error(result, "does not exist")
 
 
 def test_not_an_n8n_folder(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    result = run_cli(
+    result = run_backup_cli(
         *snapshot_args(tmp_path / "empty", tmp_path, "--api-url", "http://127.0.0.1:9")
     )
     assert_one_line_error(result, "is not an n8n folder")
@@ -67,7 +58,7 @@ def test_not_an_n8n_folder(tmp_path: Path) -> None:
 
 def test_no_api_key(n8n_folder: Path, tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin"}
-    result = run_cli(
+    result = run_backup_cli(
         *snapshot_args(n8n_folder, tmp_path, "--api-url", "http://127.0.0.1:9"), env=env
     )
     assert_one_line_error(result, "no API key")
@@ -78,7 +69,7 @@ def test_api_unreachable_changes_nothing(n8n_folder: Path, tmp_path: Path) -> No
     key_file.write_text("x")
     before = {p: p.read_bytes() for p in n8n_folder.iterdir()}
     # Port 9 (discard) on loopback: nothing listens there on these machines.
-    result = run_cli(
+    result = run_backup_cli(
         *snapshot_args(
             n8n_folder, tmp_path, "--api-url", "http://127.0.0.1:9", "--api-key-file", str(key_file)
         )
@@ -91,5 +82,5 @@ def test_api_unreachable_changes_nothing(n8n_folder: Path, tmp_path: Path) -> No
 
 def test_bad_runtime_version() -> None:
     assert_one_line_error(
-        run_cli("runtime", "install", "latest; rm -rf /"), "not a release version"
+        run_backup_cli("runtime", "install", "latest; rm -rf /"), "not a release version"
     )

@@ -10,7 +10,6 @@ import hashlib
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from docker.client import DockerClient
 
 from backup.manifest import Manifest
 from backup.sources.container import inspect_n8n_container
-from tests.conftest import ROOT, run_backup_cli, run_snapshot_cli, seed
+from tests.conftest import ROOT, run_backup_cli, seed, snapshot_under_load
 from tests.docker_support import (
     DOCKER_ARGS,
     TEST_LABEL,
@@ -30,7 +29,7 @@ from tests.docker_support import (
     set_up_owner,
 )
 from tests.verify_runner import report_with_attachments, run_verify
-from verify.bootstrap import PublicApi, sample_workflow
+from verify.bootstrap import PublicApi
 from verify.runtime.docker import SESSION_LABEL
 
 
@@ -56,29 +55,10 @@ def container_snapshot(
     """A snapshot of the container taken through the Docker SDK while a writer keeps writing."""
     handle, _ = source_container
     base = tmp_path_factory.mktemp("container-backups")
-    stop = threading.Event()
-    written: list[str] = []
-    writer_api = PublicApi(handle.url, handle.api_key)
-
-    def keep_writing() -> None:
-        while not stop.is_set():
-            created = writer_api.create_workflow(sample_workflow(f"Container load {len(written)}"))
-            written.append(str(created["id"]))
-
-    writer = threading.Thread(target=keep_writing)
-    writer.start()
-    try:
-        while len(written) < 3:
-            time.sleep(0.05)
-        before = len(written)
-        path = run_snapshot_cli(
-            handle.api_key, base / "snapshots", base / "keys", "--container", handle.name
-        )
-        assert len(written) > before, "the writer did not overlap the snapshot"
-    finally:
-        stop.set()
-        writer.join()
-        writer_api.client.close()
+    path, during = snapshot_under_load(
+        handle.url, handle.api_key, base / "snapshots", base / "keys", "--container", handle.name
+    )
+    assert during > 0, "the writer did not overlap the snapshot"
     return path, base / "keys"
 
 

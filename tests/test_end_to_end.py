@@ -10,8 +10,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -27,15 +25,17 @@ from tests.conftest import (
     Canary,
     SourceInstance,
     arm_canary,
+    backup_command,
     disarm_canary,
     process_source_args,
-    run_snapshot_cli,
+    run_backup_cli,
     seed,
+    snapshot_args,
+    snapshot_under_load,
     start_source,
 )
 from tests.docker_support import DOCKER_ARGS, PROCESS_ARGS
 from tests.verify_runner import report_with_attachments, run_verify
-from verify.bootstrap import PublicApi, sample_workflow
 
 VERIFY_TESTS = 7
 GENERATED_WORKFLOWS = 130
@@ -69,31 +69,13 @@ def source(
 def taken(source: SourceInstance, tmp_path_factory: pytest.TempPathFactory) -> TakenSnapshot:
     """A snapshot taken while another client keeps creating workflows."""
     base = tmp_path_factory.mktemp("backups")
-    stop = threading.Event()
-    written: list[str] = []
-    writer_api = PublicApi(source.process.base_url, source.api_key)
-
-    def keep_writing() -> None:
-        while not stop.is_set():
-            created = writer_api.create_workflow(
-                sample_workflow(f"Written during snapshot {len(written)}")
-            )
-            written.append(str(created["id"]))
-
-    writer = threading.Thread(target=keep_writing)
-    writer.start()
-    try:
-        while len(written) < 3:
-            time.sleep(0.05)
-        before = len(written)
-        path = run_snapshot_cli(
-            source.api_key, base / "snapshots", base / "keys", *process_source_args(source)
-        )
-        during = len(written) - before
-    finally:
-        stop.set()
-        writer.join()
-        writer_api.client.close()
+    path, during = snapshot_under_load(
+        source.process.base_url,
+        source.api_key,
+        base / "snapshots",
+        base / "keys",
+        *process_source_args(source),
+    )
     disarm_canary(source)
     return TakenSnapshot(path, base / "keys", during)
 
@@ -239,28 +221,9 @@ def test_verify_wrong_key_on_2x_names_the_key(
 
 def test_interrupted_snapshot_leaves_no_snapshot(source: SourceInstance, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    key_file = tmp_path / "api-key"
-    key_file.write_text(source.api_key)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "backup",
-            "snapshot",
-            "--n8n-folder",
-            str(source.n8n_folder),
-            "--api-url",
-            source.process.base_url,
-            "--api-key-file",
-            str(key_file),
-            "--out",
-            str(out),
-            "--key-store",
-            str(tmp_path / "keys"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    source_args = ["--n8n-folder", str(source.n8n_folder), "--api-url", source.process.base_url]
+    command = backup_command(*snapshot_args(source.api_key, out, tmp_path / "keys", *source_args))
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while not (out.is_dir() and any(out.iterdir())) and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -274,30 +237,10 @@ def test_interrupted_snapshot_leaves_no_snapshot(source: SourceInstance, tmp_pat
 def test_snapshot_with_a_refused_api_key_is_one_line(
     source: SourceInstance, tmp_path: Path
 ) -> None:
-    key_file = tmp_path / "bad-key"
-    key_file.write_text("not-an-api-key")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "backup",
-            "snapshot",
-            "--n8n-folder",
-            str(source.n8n_folder),
-            "--api-url",
-            source.process.base_url,
-            "--api-key-file",
-            str(key_file),
-            "--out",
-            str(tmp_path / "out"),
-            "--key-store",
-            str(tmp_path / "keys"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    args = snapshot_args(
+        "not-an-api-key", tmp_path / "out", tmp_path / "keys", *process_source_args(source)
     )
+    result = run_backup_cli(*args, timeout=120)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"n8n-backup: error: n8n at {source.process.base_url} refused the API key (401): give a "
