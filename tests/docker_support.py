@@ -10,6 +10,8 @@ from docker.client import DockerClient
 from docker.models.containers import Container
 
 from backup import runtime
+from backup.n8n_folder import read_encryption_key
+from backup.sources.container import inspect_n8n_container
 from tests.conftest import ROOT
 from verify.bootstrap import PublicApi, create_owner_and_api_key
 from verify.runtime.base import QUIET_ENV
@@ -56,23 +58,29 @@ class N8nTestContainer:
 def run_n8n_container(
     client: DockerClient, image: str, encryption_key: str | None = None
 ) -> N8nTestContainer:
-    """Start an n8n container like an operator would (named volume, port on 127.0.0.1)."""
-    key = encryption_key or secrets.token_urlsafe(24)
+    """Start an n8n container like an operator would (named volume, port on 127.0.0.1).
+
+    Without ``encryption_key`` n8n makes its own and keeps it in the config file on the volume,
+    as with a plain ``docker run``; with one, it is passed as N8N_ENCRYPTION_KEY.
+    """
+    key_env = {"N8N_ENCRYPTION_KEY": encryption_key} if encryption_key else {}
     name = f"n8n-test-{secrets.token_hex(4)}"
     volume = client.volumes.create(name=f"{name}-data", labels=TEST_LABEL).name
     container = client.containers.run(
         image,
         name=name,
         detach=True,
-        environment={**QUIET_ENV, "N8N_ENCRYPTION_KEY": key},
+        environment={**QUIET_ENV, **key_env},
         volumes={volume: {"bind": "/home/node/.n8n", "mode": "rw"}},
         ports={"5678/tcp": ("127.0.0.1", None)},
         labels=TEST_LABEL,
     )
     container.reload()
     port = container.attrs["NetworkSettings"]["Ports"]["5678/tcp"][0]["HostPort"]
-    handle = N8nTestContainer(container, str(volume), f"http://127.0.0.1:{port}", key)
+    handle = N8nTestContainer(container, str(volume), f"http://127.0.0.1:{port}", "")
     wait_ready(handle)
+    found = inspect_n8n_container(name)
+    handle.encryption_key = read_encryption_key(found.folder, found.environment)
     return handle
 
 

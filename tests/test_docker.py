@@ -7,11 +7,14 @@ missing engine is a failure here, never a skip.
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -29,7 +32,7 @@ from tests.docker_support import (
     set_up_owner,
 )
 from tests.verify_runner import report_with_attachments, run_verify
-from verify.bootstrap import PublicApi
+from verify.bootstrap import PublicApi, sample_workflow
 from verify.runtime.docker import SESSION_LABEL
 
 
@@ -68,7 +71,8 @@ def test_container_source_is_found_through_the_sdk(
     handle, _ = source_container
     found = inspect_n8n_container(handle.name)
     assert found.folder.database.is_file()
-    assert found.environment["N8N_ENCRYPTION_KEY"] == handle.encryption_key
+    assert "N8N_ENCRYPTION_KEY" not in found.environment  # the key is in the volume's config
+    assert json.loads(found.folder.config.read_text())["encryptionKey"] == handle.encryption_key
     assert found.api_url == handle.url
 
 
@@ -208,3 +212,44 @@ def test_interrupted_verify_leaves_no_container(
     assert ours() == []
     networks = docker_client.networks.list(filters={"label": SESSION_LABEL})
     assert networks == [], "verify left its network behind"
+
+
+def test_failed_restore_puts_the_old_database_back(
+    docker_client: DockerClient,
+    n8n_image: str,
+    container_snapshot: tuple[Path, Path],
+    source_container: tuple[N8nTestContainer, list[str]],
+    tmp_path: Path,
+) -> None:
+    """A snapshot whose files are intact but whose manifest promises a workflow that the
+    restored n8n does not serve: the check after the restart fails, and the rollback runs."""
+    path, _ = container_snapshot
+    source, _ = source_container
+    lying = tmp_path / path.name
+    shutil.copytree(path, lying)
+    manifest = Manifest.load(lying)
+    changed = replace(manifest.workflows[0], digest="sha256:" + "0" * 64)
+    (lying / "manifest.json").write_text(
+        replace(manifest, workflows=[changed, *manifest.workflows[1:]]).to_json()
+    )
+    target = run_n8n_container(docker_client, n8n_image, encryption_key=source.encryption_key)
+    try:
+        set_up_owner(target)
+        own = target.api().create_workflow(sample_workflow("Only on the target"))
+        result = run_backup_cli("restore", str(lying), "--container", target.name)
+        assert result.returncode == 1
+        message = result.stderr.strip().splitlines()
+        assert len(message) == 1, result.stderr
+        assert "restore failed while checking workflows and credentials" in message[0]
+        assert "the previous database was put back" in message[0]
+        target.container.reload()
+        assert target.container.status == "running"
+        url = inspect_n8n_container(target.name).api_url
+        assert url is not None
+        names = [
+            w["name"]
+            for w in PublicApi(url, target.api_key).client.get("/workflows").json()["data"]
+        ]
+        assert names == [own["name"]], "the target does not have its own data back"
+    finally:
+        remove(docker_client, target)
