@@ -10,7 +10,9 @@ from pathlib import Path
 from backup.cipher import CredentialDecryptError, decrypt_credential_data
 from backup.digests import credential_digest, sha256_file
 from backup.manifest import MANIFEST_NAME, Manifest
-from backup.sources.sqlite import N8nDatabase, integrity_problems
+from backup.sources.postgres import dump_problems
+from backup.sources.sqlite import integrity_problems
+from backup.sources.tables import N8nTables
 
 
 def file_problems(snapshot_dir: Path, manifest: Manifest) -> list[str]:
@@ -37,12 +39,16 @@ def file_problems(snapshot_dir: Path, manifest: Manifest) -> list[str]:
     return problems
 
 
-def database_problems(database_path: Path) -> list[str]:
-    """SQLite's own integrity check of the database copy."""
-    return [f"integrity_check: {message}" for message in integrity_problems(database_path)]
+def database_problems(snapshot_dir: Path, manifest: Manifest) -> list[str]:
+    """The database file reads as what it claims to be: SQLite's integrity_check for a copy,
+    pg_restore --list for a PostgreSQL dump."""
+    path = snapshot_dir / manifest.database_file
+    if manifest.database_kind == "postgres":
+        return dump_problems(path)
+    return [f"integrity_check: {message}" for message in integrity_problems(path)]
 
 
-def count_problems(manifest: Manifest, database: N8nDatabase) -> list[str]:
+def count_problems(manifest: Manifest, database: N8nTables) -> list[str]:
     """The manifest's counts agree with its own lists and with the database copy."""
     problems: list[str] = []
     counts = manifest.counts
@@ -64,9 +70,7 @@ def count_problems(manifest: Manifest, database: N8nDatabase) -> list[str]:
     return problems
 
 
-def credential_problems(
-    manifest: Manifest, database: N8nDatabase, encryption_key: str
-) -> list[str]:
+def credential_problems(manifest: Manifest, database: N8nTables, encryption_key: str) -> list[str]:
     """Every credential of the copy decrypts with ``encryption_key`` to the manifest's digest."""
     expected = {entry.id: entry for entry in manifest.credentials}
     problems: list[str] = []

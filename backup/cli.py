@@ -14,10 +14,11 @@ from pathlib import Path
 from backup import runtime
 from backup.errors import BackupError, InputError
 from backup.keystore import KeyStore
-from backup.n8n_folder import locate
+from backup.n8n_folder import N8nFolder, locate
 from backup.snapshot import SnapshotRequest, create_snapshot
 from backup.sources.api import N8nApi
 from backup.sources.container import inspect_n8n_container
+from backup.sources.postgres import PostgresTarget
 
 API_KEY_ENV = "N8N_API_KEY"
 EXIT_INTERRUPTED = 130
@@ -39,24 +40,35 @@ def read_api_key(api_key_file: Path | None) -> str:
     return key
 
 
-def cmd_snapshot(args: argparse.Namespace) -> int:
-    """Take one snapshot and print its path as the last line."""
-    key_environ: dict[str, str] | None = None
-    api_url: str | None = args.api_url
+def _snapshot_source(
+    args: argparse.Namespace,
+) -> tuple[N8nFolder | None, dict[str, str] | None, str | None]:
+    """The n8n folder, the environment holding its key, and the API URL to use."""
+    if args.container and args.n8n_folder:
+        raise InputError("give --container or --n8n-folder, not both")
     if args.container:
-        if args.n8n_folder:
-            raise InputError("give --container or --n8n-folder, not both")
         source = inspect_n8n_container(args.container)
-        folder, key_environ = source.folder, source.environment
-        api_url = api_url or source.api_url
+        api_url = args.api_url or source.api_url
         if api_url is None:
             raise InputError(
                 f"container {args.container} publishes no port for 5678: give --api-url"
             )
-    elif args.n8n_folder:
-        folder = locate(args.n8n_folder)
-    else:
-        raise InputError("give --n8n-folder PATH, or --container NAME for n8n in Docker")
+        return source.folder, source.environment, api_url
+    if args.n8n_folder:
+        return locate(args.n8n_folder, with_database=not args.postgres), None, args.api_url
+    if args.postgres:
+        return None, None, args.api_url
+    raise InputError("give --n8n-folder PATH, --container NAME, or --postgres DSN")
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    """Take one snapshot and print its path as the last line."""
+    postgres = (
+        PostgresTarget.from_dsn(args.postgres, args.postgres_schema, args.table_prefix)
+        if args.postgres
+        else None
+    )
+    folder, key_environ, api_url = _snapshot_source(args)
     if api_url is None:
         raise InputError("give --api-url, the address of n8n (e.g. http://localhost:5678)")
     with N8nApi(api_url, read_api_key(args.api_key_file)) as api:
@@ -68,6 +80,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
                 key_store=KeyStore(args.key_store),
                 table_prefix=args.table_prefix,
                 key_environ=key_environ,
+                postgres=postgres,
             )
         )
     print(path)
@@ -107,6 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
     snap = commands.add_parser("snapshot", help="take a snapshot of a running n8n")
     snap.add_argument("--n8n-folder", type=Path, help=".n8n folder or its parent")
     snap.add_argument("--container", help="name of a Docker container that runs n8n")
+    snap.add_argument(
+        "--postgres",
+        metavar="DSN",
+        help="n8n's PostgreSQL database: postgresql://USER@HOST:PORT/DB (password in PGPASSWORD)",
+    )
+    snap.add_argument(
+        "--postgres-schema",
+        default=os.environ.get("DB_POSTGRESDB_SCHEMA", "public"),
+        help="DB_POSTGRESDB_SCHEMA (default public)",
+    )
     snap.add_argument(
         "--api-url",
         help="n8n's address, e.g. http://localhost:5678 (with --container: "

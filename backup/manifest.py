@@ -67,6 +67,8 @@ class Manifest:
     workflows: list[WorkflowEntry]
     credentials: list[CredentialEntry]
     files: list[FileEntry] = field(default_factory=list)
+    table_prefix: str = ""
+    database_schema: str | None = None  # PostgreSQL only
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
 
@@ -98,6 +100,8 @@ class Manifest:
                 workflows=[WorkflowEntry(**item) for item in raw["workflows"]],
                 credentials=[CredentialEntry(**item) for item in raw["credentials"]],
                 files=[FileEntry(**item) for item in raw["files"]],
+                table_prefix=raw.get("table_prefix", ""),
+                database_schema=raw.get("database_schema"),
             )
         except (KeyError, TypeError) as exc:
             raise SnapshotError(f"manifest.json is incomplete or malformed: {exc}") from None

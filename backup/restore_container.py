@@ -62,9 +62,12 @@ class RestoreResult:
 
 def _check_snapshot(snapshot_dir: Path) -> Manifest:
     manifest = Manifest.load(snapshot_dir)
-    problems = file_problems(snapshot_dir, manifest) or database_problems(
-        snapshot_dir / manifest.database_file
-    )
+    if manifest.database_kind != "sqlite":
+        raise InputError(
+            f"snapshot {snapshot_dir} is a {manifest.database_kind} dump: a container restore "
+            "takes SQLite snapshots"
+        )
+    problems = file_problems(snapshot_dir, manifest) or database_problems(snapshot_dir, manifest)
     if problems:
         raise SnapshotError(f"snapshot {snapshot_dir} is damaged, not restoring: {problems[0]}")
     return manifest

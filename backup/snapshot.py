@@ -33,13 +33,20 @@ from backup.manifest import (
 )
 from backup.n8n_folder import N8nFolder, read_encryption_key
 from backup.sources.api import N8nApi
+from backup.sources.postgres import (
+    DUMP_NAME,
+    PgDumpError,
+    PostgresTarget,
+    dump_consistently,
+    dump_problems,
+)
 from backup.sources.sqlite import (
     DATABASE_NAME,
-    CredentialRow,
     N8nDatabase,
     integrity_problems,
     online_copy,
 )
+from backup.sources.tables import CredentialRow, N8nTables, WorkflowRow
 
 INCOMPLETE_PREFIX = ".incomplete-"
 WORKFLOWS_DIR = "workflows"
@@ -52,11 +59,12 @@ _MAX_SLUG = 60
 class SnapshotRequest:
     """What to back up and where to put it."""
 
-    n8n_folder: N8nFolder
+    n8n_folder: N8nFolder | None
     api: N8nApi
     out_dir: Path
     key_store: KeyStore
     table_prefix: str = ""
+    postgres: PostgresTarget | None = None
     # Where N8N_ENCRYPTION_KEY is looked up: the container's environment, or ours when None.
     key_environ: dict[str, str] | None = field(default=None, repr=False)
 
@@ -98,16 +106,33 @@ def create_snapshot(request: SnapshotRequest) -> Path:
     return final
 
 
-def _fill_staging(
-    staging: Path,
-    snapshot_id: str,
-    source_version: str,
-    encryption_key: str,
-    request: SnapshotRequest,
-) -> Manifest:
-    # Export first, copy second: a workflow created in between is then in the database copy and is
-    # fetched alone below; one deleted in between is dropped. The copy is what restores.
-    exported = {str(item["id"]): item for item in request.api.iter_workflows()}
+@dataclass(frozen=True)
+class DatabaseContents:
+    """What the manifest records from the database, read from the captured state."""
+
+    workflows: list[WorkflowRow]
+    credentials: list[CredentialRow]
+    executions: int
+
+
+def _read_contents(tables: N8nTables) -> DatabaseContents:
+    return DatabaseContents(
+        tables.workflows(), tables.credentials(), tables.count("execution_entity")
+    )
+
+
+def _capture_database(staging: Path, request: SnapshotRequest) -> tuple[str, str, DatabaseContents]:
+    """Copy or dump the database into ``staging``; return file name, kind and contents."""
+    if request.postgres is not None:
+        dump = staging / DUMP_NAME
+        contents = dump_consistently(request.postgres, dump, _read_contents)
+        problems = dump_problems(dump)
+        if problems:
+            raise PgDumpError(f"the dump fails its check: {problems[0]}")
+        dump.chmod(PRIVATE_FILE_MODE)
+        fsync_file(dump)
+        return DUMP_NAME, "postgres", contents
+    assert request.n8n_folder is not None
     database_path = staging / DATABASE_NAME
     online_copy(request.n8n_folder.database, database_path)
     database_path.chmod(PRIVATE_FILE_MODE)
@@ -115,8 +140,20 @@ def _fill_staging(
     if problems:
         raise SqliteBackupError(f"the database copy fails integrity_check: {problems[0]}")
     fsync_file(database_path)
-    database = N8nDatabase(database_path, request.table_prefix)
+    return DATABASE_NAME, "sqlite", _read_contents(N8nDatabase(database_path, request.table_prefix))
 
+
+def _fill_staging(
+    staging: Path,
+    snapshot_id: str,
+    source_version: str,
+    encryption_key: str,
+    request: SnapshotRequest,
+) -> Manifest:
+    # Export first, capture second: a workflow created in between is then in the database copy
+    # and is fetched alone below; one deleted in between is dropped. The copy is what restores.
+    exported = {str(item["id"]): item for item in request.api.iter_workflows()}
+    database_file, database_kind, contents = _capture_database(staging, request)
     workflows = [
         WorkflowEntry(
             id=row.id,
@@ -125,26 +162,28 @@ def _fill_staging(
             digest=workflow_digest(row.nodes, row.connections),
             export_file=_write_export(staging, row.id, row.name, exported, request.api),
         )
-        for row in database.workflows()
+        for row in contents.workflows
     ]
-    credential_rows = database.credentials()
-    credentials = [_credential_entry(row, encryption_key) for row in credential_rows]
-    _archive_custom_nodes(request.n8n_folder, staging / CUSTOM_NODES_ARCHIVE)
+    credentials = [_credential_entry(row, encryption_key) for row in contents.credentials]
+    if request.n8n_folder is not None:
+        _archive_custom_nodes(request.n8n_folder, staging / CUSTOM_NODES_ARCHIVE)
     return Manifest(
         snapshot_id=snapshot_id,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         source_n8n_version=source_version,
-        database_kind="sqlite",
-        database_file=DATABASE_NAME,
+        database_kind=database_kind,
+        database_file=database_file,
         key_fingerprint=key_fingerprint(encryption_key),
         counts=Counts(
             workflows=len(workflows),
             credentials=len(credentials),
-            executions=database.count("execution_entity"),
+            executions=contents.executions,
         ),
         workflows=workflows,
         credentials=credentials,
         files=_file_entries(staging),
+        table_prefix=request.table_prefix,
+        database_schema=request.postgres.schema if request.postgres else None,
     )
 
 

@@ -6,6 +6,8 @@ once and its instance is stopped before the next snapshot's boots.
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +18,17 @@ from backup import runtime
 from backup.check import file_problems
 from backup.errors import BackupError, SnapshotError
 from backup.manifest import Manifest
+from backup.sources.postgres import (
+    DEFAULT_SCHEMA,
+    PostgresTables,
+    PostgresTarget,
+    deactivate_postgres,
+    drop_database,
+    n8n_database_env,
+    restore_dump,
+)
 from backup.sources.sqlite import N8nDatabase
+from backup.sources.tables import N8nTables
 from verify.cases import SUMMARIES_KEY, SnapshotCase, StoredKey
 from verify.report import SnapshotSummary
 from verify.restore import RestoredFolder, restore_to_temp
@@ -32,15 +44,12 @@ KEY_HINTS = ("encryption key", "encryptionkey", "deployment key")
 class RestoredInstance:
     """A fresh n8n running on a restored copy of a snapshot."""
 
-    process: N8nInstance
+    instance: N8nInstance
     folder: RestoredFolder
+    database: N8nTables  # the restored database n8n runs on
     version: str
+    migrations_before: list[str]  # as restored, before n8n migrated it
     ready_at: float
-
-    @property
-    def database(self) -> N8nDatabase:
-        """The restored database n8n is running on (read-only view)."""
-        return N8nDatabase(self.folder.database)
 
 
 @pytest.fixture(scope="session")
@@ -75,9 +84,35 @@ def stored_key(case: SnapshotCase, manifest: Manifest) -> StoredKey:
 
 
 @pytest.fixture(scope="session")
-def snapshot_database(case: SnapshotCase, manifest: Manifest) -> N8nDatabase:
-    """Read-only view of the snapshot's database copy."""
-    return N8nDatabase(case.folder / manifest.database_file)
+def snapshot_database(
+    case: SnapshotCase, manifest: Manifest, summary: SnapshotSummary
+) -> Iterator[N8nTables]:
+    """The snapshot's database: the SQLite copy itself (read-only), or for PostgreSQL the dump
+    restored into a throwaway database on --postgres-dsn, dropped afterwards (also on failure).
+    The restored instance then runs on that same throwaway database."""
+    if manifest.database_kind == "sqlite":
+        yield N8nDatabase(case.folder / manifest.database_file, manifest.table_prefix)
+        return
+    if case.postgres_dsn is None:
+        pytest.fail(
+            "this is a PostgreSQL snapshot: give --postgres-dsn of a server where verify may "
+            "create and drop a throwaway database",
+            pytrace=False,
+        )
+    server = PostgresTarget.from_dsn(
+        case.postgres_dsn, manifest.database_schema or DEFAULT_SCHEMA, manifest.table_prefix
+    )
+    dbname = f"nrv_verify_{secrets.token_hex(6)}"
+    summary.database = f"PostgreSQL {server.host}:{server.port} (--postgres-dsn), database {dbname}"
+    try:
+        try:
+            target = restore_dump(server, case.folder / manifest.database_file, dbname)
+        except BackupError as exc:
+            pytest.fail(f"the dump does not restore: {exc}", pytrace=False)
+        yield PostgresTables(target)
+    finally:
+        with contextlib.suppress(BackupError):
+            drop_database(server, dbname)
 
 
 @pytest.fixture(scope="session")
@@ -95,6 +130,7 @@ def _new_instance(
     key: str,
     request: pytest.FixtureRequest,
     summary: SnapshotSummary,
+    extra_env: dict[str, str],
 ) -> N8nInstance:
     if case.runtime == "docker":
         image = case.image(version)
@@ -106,7 +142,7 @@ def _new_instance(
     except BackupError as exc:
         pytest.fail(f"cannot install n8n {version}: {exc}", pytrace=False)
     summary.runtime = f"process (n8n {version} from npm, Node.js {runtime.NODE_VERSION})"
-    return N8nProcess(launcher, folder.user_folder, key)
+    return N8nProcess(launcher, folder.user_folder, key, extra_env=extra_env)
 
 
 @pytest.fixture(scope="session")
@@ -128,9 +164,25 @@ def restored(
     if stored_key.value is None:
         pytest.fail(f"not booted: {stored_key.problem}", pytrace=False)
     version = case.target_version(manifest)
+    database: N8nTables = request.getfixturevalue("snapshot_database")
     folder = restore_to_temp(case.folder, manifest, stored_key.value)
+    extra_env: dict[str, str] = {}
+    if isinstance(database, PostgresTables):
+        if case.runtime == "docker":
+            pytest.fail(
+                "PostgreSQL snapshots boot on the process runtime only for now: "
+                "use --runtime process",
+                pytrace=False,
+            )
+        deactivate_postgres(database)
+        extra_env = n8n_database_env(database.target)
+    else:
+        database = N8nDatabase(folder.database, manifest.table_prefix)
+    migrations_before = database.migrations()
     try:
-        instance = _new_instance(case, version, folder, stored_key.value, request, summary)
+        instance = _new_instance(
+            case, version, folder, stored_key.value, request, summary, extra_env
+        )
         case.attach(instance)
         try:
             instance.start(timeout=case.boot_timeout)
@@ -138,7 +190,9 @@ def restored(
             message = _start_failure(version, manifest, stored_key, exc, case)
             pytest.fail(message, pytrace=False)
         summary.boot_seconds = instance.ready_seconds
-        yield RestoredInstance(instance, folder, version, ready_at=time.monotonic())
+        yield RestoredInstance(
+            instance, folder, database, version, migrations_before, ready_at=time.monotonic()
+        )
     finally:
         case.detach()
         folder.cleanup()

@@ -12,7 +12,7 @@ from backup.digests import credential_digest, workflow_digest
 from backup.errors import ApiError
 from backup.manifest import Manifest
 from backup.sources.api import N8nApi
-from backup.sources.sqlite import N8nDatabase
+from backup.sources.tables import N8nTables
 
 EXPORT_TIMEOUT_SECONDS = 180
 
@@ -29,7 +29,7 @@ class N8nCheckError(AssertionError):
     """n8n could not be asked, or its answer shows a restore problem."""
 
 
-def usable_api_key(base_url: str, database: N8nDatabase, key_fingerprint: str) -> str:
+def usable_api_key(base_url: str, database: N8nTables, key_fingerprint: str) -> str:
     """A public API key from the restored database that the restored instance accepts.
 
     n8n keeps API keys in its database and checks them with secrets derived from the encryption

@@ -39,6 +39,10 @@ RUNTIME_HELP = (
     "where fresh n8n instances run: docker (testcontainers), process (local n8n from npm), "
     "or auto (docker when an engine answers, else process; default)"
 )
+POSTGRES_HELP = (
+    "PostgreSQL server (libpq URI, password in PGPASSWORD) where verify restores PostgreSQL "
+    "snapshots into throwaway databases"
+)
 IMAGE_HELP = f"image for the docker runtime; {{version}} is the target version ({OFFICIAL_IMAGE})"
 
 pytest_plugins = ["verify.fixtures"]
@@ -55,6 +59,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--runtime", choices=RUNTIMES, default="auto", help=RUNTIME_HELP)
     group.addoption("--n8n-image", default=OFFICIAL_IMAGE, help=IMAGE_HELP)
+    group.addoption("--postgres-dsn", help=POSTGRES_HELP)
     group.addoption("--quiet-seconds", type=float, default=DEFAULT_QUIET_SECONDS, help=QUIET_HELP)
 
 
@@ -109,6 +114,7 @@ def _load_cases(config: pytest.Config) -> list[SnapshotCase]:
             quiet_seconds=config.getoption("quiet_seconds"),
             runtime=runtime_name,
             image_template=config.getoption("n8n_image"),
+            postgres_dsn=config.getoption("postgres_dsn"),
         )
         for folder in folders
     ]

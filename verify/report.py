@@ -18,6 +18,7 @@ class SnapshotSummary:
     source_version: str = "?"
     target_version: str = "?"
     runtime: str = "not booted"
+    database: str = "SQLite copy"
     key_fingerprint: str = "?"
     expected_workflows: int | None = None
     expected_credentials: int | None = None
@@ -53,6 +54,7 @@ COLUMNS = (
     "source n8n",
     "target n8n",
     "runtime",
+    "database",
     "workflows expected / found",
     "credentials expected / found",
     "active in snapshot (not activated)",
@@ -83,6 +85,7 @@ def summary_table(summaries: list[SnapshotSummary]) -> str:
             item.source_version,
             item.target_version,
             item.runtime,
+            item.database,
             f"{_fmt(item.expected_workflows)} / {_fmt(item.found_workflows)}",
             f"{_fmt(item.expected_credentials)} / {_fmt(item.found_credentials)}",
             f"{len(item.active_in_snapshot)}: {active}",

