@@ -48,6 +48,10 @@ def _snapshot_source(
         raise InputError("give --container or --n8n-folder, not both")
     if args.container:
         source = inspect_n8n_container(args.container)
+        if source.database_kind == "postgres" and not args.postgres:
+            raise InputError(
+                f"container {args.container} runs n8n on PostgreSQL: add --postgres DSN"
+            )
         api_url = args.api_url or source.api_url
         if api_url is None:
             raise InputError(
@@ -92,12 +96,18 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from backup.restore_container import restore_into_container
 
     result = restore_into_container(
-        args.snapshot, args.container, force=args.force, api_url=args.api_url
+        args.snapshot,
+        args.container,
+        postgres_dsn=args.postgres,
+        postgres_schema=args.postgres_schema,
+        table_prefix=args.table_prefix,
+        force=args.force,
+        api_url=args.api_url,
     )
     print(
         f"restored snapshot {result.snapshot_id} into {result.container}: "
         f"{result.workflows} workflows load, {result.credentials} credentials decrypt; "
-        f"previous database kept at {result.rollback_copy}"
+        f"previous database kept as {result.rollback}"
     )
     return 0
 
@@ -150,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument(
         "--force", action="store_true", help="restore even while executions are running"
     )
+    restore.add_argument(
+        "--postgres", metavar="DSN", help="the PostgreSQL database the container's n8n runs on"
+    )
+    restore.add_argument("--postgres-schema", help="DB_POSTGRESDB_SCHEMA (default: the snapshot's)")
+    restore.add_argument("--table-prefix", help="DB_TABLE_PREFIX (default: the snapshot's)")
     restore.set_defaults(handler=cmd_restore)
 
     rt = commands.add_parser("runtime", help="manage n8n runtimes from the npm registry")

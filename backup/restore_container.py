@@ -1,35 +1,35 @@
 """Full restore of a snapshot into an n8n container, made safe.
 
 Order matters: everything that can refuse does so before anything is touched (damaged snapshot,
-key mismatch, running executions); the replaced database is kept as a rollback copy; any failure
-after the container was stopped puts the old database back and starts the container again.
+wrong kind of database, key mismatch, running executions); the replaced database is kept (a
+rollback copy of the SQLite file, or the renamed PostgreSQL database); any failure after the
+container was stopped puts the old database back and starts the container again.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
 from docker.errors import DockerException
 from docker.models.containers import Container
 
-from backup.atomic import PRIVATE_FILE_MODE, fsync_dir, fsync_file, make_private_dir
 from backup.check import database_problems, file_problems
+from backup.database_slot import DatabaseSlot, PostgresSlot, SqliteSlot
 from backup.digests import key_fingerprint
 from backup.errors import BackupError, InputError, KeyStoreError, SnapshotError
 from backup.manifest import Manifest
-from backup.n8n_folder import N8nFolder, read_encryption_key
+from backup.n8n_folder import read_encryption_key
 from backup.sources.container import (
     ContainerCli,
     docker_client,
     get_container,
     inspect_n8n_container,
 )
-from backup.sources.sqlite import N8nDatabase, online_copy
+from backup.sources.postgres import DEFAULT_SCHEMA, PostgresTarget
+from backup.sources.tables import N8nTables
 from verify.n8n_side import (
     N8nCheckError,
     credential_mismatches,
@@ -40,8 +40,6 @@ from verify.n8n_side import (
 )
 from verify.runtime.wait import N8nStartError, wait_until_ready
 
-ROLLBACK_DIR = "restore-rollback"
-SIDE_FILES = ("-wal", "-shm", "-journal")
 STOP_TIMEOUT_SECONDS = 30
 
 
@@ -57,49 +55,56 @@ class RestoreResult:
     snapshot_id: str
     workflows: int
     credentials: int
-    rollback_copy: Path
+    rollback: str  # where the replaced database is kept
 
 
-def _check_snapshot(snapshot_dir: Path) -> Manifest:
-    manifest = Manifest.load(snapshot_dir)
-    if manifest.database_kind != "sqlite":
+def _check_snapshot(
+    snapshot_dir: Path, manifest: Manifest, postgres: PostgresTarget | None
+) -> None:
+    expected = "postgres" if postgres else "sqlite"
+    if manifest.database_kind != expected:
+        hint = "give --postgres DSN" if manifest.database_kind == "postgres" else "drop --postgres"
         raise InputError(
-            f"snapshot {snapshot_dir} is a {manifest.database_kind} dump: a container restore "
-            "takes SQLite snapshots"
+            f"snapshot {snapshot_dir} holds a {manifest.database_kind} database: {hint}"
         )
     problems = file_problems(snapshot_dir, manifest) or database_problems(snapshot_dir, manifest)
     if problems:
         raise SnapshotError(f"snapshot {snapshot_dir} is damaged, not restoring: {problems[0]}")
-    return manifest
-
-
-def _replace_database(target: N8nFolder, replacement: Path) -> None:
-    """Put ``replacement`` in place of the database, keeping owner and mode; drop side files."""
-    live = target.database
-    info = live.stat()
-    staged = live.with_name(f".{live.name}.restoring")
-    shutil.copyfile(replacement, staged)
-    os.chown(staged, info.st_uid, info.st_gid)
-    os.chmod(staged, info.st_mode & 0o777)
-    fsync_file(staged)
-    for suffix in SIDE_FILES:  # a stale WAL would be replayed into the new database
-        live.with_name(live.name + suffix).unlink(missing_ok=True)
-    staged.replace(live)
-    fsync_dir(live.parent)
 
 
 def restore_into_container(
     snapshot_dir: Path,
     container_name: str,
     *,
+    postgres_dsn: str | None = None,
+    postgres_schema: str | None = None,
+    table_prefix: str | None = None,
     force: bool = False,
     api_url: str | None = None,
     boot_timeout: float = 180.0,
     say: Callable[[str], None] = print,
 ) -> RestoreResult:
-    """Restore ``snapshot_dir`` into the n8n container ``container_name``; see module doc."""
-    manifest = _check_snapshot(snapshot_dir)
+    """Restore ``snapshot_dir`` into the n8n container ``container_name`` (its SQLite file, or
+    the PostgreSQL database at ``postgres_dsn`` it runs on); see the module doc.
+
+    Schema and table prefix default to the snapshot's own."""
+    manifest = Manifest.load(snapshot_dir)
+    postgres = (
+        PostgresTarget.from_dsn(
+            postgres_dsn,
+            postgres_schema or manifest.database_schema or DEFAULT_SCHEMA,
+            manifest.table_prefix if table_prefix is None else table_prefix,
+        )
+        if postgres_dsn
+        else None
+    )
+    _check_snapshot(snapshot_dir, manifest, postgres)
     source = inspect_n8n_container(container_name)
+    if source.database_kind != manifest.database_kind:
+        raise InputError(
+            f"container {container_name} runs n8n on {source.database_kind}, the snapshot holds "
+            f"a {manifest.database_kind} database; nothing was changed"
+        )
     if (api_url or source.api_url) is None:
         raise InputError(f"container {container_name} publishes no port for 5678: give --api-url")
     target_key = read_encryption_key(source.folder, source.environment)
@@ -112,18 +117,20 @@ def restore_into_container(
             f"snapshot's key (key store entry {manifest.key_fingerprint}) and restore again; "
             "nothing was changed"
         )
-    running = N8nDatabase(source.folder.database).running_executions()
+    replacement = snapshot_dir / manifest.database_file
+    slot: DatabaseSlot = (
+        PostgresSlot(postgres, replacement)
+        if postgres
+        else SqliteSlot(source.folder, replacement, manifest.table_prefix)
+    )
+    running = slot.tables().running_executions()
     if running and not force:
         raise InputError(
             f"{running} execution(s) are running in {container_name}: wait for them to finish, "
             "or pass --force to restore anyway; nothing was changed"
         )
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    rollback_dir = make_private_dir(source.folder.path / ROLLBACK_DIR / stamp)
-    rollback_copy = rollback_dir / source.folder.database.name
-    online_copy(source.folder.database, rollback_copy)
-    rollback_copy.chmod(PRIVATE_FILE_MODE)
-    say(f"restore: previous database kept at {rollback_copy}")
+    rollback = slot.prepare()
+    say(f"restore: previous database will be kept as {rollback}")
 
     with docker_client() as client:
         container = get_container(client, container_name)
@@ -131,24 +138,29 @@ def restore_into_container(
         try:
             container.stop(timeout=STOP_TIMEOUT_SECONDS)
             step = "replacing the database"
-            _replace_database(source.folder, snapshot_dir / manifest.database_file)
+            slot.swap()
             step = "starting the container"
             container.start()
             step = "waiting for n8n"
             url = _wait(container, api_url, boot_timeout)
             step = "checking workflows and credentials"
             workflows, credentials = _check_restored(
-                container, source.folder, url, manifest, target_key
+                container, slot.tables(), url, manifest, target_key
             )
-        except (BackupError, DockerException, N8nStartError, N8nCheckError, OSError) as exc:
-            _roll_back(container, source.folder, rollback_copy, api_url, boot_timeout)
+        except (
+            BackupError,
+            DockerException,
+            N8nStartError,
+            N8nCheckError,
+            OSError,
+            psycopg.Error,
+        ) as exc:
+            _roll_back(container, slot, rollback, api_url, boot_timeout)
             raise RestoreError(
                 f"restore failed while {step}: {exc}; the previous database was put back "
                 f"and {container_name} started again"
             ) from None
-    return RestoreResult(
-        container_name, manifest.snapshot_id, workflows, credentials, rollback_copy
-    )
+    return RestoreResult(container_name, manifest.snapshot_id, workflows, credentials, rollback)
 
 
 def _wait(container: Container, api_url: str | None, timeout: float) -> str:
@@ -171,9 +183,8 @@ def _wait(container: Container, api_url: str | None, timeout: float) -> str:
 
 
 def _check_restored(
-    container: Container, folder: N8nFolder, url: str, manifest: Manifest, key: str
+    container: Container, database: N8nTables, url: str, manifest: Manifest, key: str
 ) -> tuple[int, int]:
-    database = N8nDatabase(folder.database)
     api_key = usable_api_key(url, database, manifest.key_fingerprint)
     served = served_workflow_digests(url, api_key, [w.id for w in manifest.workflows])
     problems = workflow_mismatches(manifest, served)
@@ -185,19 +196,15 @@ def _check_restored(
 
 
 def _roll_back(
-    container: Container,
-    folder: N8nFolder,
-    rollback_copy: Path,
-    api_url: str | None,
-    timeout: float,
+    container: Container, slot: DatabaseSlot, rollback: str, api_url: str | None, timeout: float
 ) -> None:
     try:
         container.stop(timeout=STOP_TIMEOUT_SECONDS)
-        _replace_database(folder, rollback_copy)
+        slot.swap_back()
         container.start()
         _wait(container, api_url, timeout)
-    except (DockerException, N8nStartError, OSError) as exc:
+    except (BackupError, DockerException, N8nStartError, OSError, psycopg.Error) as exc:
         raise RestoreError(
-            f"restore failed and so did putting the previous database back ({exc}): it is at "
-            f"{rollback_copy}; stop the container and copy it to {folder.database}"
+            f"restore failed and so did putting the previous database back ({exc}): it is kept "
+            f"as {rollback}; stop the container and put it back by hand"
         ) from None

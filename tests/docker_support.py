@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import subprocess
 from dataclasses import dataclass, field
+from typing import Any
 
 from docker.client import DockerClient
 from docker.models.containers import Container
@@ -16,6 +17,7 @@ from tests.conftest import ROOT
 from verify.bootstrap import PublicApi, create_owner_and_api_key
 from verify.runtime.base import QUIET_ENV
 from verify.runtime.docker import SESSION_LABEL
+from verify.runtime.process import free_port
 from verify.runtime.wait import wait_until_ready
 
 IMAGE_TEMPLATE = "n8n-restore-verify/n8n:{version}"
@@ -56,27 +58,46 @@ class N8nTestContainer:
 
 
 def run_n8n_container(
-    client: DockerClient, image: str, encryption_key: str | None = None
+    client: DockerClient,
+    image: str,
+    encryption_key: str | None = None,
+    *,
+    extra_env: dict[str, str] | None = None,
+    host_network: bool = False,
 ) -> N8nTestContainer:
     """Start an n8n container like an operator would (named volume, port on 127.0.0.1).
 
     Without ``encryption_key`` n8n makes its own and keeps it in the config file on the volume,
-    as with a plain ``docker run``; with one, it is passed as N8N_ENCRYPTION_KEY.
+    as with a plain ``docker run``; with one, it is passed as N8N_ENCRYPTION_KEY. With
+    ``host_network`` it shares this machine's loopback (to reach a PostgreSQL server there) and
+    listens on a free port of 127.0.0.1 instead of publishing one.
     """
-    key_env = {"N8N_ENCRYPTION_KEY": encryption_key} if encryption_key else {}
+    env = {**QUIET_ENV, **(extra_env or {})}
+    if encryption_key:
+        env["N8N_ENCRYPTION_KEY"] = encryption_key
     name = f"n8n-test-{secrets.token_hex(4)}"
     volume = client.volumes.create(name=f"{name}-data", labels=TEST_LABEL).name
+    network: dict[str, Any] = {"ports": {"5678/tcp": ("127.0.0.1", None)}}
+    if host_network:
+        port = free_port()
+        env.update(
+            N8N_PORT=str(port),
+            N8N_LISTEN_ADDRESS="127.0.0.1",
+            N8N_RUNNERS_BROKER_PORT=str(free_port()),
+        )
+        network = {"network_mode": "host"}
     container = client.containers.run(
         image,
         name=name,
         detach=True,
-        environment={**QUIET_ENV, **key_env},
+        environment=env,
         volumes={volume: {"bind": "/home/node/.n8n", "mode": "rw"}},
-        ports={"5678/tcp": ("127.0.0.1", None)},
         labels=TEST_LABEL,
+        **network,
     )
     container.reload()
-    port = container.attrs["NetworkSettings"]["Ports"]["5678/tcp"][0]["HostPort"]
+    if not host_network:
+        port = container.attrs["NetworkSettings"]["Ports"]["5678/tcp"][0]["HostPort"]
     handle = N8nTestContainer(container, str(volume), f"http://127.0.0.1:{port}", "")
     wait_ready(handle)
     found = inspect_n8n_container(name)

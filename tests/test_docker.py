@@ -156,7 +156,7 @@ def test_restore_into_container_round_trips(
         summary = result.stdout.strip().splitlines()[-1]
         assert f"{manifest.counts.workflows} workflows load" in summary
         assert f"{manifest.counts.credentials} credentials decrypt" in summary
-        rollback = Path(summary.rsplit(" at ", 1)[1])
+        rollback = Path(summary.rsplit(" kept as ", 1)[1])
         assert rollback.is_file() and rollback.stat().st_mode & 0o077 == 0
         # The source's API key is in the restored database and works with the same key. The
         # published port changed with the restart.

@@ -15,9 +15,16 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from docker.client import DockerClient
 
 from backup.manifest import Manifest
-from backup.sources.postgres import PostgresTarget, drop_database, dump_problems, restore_dump
+from backup.sources.postgres import (
+    PostgresTarget,
+    drop_database,
+    dump_problems,
+    n8n_database_env,
+    restore_dump,
+)
 from tests.conftest import (
     BOOT_TIMEOUT,
     SourceInstance,
@@ -26,7 +33,7 @@ from tests.conftest import (
     snapshot_args,
     snapshot_under_load,
 )
-from tests.docker_support import PROCESS_ARGS
+from tests.docker_support import PROCESS_ARGS, remove, run_n8n_container
 from tests.postgres_support import PostgresServer
 from tests.verify_runner import report_with_attachments, run_verify
 from verify.bootstrap import PublicApi, create_owner_and_api_key
@@ -254,3 +261,58 @@ def test_postgres_password_is_not_on_the_command_line(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot connect to PostgreSQL postgres@127.0.0.1" in lines[0]
     assert wrong not in result.stderr
+
+
+def test_restore_into_postgres_container_round_trips(
+    pg_source: PostgresSource,
+    pg_snapshot: tuple[Path, Path],
+    docker_client: DockerClient,
+    n8n_image: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """n8n in a container on PostgreSQL: the snapshot replaces its database, the old one is
+    kept under a rollback name, and the restored n8n serves the snapshot's workflows."""
+    path, _ = pg_snapshot
+    manifest = Manifest.load(path)
+    server = pg_source.server
+    monkeypatch.setenv("PGPASSWORD", server.password)
+    with psycopg.connect(server.dsn(), autocommit=True) as admin:
+        admin.execute("CREATE DATABASE n8n_target")
+    with psycopg.connect(server.dsn("n8n_target"), autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {SCHEMA}")
+    target_db = PostgresTarget.from_dsn(server.dsn("n8n_target"), SCHEMA, PREFIX)
+    target = run_n8n_container(
+        docker_client,
+        n8n_image,
+        pg_source.instance.encryption_key,
+        extra_env=n8n_database_env(target_db),
+        host_network=True,
+    )
+    try:
+        dsn = f"postgresql://postgres@127.0.0.1:{server.port}/n8n_target"
+        result = run_backup_cli(
+            "restore",
+            str(path),
+            "--container",
+            target.name,
+            "--postgres",
+            dsn,
+            "--api-url",
+            target.url,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stderr
+        summary = result.stdout.strip().splitlines()[-1]
+        assert f"{manifest.counts.workflows} workflows load" in summary
+        assert f"{manifest.counts.credentials} credentials decrypt" in summary
+        with psycopg.connect(server.dsn(), autocommit=True) as admin:
+            names = [str(r[0]) for r in admin.execute("SELECT datname FROM pg_database")]
+        assert any(name.startswith("n8n_target_rollback_") for name in names)
+        assert not any(name.startswith("n8n_target_restoring_") for name in names)
+        listed = PublicApi(target.url, pg_source.instance.api_key).client.get(
+            "/workflows", params={"limit": 250}
+        )
+        assert listed.status_code == 200
+        assert {w["name"] for w in listed.json()["data"]} >= {w.name for w in manifest.workflows}
+    finally:
+        remove(docker_client, target)

@@ -33,6 +33,7 @@ class ContainerSource:
     folder: N8nFolder
     environment: dict[str, str] = field(repr=False)
     api_url: str | None
+    database_kind: str = "sqlite"  # or "postgres" (DB_TYPE=postgresdb)
 
 
 @contextlib.contextmanager
@@ -105,9 +106,17 @@ def inspect_n8n_container(name: str) -> ContainerSource:
             f"the .n8n data of container {name} is at {host_folder} on the Docker host, which "
             "this machine cannot read: run n8n-backup on the Docker host, as root"
         )
-    if environment.get("DB_TYPE", "sqlite") != "sqlite":
-        raise InputError(f"container {name} runs n8n on {environment['DB_TYPE']}: use --postgres")
-    return ContainerSource(name, locate(host_folder), environment, _published_api_url(attrs))
+    db_type = environment.get("DB_TYPE", "sqlite")
+    if db_type not in ("sqlite", "postgresdb"):
+        raise InputError(f"container {name} runs n8n on {db_type}, which is not supported")
+    kind = "sqlite" if db_type == "sqlite" else "postgres"
+    return ContainerSource(
+        name,
+        locate(host_folder, with_database=kind == "sqlite"),
+        environment,
+        _published_api_url(attrs),
+        kind,
+    )
 
 
 def exec_n8n(container: Container, *args: str) -> subprocess.CompletedProcess[str]:

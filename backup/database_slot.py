@@ -1,0 +1,126 @@
+"""The database an n8n instance runs on, as the restore swaps it: SQLite file or PostgreSQL.
+
+A slot is prepared while n8n still runs (rollback copy, staged restore), swapped while n8n is
+stopped, and swapped back if anything after the swap fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from abc import ABC, abstractmethod
+from datetime import UTC, datetime
+from pathlib import Path
+
+from psycopg import sql
+
+from backup.atomic import PRIVATE_FILE_MODE, fsync_dir, fsync_file, make_private_dir
+from backup.n8n_folder import N8nFolder
+from backup.sources.postgres import PostgresTables, PostgresTarget, restore_dump, with_database
+from backup.sources.sqlite import N8nDatabase, online_copy
+from backup.sources.tables import N8nTables
+
+ROLLBACK_DIR = "restore-rollback"
+SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+class DatabaseSlot(ABC):
+    """Where the live database is, and how to put a snapshot's in its place."""
+
+    @abstractmethod
+    def tables(self) -> N8nTables:
+        """The live database's tables (read-only use)."""
+
+    @abstractmethod
+    def prepare(self) -> str:
+        """While n8n runs: make the rollback copy or stage the new database; say where it is."""
+
+    @abstractmethod
+    def swap(self) -> None:
+        """While n8n is stopped: put the snapshot's database in place, keeping the old one."""
+
+    @abstractmethod
+    def swap_back(self) -> None:
+        """While n8n is stopped: put the old database back."""
+
+
+class SqliteSlot(DatabaseSlot):
+    """``database.sqlite`` in an n8n folder; the old file is kept under restore-rollback/."""
+
+    def __init__(self, folder: N8nFolder, replacement: Path, table_prefix: str = "") -> None:
+        self.folder = folder
+        self.replacement = replacement
+        self.table_prefix = table_prefix
+        self.rollback_copy = folder.path / ROLLBACK_DIR / _stamp() / folder.database.name
+
+    def tables(self) -> N8nTables:
+        return N8nDatabase(self.folder.database, self.table_prefix)
+
+    def prepare(self) -> str:
+        make_private_dir(self.rollback_copy.parent)
+        online_copy(self.folder.database, self.rollback_copy)
+        self.rollback_copy.chmod(PRIVATE_FILE_MODE)
+        return str(self.rollback_copy)
+
+    def swap(self) -> None:
+        self._put(self.replacement)
+
+    def swap_back(self) -> None:
+        self._put(self.rollback_copy)
+
+    def _put(self, source: Path) -> None:
+        """Copy ``source`` over the database, keeping owner and mode; drop its side files."""
+        live = self.folder.database
+        info = live.stat()
+        staged = live.with_name(f".{live.name}.restoring")
+        shutil.copyfile(source, staged)
+        os.chown(staged, info.st_uid, info.st_gid)
+        os.chmod(staged, info.st_mode & 0o777)
+        fsync_file(staged)
+        for suffix in SIDE_FILES:  # a stale WAL would be replayed into the new database
+            live.with_name(live.name + suffix).unlink(missing_ok=True)
+        staged.replace(live)
+        fsync_dir(live.parent)
+
+
+class PostgresSlot(DatabaseSlot):
+    """A PostgreSQL database: the dump is restored beside it under a staging name, then the two
+    are renamed; the old one stays on the server as ``<name>_rollback_<time>``."""
+
+    def __init__(self, target: PostgresTarget, dump: Path) -> None:
+        self.target = target
+        self.dump = dump
+        stamp = _stamp().lower()
+        self.staging_name = f"{target.dbname}_restoring_{stamp}"
+        self.rollback_name = f"{target.dbname}_rollback_{stamp}"
+
+    def tables(self) -> N8nTables:
+        return PostgresTables(self.target)
+
+    def prepare(self) -> str:
+        restore_dump(self.target, self.dump, self.staging_name)
+        return f"database {self.rollback_name} on {self.target.host}:{self.target.port}"
+
+    def swap(self) -> None:
+        self._rename(
+            (self.target.dbname, self.rollback_name), (self.staging_name, self.target.dbname)
+        )
+
+    def swap_back(self) -> None:
+        self._rename(
+            (self.target.dbname, self.staging_name), (self.rollback_name, self.target.dbname)
+        )
+
+    def _rename(self, *pairs: tuple[str, str]) -> None:
+        maintenance = with_database(self.target, "postgres")
+        with maintenance.connect(autocommit=True) as admin:
+            for old, new in pairs:
+                admin.execute(
+                    sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                        sql.Identifier(old), sql.Identifier(new)
+                    )
+                )
