@@ -2,14 +2,20 @@
 # Build a local n8n image that behaves like the official one, for machines that reach no
 # container registry: a Debian base made with debootstrap, plus the npm-installed runtime.
 #   scripts/build-n8n-image.sh [VERSION]   -> prints the image name as its last line
+#   scripts/build-n8n-image.sh --base-only -> only the Debian base (for other local images)
 # Cached: an image that exists already is reused (docker keeps it across runs on one machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+base_only=false
+if [ "${1:-}" = "--base-only" ]; then
+    base_only=true
+    shift
+fi
 version="${1:-2.40.7}"
 base="n8n-restore-verify/debian-base:bookworm"
 image="n8n-restore-verify/n8n:${version}"
 
-if docker image inspect "$image" >/dev/null 2>&1; then
+if ! $base_only && docker image inspect "$image" >/dev/null 2>&1; then
     echo "$image"
     exit 0
 fi
@@ -25,6 +31,11 @@ if ! docker image inspect "$base" >/dev/null 2>&1; then
     echo "build-n8n-image: debootstrap bookworm from the apt mirror" >&2
     debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >/dev/null
     tar -C "$rootfs" -c . | docker import - "$base" >/dev/null
+fi
+
+if $base_only; then
+    echo "$base"
+    exit 0
 fi
 
 runtime_launcher=$(.venv/bin/n8n-backup runtime install "$version" --quiet | tail -n 1)

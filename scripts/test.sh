@@ -17,4 +17,5 @@ done
 for version in "${versions[@]}"; do
     ./scripts/build-n8n-image.sh "$version"
 done
+./scripts/build-postgres-image.sh
 exec .venv/bin/pytest tests "$@"

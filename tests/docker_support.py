@@ -39,6 +39,19 @@ def build_image(version: str = runtime.DEFAULT_N8N_VERSION) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
+def build_postgres_image() -> str:
+    """Build (or reuse) the local PostgreSQL 18 image; return its name."""
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "build-postgres-image.sh")],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    assert result.returncode == 0, f"building the PostgreSQL image failed: {result.stderr[-2000:]}"
+    return result.stdout.strip().splitlines()[-1]
+
+
 @dataclass
 class N8nTestContainer:
     """An n8n container with its data on a named volume and its port published on loopback."""

@@ -33,7 +33,13 @@ from tests.conftest import (
     snapshot_args,
     snapshot_under_load,
 )
-from tests.docker_support import PROCESS_ARGS, remove, run_n8n_container
+from tests.docker_support import (
+    DOCKER_ARGS,
+    PROCESS_ARGS,
+    build_postgres_image,
+    remove,
+    run_n8n_container,
+)
 from tests.postgres_support import PostgresServer
 from tests.verify_runner import report_with_attachments, run_verify
 from verify.bootstrap import PublicApi, create_owner_and_api_key
@@ -186,22 +192,33 @@ def test_postgres_snapshot_matches_its_dump(
         assert secret not in (path / "manifest.json").read_text()
 
 
+@pytest.fixture(params=["process", "docker"])
+def pg_runtime_args(request: pytest.FixtureRequest, pg_source: PostgresSource) -> tuple[str, ...]:
+    """Process runtime: the test server through --postgres-dsn (password in PGPASSWORD).
+    Docker runtime: a PostgreSQL container on the internal network, from the local image."""
+    if request.param == "docker":
+        request.getfixturevalue("n8n_image")
+        return (*DOCKER_ARGS, "--postgres-image", build_postgres_image())
+    dsn = f"postgresql://postgres@127.0.0.1:{pg_source.server.port}/postgres"
+    return (*PROCESS_ARGS, "--postgres-dsn", dsn)
+
+
 def test_verify_postgres_snapshot_passes(
     pytester: pytest.Pytester,
     pg_source: PostgresSource,
     pg_snapshot: tuple[Path, Path],
     monkeypatch: pytest.MonkeyPatch,
+    pg_runtime_args: tuple[str, ...],
 ) -> None:
     path, keys = pg_snapshot
     monkeypatch.setenv("PGPASSWORD", pg_source.server.password)
-    dsn = f"postgresql://postgres@127.0.0.1:{pg_source.server.port}/postgres"
-    run = run_verify(
-        pytester, path, keys, *PROCESS_ARGS, "--postgres-dsn", dsn, "--quiet-seconds", "3"
-    )
+    run = run_verify(pytester, path, keys, *pg_runtime_args, "--quiet-seconds", "3")
     assert run.failures == {}
     run.result.assert_outcomes(passed=7)
     text = report_with_attachments(run.report)
-    assert "(--postgres-dsn)" in text
+    on_docker = "docker" in pg_runtime_args
+    assert ("PostgreSQL container" in text) == on_docker
+    assert ("(--postgres-dsn)" in text) != on_docker
     assert pg_source.server.password not in text
     assert throwaway_databases(pg_source.server) == [], "verify left its database behind"
 
@@ -212,18 +229,16 @@ def test_verify_postgres_wrong_key_and_damaged_dump(
     pg_snapshot: tuple[Path, Path],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
+    pg_runtime_args: tuple[str, ...],
 ) -> None:
     path, _ = pg_snapshot
     monkeypatch.setenv("PGPASSWORD", pg_source.server.password)
-    dsn = f"postgresql://postgres@127.0.0.1:{pg_source.server.port}/postgres"
     fingerprint = Manifest.load(path).key_fingerprint
     wrong = tmp_path / "wrong-keys"
     wrong.mkdir(mode=0o700)
     (wrong / f"{fingerprint}.key").write_text("not-the-key-of-this-postgres-n8n\n")
     (wrong / f"{fingerprint}.key").chmod(0o600)
-    run = run_verify(
-        pytester, path, wrong, *PROCESS_ARGS, "--postgres-dsn", dsn, "--quiet-seconds", "2"
-    )
+    run = run_verify(pytester, path, wrong, *pg_runtime_args, "--quiet-seconds", "2")
     boot = run.failures[f"test_boot[{path.name}]"]
     assert "refused to start" in boot and f"encryption key {fingerprint}" in boot
     damaged_root = tmp_path / "damaged"
@@ -233,7 +248,7 @@ def test_verify_postgres_wrong_key_and_damaged_dump(
     raw = bytearray(dump.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     dump.write_bytes(bytes(raw))
-    run = run_verify(pytester, damaged_root, pg_snapshot[1], *PROCESS_ARGS, "--postgres-dsn", dsn)
+    run = run_verify(pytester, damaged_root, pg_snapshot[1], *pg_runtime_args)
     assert "database.dump does not match its sha256" in run.failures["test_files[damaged-dump]"]
     assert "not booted, the database copy is damaged" in run.failures["test_boot[damaged-dump]"]
     assert throwaway_databases(pg_source.server) == [], "verify left a database behind"

@@ -37,6 +37,7 @@ class SnapshotCase:
     runtime: str = "process"
     image_template: str = ""
     postgres_dsn: str | None = field(default=None, repr=False)
+    postgres_image: str = ""
     instance: N8nInstance | None = field(default=None, repr=False)
     _last_log: str = field(default="", repr=False)
     _secrets: list[str] = field(default_factory=list, repr=False)

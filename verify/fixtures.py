@@ -10,7 +10,7 @@ import contextlib
 import secrets
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -33,7 +33,7 @@ from verify.cases import SUMMARIES_KEY, SnapshotCase, StoredKey
 from verify.report import SnapshotSummary
 from verify.restore import RestoredFolder, restore_to_temp
 from verify.runtime.base import N8nInstance
-from verify.runtime.docker import IsolatedNetwork, N8nContainer
+from verify.runtime.docker import IsolatedNetwork, N8nContainer, PostgresContainer
 from verify.runtime.process import N8nProcess
 from verify.runtime.wait import N8nStartError
 
@@ -84,26 +84,52 @@ def stored_key(case: SnapshotCase, manifest: Manifest) -> StoredKey:
 
 
 @pytest.fixture(scope="session")
-def snapshot_database(
-    case: SnapshotCase, manifest: Manifest, summary: SnapshotSummary
-) -> Iterator[N8nTables]:
-    """The snapshot's database: the SQLite copy itself (read-only), or for PostgreSQL the dump
-    restored into a throwaway database on --postgres-dsn, dropped afterwards (also on failure).
-    The restored instance then runs on that same throwaway database."""
-    if manifest.database_kind == "sqlite":
-        yield N8nDatabase(case.folder / manifest.database_file, manifest.table_prefix)
-        return
+def postgres_container(
+    case: SnapshotCase, docker_network: IsolatedNetwork
+) -> Iterator[PostgresTarget]:
+    """A PostgreSQL server in a container on the internal network (docker runtime), for the
+    session's PostgreSQL snapshots; removed at the end."""
+    server = PostgresContainer(case.postgres_image, docker_network)
+    try:
+        yield server.start(timeout=case.boot_timeout)
+    finally:
+        server.stop()
+
+
+def _postgres_server(
+    case: SnapshotCase, request: pytest.FixtureRequest
+) -> tuple[PostgresTarget, str]:
+    """Where PostgreSQL snapshots are restored: --postgres-dsn, or on the docker runtime a
+    PostgreSQL container (n8n's container could not reach a server outside its network)."""
+    if case.runtime == "docker" and case.postgres_dsn is None:
+        server: PostgresTarget = request.getfixturevalue("postgres_container")
+        return server, f"PostgreSQL container ({case.postgres_image}) on the internal network"
     if case.postgres_dsn is None:
         pytest.fail(
             "this is a PostgreSQL snapshot: give --postgres-dsn of a server where verify may "
-            "create and drop a throwaway database",
+            "create and drop a throwaway database (or use --runtime docker)",
             pytrace=False,
         )
-    server = PostgresTarget.from_dsn(
-        case.postgres_dsn, manifest.database_schema or DEFAULT_SCHEMA, manifest.table_prefix
+    server = PostgresTarget.from_dsn(case.postgres_dsn)
+    return server, f"PostgreSQL {server.host}:{server.port} (--postgres-dsn)"
+
+
+@pytest.fixture(scope="session")
+def snapshot_database(
+    case: SnapshotCase, manifest: Manifest, summary: SnapshotSummary, request: pytest.FixtureRequest
+) -> Iterator[N8nTables]:
+    """The snapshot's database: the SQLite copy itself (read-only), or for PostgreSQL the dump
+    restored into a throwaway database, dropped afterwards (also on failure). The restored
+    instance then runs on that same throwaway database."""
+    if manifest.database_kind == "sqlite":
+        yield N8nDatabase(case.folder / manifest.database_file, manifest.table_prefix)
+        return
+    admin, where = _postgres_server(case, request)
+    server = replace(
+        admin, schema=manifest.database_schema or DEFAULT_SCHEMA, table_prefix=manifest.table_prefix
     )
     dbname = f"nrv_verify_{secrets.token_hex(6)}"
-    summary.database = f"PostgreSQL {server.host}:{server.port} (--postgres-dsn), database {dbname}"
+    summary.database = f"{where}, database {dbname}"
     try:
         try:
             target = restore_dump(server, case.folder / manifest.database_file, dbname)
@@ -136,7 +162,7 @@ def _new_instance(
         image = case.image(version)
         summary.runtime = f"docker ({image}, internal network)"
         network: IsolatedNetwork = request.getfixturevalue("docker_network")
-        return N8nContainer(image, folder.user_folder, key, network)
+        return N8nContainer(image, folder.user_folder, key, network, extra_env)
     try:
         launcher = runtime.install(version, log=False)
     except BackupError as exc:
@@ -168,12 +194,6 @@ def restored(
     folder = restore_to_temp(case.folder, manifest, stored_key.value)
     extra_env: dict[str, str] = {}
     if isinstance(database, PostgresTables):
-        if case.runtime == "docker":
-            pytest.fail(
-                "PostgreSQL snapshots boot on the process runtime only for now: "
-                "use --runtime process",
-                pytrace=False,
-            )
         deactivate_postgres(database)
         extra_env = n8n_database_env(database.target)
     else:

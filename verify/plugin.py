@@ -18,7 +18,12 @@ from backup.manifest import find_snapshots
 from backup.runtime import validate_version
 from verify.cases import CASES_KEY, SUMMARIES_KEY, SnapshotCase
 from verify.report import SnapshotSummary, summary_table
-from verify.runtime.docker import OFFICIAL_IMAGE, disable_ryuk_without_registry, engine_answers
+from verify.runtime.docker import (
+    OFFICIAL_IMAGE,
+    OFFICIAL_POSTGRES_IMAGE,
+    disable_ryuk_without_registry,
+    engine_answers,
+)
 
 VERIFY_DIR = Path(__file__).resolve().parent
 DEFAULT_BOOT_TIMEOUT = 180.0
@@ -43,6 +48,9 @@ POSTGRES_HELP = (
     "PostgreSQL server (libpq URI, password in PGPASSWORD) where verify restores PostgreSQL "
     "snapshots into throwaway databases"
 )
+POSTGRES_IMAGE_HELP = (
+    f"PostgreSQL image for PostgreSQL snapshots on the docker runtime ({OFFICIAL_POSTGRES_IMAGE})"
+)
 IMAGE_HELP = f"image for the docker runtime; {{version}} is the target version ({OFFICIAL_IMAGE})"
 
 pytest_plugins = ["verify.fixtures"]
@@ -60,6 +68,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--runtime", choices=RUNTIMES, default="auto", help=RUNTIME_HELP)
     group.addoption("--n8n-image", default=OFFICIAL_IMAGE, help=IMAGE_HELP)
     group.addoption("--postgres-dsn", help=POSTGRES_HELP)
+    group.addoption("--postgres-image", default=OFFICIAL_POSTGRES_IMAGE, help=POSTGRES_IMAGE_HELP)
     group.addoption("--quiet-seconds", type=float, default=DEFAULT_QUIET_SECONDS, help=QUIET_HELP)
 
 
@@ -115,6 +124,7 @@ def _load_cases(config: pytest.Config) -> list[SnapshotCase]:
             runtime=runtime_name,
             image_template=config.getoption("n8n_image"),
             postgres_dsn=config.getoption("postgres_dsn"),
+            postgres_image=config.getoption("postgres_image"),
         )
         for folder in folders
     ]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import subprocess
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,11 +22,15 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.exceptions import ContainerStartException
 from testcontainers.core.network import Network
 
+from backup.errors import BackupError
 from backup.sources.container import exec_n8n
+from backup.sources.postgres import PostgresTarget
 from verify.runtime.base import QUIET_ENV, log_tail
 from verify.runtime.wait import N8nStartError, wait_until_ready
 
 OFFICIAL_IMAGE = "docker.n8n.io/n8nio/n8n:{version}"
+OFFICIAL_POSTGRES_IMAGE = "postgres:18"
+POSTGRES_PORT = 5432
 CONTAINER_N8N_FOLDER = "/home/node/.n8n"
 N8N_PORT = 5678
 NODE_UID = 1000
@@ -106,12 +112,17 @@ class N8nContainer:
     runtime_name = "docker"
 
     def __init__(
-        self, image: str, user_folder: Path, encryption_key: str | None, network: IsolatedNetwork
+        self,
+        image: str,
+        user_folder: Path,
+        encryption_key: str | None,
+        network: IsolatedNetwork,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.image = image
         self.network = network
         n8n_folder = user_folder / ".n8n"
-        env = dict(QUIET_ENV)
+        env = {**QUIET_ENV, **(extra_env or {})}
         if encryption_key is not None:
             env["N8N_ENCRYPTION_KEY"] = encryption_key
         self._container = (
@@ -141,10 +152,7 @@ class N8nContainer:
         """Create and start the container, then wait for n8n's REST API."""
         try:
             self._container.start()
-            wrapped = self._container.get_wrapped_container()
-            wrapped.reload()
-            networks: dict[str, Any] = wrapped.attrs["NetworkSettings"]["Networks"]
-            self._address = networks[self.network.name]["IPAddress"]
+            self._address = _address_on(self._container, self.network)
         except ImageNotFound:
             raise N8nStartError(
                 f"image {self.image} is not on this machine and cannot be pulled: build one with "
@@ -187,6 +195,53 @@ class N8nContainer:
     def close(self) -> None:
         """Same as stop(): the restored folder belongs to the caller."""
         self.stop()
+
+
+def _address_on(container: DockerContainer, network: IsolatedNetwork) -> str:
+    wrapped = container.get_wrapped_container()
+    wrapped.reload()
+    networks: dict[str, Any] = wrapped.attrs["NetworkSettings"]["Networks"]
+    return str(networks[network.name]["IPAddress"])
+
+
+class PostgresContainer:
+    """A throwaway PostgreSQL server on the internal network (official image's env contract)."""
+
+    def __init__(self, image: str, network: IsolatedNetwork) -> None:
+        self.image = image
+        self.password = secrets.token_urlsafe(18)
+        self._container = (
+            DockerContainer(image)
+            .with_env("POSTGRES_PASSWORD", self.password)
+            .with_network(network.network)
+            .with_kwargs(labels={SESSION_LABEL: network.session})
+        )
+        self.network = network
+
+    def start(self, timeout: float) -> PostgresTarget:
+        """Start the server and wait until it accepts a login; return its admin target."""
+        try:
+            self._container.start()
+            address = _address_on(self._container, self.network)
+        except DockerException as exc:
+            raise N8nStartError(f"cannot start PostgreSQL from {self.image}: {exc}") from None
+        target = PostgresTarget(address, POSTGRES_PORT, "postgres", "postgres", self.password)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with target.connect():
+                    return target
+            except BackupError:
+                if time.monotonic() > deadline:
+                    raise N8nStartError(
+                        f"PostgreSQL from {self.image} refused logins for {timeout:.0f} s"
+                    ) from None
+                time.sleep(0.5)
+
+    def stop(self) -> None:
+        """Remove the container."""
+        with contextlib.suppress(DockerException, ContainerStartException, AttributeError):
+            self._container.stop()
 
 
 def _chown_tree(root: Path, uid: int) -> None:
