@@ -17,7 +17,7 @@ from backup.keystore import KeyStore
 from backup.n8n_folder import N8nFolder, locate
 from backup.snapshot import SnapshotRequest, create_snapshot
 from backup.sources.api import N8nApi
-from backup.sources.container import inspect_n8n_container
+from backup.sources.container import inspect_n8n_container, postgres_target_for_container
 from backup.sources.postgres import PostgresTarget
 
 API_KEY_ENV = "N8N_API_KEY"
@@ -41,16 +41,17 @@ def read_api_key(api_key_file: Path | None) -> str:
 
 
 def _snapshot_source(
-    args: argparse.Namespace,
+    args: argparse.Namespace, *, on_postgres: bool
 ) -> tuple[N8nFolder | None, dict[str, str] | None, str | None]:
     """The n8n folder, the environment holding its key, and the API URL to use."""
     if args.container and args.n8n_folder:
         raise InputError("give --container or --n8n-folder, not both")
     if args.container:
         source = inspect_n8n_container(args.container)
-        if source.database_kind == "postgres" and not args.postgres:
+        if source.database_kind == "postgres" and not on_postgres:
             raise InputError(
-                f"container {args.container} runs n8n on PostgreSQL: add --postgres DSN"
+                f"container {args.container} runs n8n on PostgreSQL: add --postgres DSN or "
+                "--postgres-container NAME"
             )
         api_url = args.api_url or source.api_url
         if api_url is None:
@@ -59,20 +60,31 @@ def _snapshot_source(
             )
         return source.folder, source.environment, api_url
     if args.n8n_folder:
-        return locate(args.n8n_folder, with_database=not args.postgres), None, args.api_url
-    if args.postgres:
+        return locate(args.n8n_folder, with_database=not on_postgres), None, args.api_url
+    if on_postgres:
         return None, None, args.api_url
     raise InputError("give --n8n-folder PATH, --container NAME, or --postgres DSN")
 
 
+def _postgres_target(args: argparse.Namespace) -> PostgresTarget | None:
+    """--postgres DSN, or --postgres-container NAME (with n8n's own DB_* settings when
+    --container names n8n's container)."""
+    if args.postgres and args.postgres_container:
+        raise InputError("give --postgres or --postgres-container, not both")
+    if args.postgres:
+        return PostgresTarget.from_dsn(args.postgres, args.postgres_schema, args.table_prefix)
+    if args.postgres_container:
+        n8n = inspect_n8n_container(args.container) if args.container else None
+        return postgres_target_for_container(
+            args.postgres_container, n8n, args.postgres_schema, args.table_prefix
+        )
+    return None
+
+
 def cmd_snapshot(args: argparse.Namespace) -> int:
     """Take one snapshot and print its path as the last line."""
-    postgres = (
-        PostgresTarget.from_dsn(args.postgres, args.postgres_schema, args.table_prefix)
-        if args.postgres
-        else None
-    )
-    folder, key_environ, api_url = _snapshot_source(args)
+    postgres = _postgres_target(args)
+    folder, key_environ, api_url = _snapshot_source(args, on_postgres=postgres is not None)
     if api_url is None:
         raise InputError("give --api-url, the address of n8n (e.g. http://localhost:5678)")
     with N8nApi(api_url, read_api_key(args.api_key_file)) as api:
@@ -134,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--postgres",
         metavar="DSN",
         help="n8n's PostgreSQL database: postgresql://USER@HOST:PORT/DB (password in PGPASSWORD)",
+    )
+    snap.add_argument(
+        "--postgres-container",
+        metavar="NAME",
+        help="n8n's PostgreSQL as a Docker container (address, user and password found from it "
+        "and from the n8n container)",
     )
     snap.add_argument(
         "--postgres-schema",

@@ -77,6 +77,7 @@ def run_n8n_container(
     *,
     extra_env: dict[str, str] | None = None,
     host_network: bool = False,
+    network_name: str | None = None,
 ) -> N8nTestContainer:
     """Start an n8n container like an operator would (named volume, port on 127.0.0.1).
 
@@ -91,6 +92,8 @@ def run_n8n_container(
     name = f"n8n-test-{secrets.token_hex(4)}"
     volume = client.volumes.create(name=f"{name}-data", labels=TEST_LABEL).name
     network: dict[str, Any] = {"ports": {"5678/tcp": ("127.0.0.1", None)}}
+    if network_name:
+        network["network"] = network_name
     if host_network:
         port = free_port()
         env.update(

@@ -27,8 +27,10 @@ from backup.sources.postgres import (
 )
 from tests.conftest import (
     BOOT_TIMEOUT,
+    HOSTILE_NAMES,
     SourceInstance,
     run_backup_cli,
+    run_snapshot_cli,
     seed,
     snapshot_args,
     snapshot_under_load,
@@ -36,9 +38,11 @@ from tests.conftest import (
 from tests.docker_support import (
     DOCKER_ARGS,
     PROCESS_ARGS,
+    TEST_LABEL,
     build_postgres_image,
     remove,
     run_n8n_container,
+    set_up_owner,
 )
 from tests.postgres_support import PostgresServer
 from tests.verify_runner import report_with_attachments, run_verify
@@ -331,3 +335,60 @@ def test_restore_into_postgres_container_round_trips(
         assert {w["name"] for w in listed.json()["data"]} >= {w.name for w in manifest.workflows}
     finally:
         remove(docker_client, target)
+
+
+def test_snapshot_of_n8n_and_postgres_in_containers(
+    docker_client: DockerClient, n8n_image: str, tmp_path: Path
+) -> None:
+    """--container plus --postgres-container: address from the PostgreSQL container, user and
+    password from n8n's own DB_* settings; nothing typed by hand but the names."""
+    suffix = secrets.token_hex(4)
+    password = secrets.token_urlsafe(16)
+    network = docker_client.networks.create(f"nrv-test-{suffix}", labels=TEST_LABEL)
+    postgres = docker_client.containers.run(
+        build_postgres_image(),
+        name=f"nrv-pg-{suffix}",
+        detach=True,
+        environment={"POSTGRES_PASSWORD": password, "POSTGRES_DB": "n8n"},
+        network=network.name,
+        labels=TEST_LABEL,
+    )
+    n8n = None
+    try:
+        n8n = run_n8n_container(
+            docker_client,
+            n8n_image,
+            extra_env={
+                "DB_TYPE": "postgresdb",
+                "DB_POSTGRESDB_HOST": str(postgres.name),
+                "DB_POSTGRESDB_DATABASE": "n8n",
+                "DB_POSTGRESDB_USER": "postgres",
+                "DB_POSTGRESDB_PASSWORD": password,
+            },
+            network_name=network.name,
+        )
+        set_up_owner(n8n)
+        api = n8n.api()
+        seeded = seed(api, corpus=False, generated=5)
+        api.close()
+        path = run_snapshot_cli(
+            n8n.api_key,
+            tmp_path / "snapshots",
+            tmp_path / "keys",
+            "--container",
+            n8n.name,
+            "--postgres-container",
+            str(postgres.name),
+        )
+        manifest = Manifest.load(path)
+        assert manifest.database_kind == "postgres"
+        assert manifest.counts.workflows >= 5 + len(HOSTILE_NAMES)
+        assert manifest.counts.credentials == 6
+        assert dump_problems(path / "database.dump") == []
+        text = (path / "manifest.json").read_text()
+        assert password not in text and not any(secret in text for secret in seeded)
+    finally:
+        if n8n is not None:
+            remove(docker_client, n8n)
+        postgres.remove(force=True, v=True)
+        network.remove()

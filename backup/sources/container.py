@@ -8,6 +8,7 @@ with SQLite's online backup from the mount's folder on the Docker host, while n8
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,9 +21,11 @@ from docker.models.containers import Container
 
 from backup.errors import InputError, SourceError
 from backup.n8n_folder import N8nFolder, locate
+from backup.sources.postgres import PostgresTarget
 
 DEFAULT_USER_FOLDER = "/home/node"
 N8N_PORT = "5678/tcp"
+POSTGRES_PORT = "5432/tcp"
 
 
 @dataclass(frozen=True)
@@ -139,3 +142,49 @@ class ContainerCli:
     def run_cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run ``n8n ARGS`` in the container."""
         return exec_n8n(self.container, *args)
+
+
+def postgres_target_for_container(
+    postgres_container: str,
+    n8n: ContainerSource | None,
+    schema: str,
+    table_prefix: str,
+) -> PostgresTarget:
+    """The database of n8n in Docker, found from the PostgreSQL container's name.
+
+    The address is the container's published 5432 (on this machine) or its address on its
+    network; user, password, database, schema and prefix are n8n's own DB_* settings when the
+    n8n container is known, else the PostgreSQL container's POSTGRES_* ones.
+    """
+    with docker_client() as client:
+        attrs = get_container(client, postgres_container).attrs
+    pg_env = _environment(attrs)
+    n8n_env = n8n.environment if n8n else {}
+    bindings = (attrs.get("NetworkSettings", {}).get("Ports") or {}).get(POSTGRES_PORT) or []
+    if bindings:
+        host_ip = bindings[0].get("HostIp") or "127.0.0.1"
+        host = "127.0.0.1" if host_ip in ("0.0.0.0", "::", "") else host_ip
+        port = int(bindings[0]["HostPort"])
+    else:
+        networks = attrs.get("NetworkSettings", {}).get("Networks") or {}
+        addresses = [net.get("IPAddress") for net in networks.values() if net.get("IPAddress")]
+        if not addresses:
+            raise InputError(
+                f"container {postgres_container} has no published 5432 and no network address: "
+                "give --postgres DSN"
+            )
+        host, port = str(addresses[0]), 5432
+    user = n8n_env.get("DB_POSTGRESDB_USER") or pg_env.get("POSTGRES_USER", "postgres")
+    return PostgresTarget(
+        host=host,
+        port=port,
+        user=user,
+        dbname=n8n_env.get("DB_POSTGRESDB_DATABASE") or pg_env.get("POSTGRES_DB", user),
+        password=(
+            n8n_env.get("DB_POSTGRESDB_PASSWORD")
+            or pg_env.get("POSTGRES_PASSWORD")
+            or os.environ.get("PGPASSWORD", "")
+        ),
+        schema=n8n_env.get("DB_POSTGRESDB_SCHEMA") or schema,
+        table_prefix=n8n_env.get("DB_TABLE_PREFIX", table_prefix),
+    )
