@@ -50,11 +50,6 @@ def runtime_dir(version: str) -> Path:
     return cache_root() / "runtimes" / f"n8n-{validate_version(version)}"
 
 
-def launcher_path(version: str) -> Path:
-    """The executable that runs n8n ``version``."""
-    return runtime_dir(version) / "bin" / "n8n"
-
-
 def installed_launcher(version: str) -> Path | None:
     """The launcher when the runtime is completely installed, else None."""
     folder = runtime_dir(version)

@@ -26,30 +26,26 @@ PROCESS_ARGS = ("--runtime", "process")
 TEST_LABEL = {SESSION_LABEL: "tests"}
 
 
-def build_image(version: str = runtime.DEFAULT_N8N_VERSION) -> str:
-    """Build (or reuse) the local n8n image with the project's script; return its name."""
+def _run_build_script(script: str, *args: str) -> str:
     result = subprocess.run(
-        [str(ROOT / "scripts" / "build-n8n-image.sh"), version],
+        [str(ROOT / "scripts" / script), *args],
         capture_output=True,
         text=True,
         timeout=1800,
         check=False,
     )
-    assert result.returncode == 0, f"building the n8n image failed: {result.stderr[-2000:]}"
+    assert result.returncode == 0, f"{script} failed: {result.stderr[-2000:]}"
     return result.stdout.strip().splitlines()[-1]
+
+
+def build_image(version: str = runtime.DEFAULT_N8N_VERSION) -> str:
+    """Build (or reuse) the local n8n image with the project's script; return its name."""
+    return _run_build_script("build-n8n-image.sh", version)
 
 
 def build_postgres_image() -> str:
     """Build (or reuse) the local PostgreSQL 18 image; return its name."""
-    result = subprocess.run(
-        [str(ROOT / "scripts" / "build-postgres-image.sh")],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
-    assert result.returncode == 0, f"building the PostgreSQL image failed: {result.stderr[-2000:]}"
-    return result.stdout.strip().splitlines()[-1]
+    return _run_build_script("build-postgres-image.sh")
 
 
 @dataclass

@@ -31,7 +31,7 @@ from tests.docker_support import (
     run_n8n_container,
     set_up_owner,
 )
-from tests.verify_runner import report_with_attachments, run_verify
+from tests.verify_runner import report_with_attachments, run_verify, wrong_key_store
 from verify.bootstrap import PublicApi, sample_workflow
 from verify.runtime.docker import SESSION_LABEL
 
@@ -104,10 +104,7 @@ def test_docker_runtime_names_damage_and_wrong_key(
 ) -> None:
     path, _ = container_snapshot
     fingerprint = Manifest.load(path).key_fingerprint
-    wrong_store = tmp_path / "wrong"
-    wrong_store.mkdir(mode=0o700)
-    (wrong_store / f"{fingerprint}.key").write_text("definitely-the-wrong-key-000\n")
-    (wrong_store / f"{fingerprint}.key").chmod(0o600)
+    wrong_store = wrong_key_store(tmp_path / "wrong", path, "definitely-the-wrong-key-000")
     run = run_verify(pytester, path, wrong_store, *DOCKER_ARGS, "--quiet-seconds", "2")
     boot = run.failures[f"test_boot[{path.name}]"]
     assert "n8n 2.40.7 refused to start" in boot and f"encryption key {fingerprint}" in boot

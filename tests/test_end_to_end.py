@@ -35,7 +35,7 @@ from tests.conftest import (
     start_source,
 )
 from tests.docker_support import DOCKER_ARGS, PROCESS_ARGS
-from tests.verify_runner import report_with_attachments, run_verify
+from tests.verify_runner import report_with_attachments, run_verify, wrong_key_store
 
 VERIFY_TESTS = 7
 GENERATED_WORKFLOWS = 130
@@ -200,11 +200,9 @@ def test_verify_wrong_key_on_2x_names_the_key(
     pytester: pytest.Pytester, taken: TakenSnapshot, source: SourceInstance, tmp_path: Path
 ) -> None:
     manifest = Manifest.load(taken.path)
-    wrong_store = tmp_path / "wrong-keys"
-    wrong_store.mkdir(mode=0o700)
-    entry = wrong_store / f"{manifest.key_fingerprint}.key"
-    entry.write_text("this-is-not-the-right-key-0123456789\n")
-    entry.chmod(0o600)
+    wrong_store = wrong_key_store(
+        tmp_path / "wrong-keys", taken.path, "this-is-not-the-right-key-0123456789"
+    )
     run = run_verify(pytester, taken.path, wrong_store, "--quiet-seconds", "2", *PROCESS_ARGS)
     failures = run.failures
     case = taken.path.name

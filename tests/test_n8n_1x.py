@@ -20,7 +20,7 @@ from tests.conftest import (
     start_source,
 )
 from tests.docker_support import DOCKER_ARGS, PROCESS_ARGS, build_image
-from tests.verify_runner import report_with_attachments, run_verify
+from tests.verify_runner import report_with_attachments, run_verify, wrong_key_store
 
 N8N_1X = "1.123.81"
 
@@ -73,12 +73,8 @@ def test_1x_wrong_key_starts_but_fails_naming_the_key(
 ) -> None:
     path, _, source = snapshot_1x
     fingerprint = Manifest.load(path).key_fingerprint
-    wrong_store = tmp_path / "wrong-keys"
-    wrong_store.mkdir(mode=0o700)
     wrong_key = "wrong-1x-key-0123456789abcdef"
-    entry = wrong_store / f"{fingerprint}.key"
-    entry.write_text(wrong_key + "\n")
-    entry.chmod(0o600)
+    wrong_store = wrong_key_store(tmp_path / "wrong-keys", path, wrong_key)
     run = run_verify(pytester, path, wrong_store, "--quiet-seconds", "3", *runtime_args)
     case = path.name
     assert "test_boot[" + case + "]" not in run.failures, "n8n 1.x is expected to start"

@@ -45,7 +45,7 @@ from tests.docker_support import (
     set_up_owner,
 )
 from tests.postgres_support import PostgresServer
-from tests.verify_runner import report_with_attachments, run_verify
+from tests.verify_runner import report_with_attachments, run_verify, wrong_key_store
 from verify.bootstrap import PublicApi, create_owner_and_api_key
 from verify.runtime.process import N8nProcess
 
@@ -238,10 +238,7 @@ def test_verify_postgres_wrong_key_and_damaged_dump(
     path, _ = pg_snapshot
     monkeypatch.setenv("PGPASSWORD", pg_source.server.password)
     fingerprint = Manifest.load(path).key_fingerprint
-    wrong = tmp_path / "wrong-keys"
-    wrong.mkdir(mode=0o700)
-    (wrong / f"{fingerprint}.key").write_text("not-the-key-of-this-postgres-n8n\n")
-    (wrong / f"{fingerprint}.key").chmod(0o600)
+    wrong = wrong_key_store(tmp_path / "wrong-keys", path, "not-the-key-of-this-postgres-n8n")
     run = run_verify(pytester, path, wrong, *pg_runtime_args, "--quiet-seconds", "2")
     boot = run.failures[f"test_boot[{path.name}]"]
     assert "refused to start" in boot and f"encryption key {fingerprint}" in boot

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from backup.manifest import Manifest
 from tests.conftest import ROOT
 
 
@@ -53,3 +54,14 @@ def report_with_attachments(report: Path) -> str:
         base64.b64decode(blob).decode("utf-8", errors="replace") for blob in _DATA_URI.findall(text)
     ]
     return "\n".join([text, *decoded])
+
+
+def wrong_key_store(folder: Path, snapshot: Path, wrong_key: str) -> Path:
+    """A key store whose entry for ``snapshot``'s fingerprint holds ``wrong_key`` (0700/0600,
+    as a real one), for the wrong-key cases."""
+    fingerprint = Manifest.load(snapshot).key_fingerprint
+    folder.mkdir(mode=0o700)
+    entry = folder / f"{fingerprint}.key"
+    entry.write_text(wrong_key + "\n")
+    entry.chmod(0o600)
+    return folder

@@ -50,18 +50,6 @@ def engine_answers() -> bool:
         return False
 
 
-def image_present(image: str) -> bool:
-    """Whether ``image`` is in the local engine already."""
-    client = DockerClient.from_env()
-    try:
-        client.images.get(image)
-        return True
-    except DockerException:
-        return False
-    finally:
-        client.close()
-
-
 def disable_ryuk_without_registry() -> None:
     """Ryuk (testcontainers' reaper) is an image that must be pulled; without a registry it
     cannot start, so our own cleanup (finally blocks and the session sweep) takes its place."""
