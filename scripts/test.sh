@@ -3,8 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-.venv/bin/ruff format --check backup verify tests conftest.py
-.venv/bin/ruff check backup verify tests conftest.py
+.venv/bin/ruff format --check backup verify tests bench conftest.py
+.venv/bin/ruff check backup verify tests bench conftest.py
 .venv/bin/mypy backup verify
 # Install the n8n runtimes up front (cached per user) so that the tests' own timings stay sane.
 # The versions tested: 2.40.7 (default) and the last 1.x line.
