@@ -245,3 +245,17 @@ def test_snapshot_with_a_refused_api_key_is_one_line(
         "valid key with --api-key-file or N8N_API_KEY"
     ]
     assert not (tmp_path / "keys").exists()
+
+
+def test_older_target_is_refused_before_anything_boots(
+    pytester: pytest.Pytester, taken: TakenSnapshot
+) -> None:
+    run = run_verify(
+        pytester, taken.path, taken.key_store, "--n8n-version", "1.123.81", *PROCESS_ARGS
+    )
+    case = f"{taken.path.name}@1.123.81"
+    message = run.failures[f"test_boot[{case}]"]
+    assert "comes from n8n 2.40.7; n8n 1.123.81 is older" in message
+    assert "cannot downgrade a database" in message
+    run.result.assert_outcomes(errors=7)
+    assert "not booted" in run.report.read_text(encoding="utf-8")

@@ -5,6 +5,7 @@ The verify suite must fail it, naming the key, as it does on 2.x where n8n refus
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,16 +54,27 @@ def runtime_args(request: pytest.FixtureRequest) -> tuple[str, ...]:
     return PROCESS_ARGS
 
 
-def test_1x_snapshot_verifies_with_its_key(
+def test_1x_snapshot_verifies_on_1x_and_after_the_upgrade_to_2x(
     pytester: pytest.Pytester,
     snapshot_1x: tuple[Path, Path, SourceInstance],
     runtime_args: tuple[str, ...],
 ) -> None:
+    """The upgrade rehearsal: one group per target, every workflow and credential digest
+    matching on both, and the migrations that 2.x ran listed in the report."""
     path, keys, _ = snapshot_1x
     assert Manifest.load(path).source_n8n_version == N8N_1X
-    run = run_verify(pytester, path, keys, "--quiet-seconds", "3", *runtime_args)
+    targets = f"{N8N_1X},{runtime.DEFAULT_N8N_VERSION}"
+    run = run_verify(
+        pytester, path, keys, "--n8n-version", targets, "--quiet-seconds", "3", *runtime_args
+    )
     assert run.failures == {}
-    run.result.assert_outcomes(passed=7)
+    run.result.assert_outcomes(passed=14)
+    text = run.report.read_text(encoding="utf-8")
+    for target in (N8N_1X, runtime.DEFAULT_N8N_VERSION):
+        assert f"test_workflows_load[{path.name}@{target}]" in text
+    assert "migrations run on restore" in text
+    restored_on_2x = text.split(f"{path.name}@2.40.7", 1)[1]
+    assert re.search(r"<td>[1-9][0-9]*: [A-Za-z0-9]+", restored_on_2x), "no migration listed"
 
 
 def test_1x_wrong_key_starts_but_fails_naming_the_key(

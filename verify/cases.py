@@ -16,6 +16,14 @@ from verify.runtime.base import N8nInstance
 REDACTED = "[redacted]"
 
 
+class DowngradeError(ValueError):
+    """The target n8n version is older than the snapshot's source version."""
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
 @dataclass(frozen=True)
 class StoredKey:
     """What the key store holds for a snapshot; ``value`` is kept out of every repr."""
@@ -44,12 +52,25 @@ class SnapshotCase:
 
     @property
     def case_id(self) -> str:
-        """Readable test id: the snapshot folder's name."""
+        """Readable test id: the snapshot folder's name, with @VERSION when a target is given."""
+        if self.requested_version:
+            return f"{self.folder.name}@{self.requested_version}"
         return self.folder.name
 
     def target_version(self, manifest: Manifest) -> str:
-        """The n8n version to boot: the one asked for, else the snapshot's own."""
-        return self.requested_version or manifest.source_n8n_version
+        """The n8n version to boot: the one asked for, else the snapshot's own.
+
+        Raises DowngradeError for a target older than the source: n8n migrates a database
+        forward only.
+        """
+        target = self.requested_version or manifest.source_n8n_version
+        if _version_key(target) < _version_key(manifest.source_n8n_version):
+            raise DowngradeError(
+                f"snapshot {manifest.snapshot_id} comes from n8n {manifest.source_n8n_version}; "
+                f"n8n {target} is older and n8n cannot downgrade a database: verify on "
+                f"{manifest.source_n8n_version} or newer"
+            )
+        return target
 
     def image(self, version: str) -> str:
         """The container image for ``version`` (docker runtime)."""

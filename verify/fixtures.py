@@ -29,7 +29,7 @@ from backup.sources.postgres import (
 )
 from backup.sources.sqlite import N8nDatabase
 from backup.sources.tables import N8nTables
-from verify.cases import SUMMARIES_KEY, SnapshotCase, StoredKey
+from verify.cases import SUMMARIES_KEY, DowngradeError, SnapshotCase, StoredKey
 from verify.report import SnapshotSummary
 from verify.restore import RestoredFolder, restore_to_temp
 from verify.runtime.base import N8nInstance
@@ -73,7 +73,10 @@ def manifest(case: SnapshotCase, summary: SnapshotSummary) -> Manifest:
     except SnapshotError as exc:
         pytest.fail(str(exc), pytrace=False)
     summary.fill_from_manifest(loaded)
-    summary.target_version = case.target_version(loaded)
+    try:
+        summary.target_version = case.target_version(loaded)
+    except DowngradeError as exc:
+        pytest.fail(str(exc), pytrace=False)  # before anything boots
     return loaded
 
 
@@ -210,6 +213,7 @@ def restored(
             message = _start_failure(version, manifest, stored_key, exc, case)
             pytest.fail(message, pytrace=False)
         summary.boot_seconds = instance.ready_seconds
+        summary.migrations_run = database.migrations()[len(migrations_before) :]
         yield RestoredInstance(
             instance, folder, database, version, migrations_before, ready_at=time.monotonic()
         )

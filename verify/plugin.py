@@ -32,7 +32,10 @@ REPORTS_DIR = "reports"
 
 SNAPSHOTS_HELP = "folder of snapshots (or one snapshot folder) to verify"
 KEY_STORE_HELP = "key store folder written by n8n-backup snapshot --key-store"
-VERSION_HELP = "n8n version to restore onto (default: each snapshot's source version)"
+VERSION_HELP = (
+    "n8n version(s) to restore onto, comma-separated or repeated; each snapshot and version "
+    "pair is its own group of tests (default: each snapshot's source version)"
+)
 BOOT_TIMEOUT_HELP = f"seconds to wait for n8n to be ready (default {DEFAULT_BOOT_TIMEOUT:.0f})"
 QUIET_HELP = (
     "seconds a restored instance must stay silent (no execution) before 'nothing fires' "
@@ -61,7 +64,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("n8n-verify", "restore n8n snapshots into a fresh n8n and check them")
     group.addoption("--snapshots", type=Path, help=SNAPSHOTS_HELP)
     group.addoption("--key-store", type=Path, help=KEY_STORE_HELP)
-    group.addoption("--n8n-version", help=VERSION_HELP)
+    group.addoption("--n8n-version", action="append", default=[], help=VERSION_HELP)
     group.addoption(
         "--boot-timeout", type=float, default=DEFAULT_BOOT_TIMEOUT, help=BOOT_TIMEOUT_HELP
     )
@@ -93,10 +96,16 @@ def _load_cases(config: pytest.Config) -> list[SnapshotCase]:
         )
     if not snapshots.is_dir():
         raise pytest.UsageError(f"--snapshots {snapshots} is not a folder")
-    target: str | None = config.getoption("n8n_version")
+    targets: list[str | None] = [
+        version.strip()
+        for option in config.getoption("n8n_version")
+        for version in option.split(",")
+        if version.strip()
+    ] or [None]
     try:
-        if target:
-            validate_version(target)
+        for target in targets:
+            if target:
+                validate_version(target)
     except InputError as exc:
         raise pytest.UsageError(str(exc)) from None
     runtime_name: str = config.getoption("runtime")
@@ -127,6 +136,7 @@ def _load_cases(config: pytest.Config) -> list[SnapshotCase]:
             postgres_image=config.getoption("postgres_image"),
         )
         for folder in folders
+        for target in dict.fromkeys(targets)  # each pair once, in the order given
     ]
 
 

@@ -25,6 +25,7 @@ class SnapshotSummary:
     found_workflows: int | None = None
     found_credentials: int | None = None
     active_in_snapshot: list[str] = field(default_factory=list)
+    migrations_run: list[str] | None = None  # by the target n8n on the restored data
     boot_seconds: float | None = None
     test_seconds: float = 0.0
     failed: list[str] = field(default_factory=list)
@@ -58,6 +59,7 @@ COLUMNS = (
     "workflows expected / found",
     "credentials expected / found",
     "active in snapshot (not activated)",
+    "migrations run on restore",
     "key fingerprint",
     "boot s",
     "tests s",
@@ -71,6 +73,12 @@ def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.1f}"
     return str(value)
+
+
+def _migrations(names: list[str] | None) -> str:
+    if names is None:
+        return "-"
+    return f"{len(names)}" + (": " + ", ".join(names) if names else "")
 
 
 def summary_table(summaries: list[SnapshotSummary]) -> str:
@@ -89,6 +97,7 @@ def summary_table(summaries: list[SnapshotSummary]) -> str:
             f"{_fmt(item.expected_workflows)} / {_fmt(item.found_workflows)}",
             f"{_fmt(item.expected_credentials)} / {_fmt(item.found_credentials)}",
             f"{len(item.active_in_snapshot)}: {active}",
+            _migrations(item.migrations_run),
             item.key_fingerprint,
             _fmt(item.boot_seconds),
             _fmt(item.test_seconds),
