@@ -73,6 +73,7 @@ def count_problems(manifest: Manifest, database: N8nTables) -> list[str]:
 def credential_problems(manifest: Manifest, database: N8nTables, encryption_key: str) -> list[str]:
     """Every credential of the copy decrypts with ``encryption_key`` to the manifest's digest."""
     expected = {entry.id: entry for entry in manifest.credentials}
+    data_keys = database.data_keys()
     problems: list[str] = []
     undecryptable = 0
     for row in database.credentials():
@@ -81,7 +82,7 @@ def credential_problems(manifest: Manifest, database: N8nTables, encryption_key:
             problems.append(f"credential {row.id} ({row.name!r}) is not in the manifest")
             continue
         try:
-            decrypted = decrypt_credential_data(row.data, encryption_key)
+            decrypted = decrypt_credential_data(row.data, encryption_key, data_keys)
         except CredentialDecryptError:
             undecryptable += 1
             continue

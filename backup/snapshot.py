@@ -19,7 +19,7 @@ from backup.atomic import (
     make_private_dir,
     write_bytes_atomic,
 )
-from backup.cipher import CredentialDecryptError, decrypt_credential_data
+from backup.cipher import CredentialDecryptError, DataKey, decrypt_credential_data
 from backup.digests import credential_digest, key_fingerprint, sha256_file, workflow_digest
 from backup.errors import ApiError, InputError, KeyStoreError, SqliteBackupError
 from backup.keystore import KeyStore
@@ -113,11 +113,15 @@ class DatabaseContents:
     workflows: list[WorkflowRow]
     credentials: list[CredentialRow]
     executions: int
+    data_keys: dict[str, DataKey]
 
 
 def _read_contents(tables: N8nTables) -> DatabaseContents:
     return DatabaseContents(
-        tables.workflows(), tables.credentials(), tables.count("execution_entity")
+        tables.workflows(),
+        tables.credentials(),
+        tables.count("execution_entity"),
+        tables.data_keys(),
     )
 
 
@@ -164,7 +168,9 @@ def _fill_staging(
         )
         for row in contents.workflows
     ]
-    credentials = [_credential_entry(row, encryption_key) for row in contents.credentials]
+    credentials = [
+        _credential_entry(row, encryption_key, contents.data_keys) for row in contents.credentials
+    ]
     if request.n8n_folder is not None:
         _archive_custom_nodes(request.n8n_folder, staging / CUSTOM_NODES_ARCHIVE)
     return Manifest(
@@ -205,9 +211,11 @@ def _write_export(
     return relative
 
 
-def _credential_entry(row: CredentialRow, encryption_key: str) -> CredentialEntry:
+def _credential_entry(
+    row: CredentialRow, encryption_key: str, data_keys: dict[str, DataKey]
+) -> CredentialEntry:
     try:
-        decrypted = decrypt_credential_data(row.data, encryption_key)
+        decrypted = decrypt_credential_data(row.data, encryption_key, data_keys)
     except CredentialDecryptError:
         raise KeyStoreError(
             f"credential {row.id} ({row.name!r}) does not decrypt with the instance's encryption "

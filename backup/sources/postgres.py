@@ -129,6 +129,14 @@ class PostgresTables(N8nTables):
     def _table(self, name: str) -> str:
         return f'"{self.target.schema}"."{self.target.table_prefix}{name}"'
 
+    def has_table(self, name: str) -> bool:
+        rows = self._query(
+            "SELECT COUNT(*) FROM information_schema.tables "
+            f"WHERE table_schema = '{self.target.schema}' "
+            f"AND table_name = '{self.target.table_prefix}{name}'"
+        )
+        return bool(rows[0][0])
+
     def _query(self, sql: str) -> list[tuple[Any, ...]]:
         try:
             if self.connection is not None:

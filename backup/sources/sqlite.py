@@ -76,6 +76,13 @@ class N8nDatabase(N8nTables):
         with map_sqlite_errors(f"reading {self.path}"), closing(open_read_only(self.path)) as conn:
             return conn.execute(sql).fetchall()
 
+    def has_table(self, name: str) -> bool:
+        rows = self._query(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' "
+            f"AND name = '{self.prefix}{name}'"
+        )
+        return bool(rows[0][0])
+
 
 def deactivate_for_restore(path: Path, table_prefix: str = "") -> int:
     """Make a restored copy inert: no workflow activates and no waiting execution resumes.

@@ -11,6 +11,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
+from backup.cipher import DataKey
+
 
 @dataclass(frozen=True)
 class WorkflowRow:
@@ -51,6 +53,21 @@ class N8nTables(ABC):
     @abstractmethod
     def _query(self, sql: str) -> list[tuple[Any, ...]]:
         """Run a read-only query and return its rows."""
+
+    @abstractmethod
+    def has_table(self, name: str) -> bool:
+        """Whether one of n8n's tables exists (some are newer than others)."""
+
+    def data_keys(self) -> dict[str, DataKey]:
+        """The data keys of n8n 2.x's key rotation (``deployment_key``), still wrapped; none on
+        n8n 1.x, which has no such table."""
+        if not self.has_table("deployment_key"):
+            return {}
+        rows = self._query(
+            f"SELECT id, value, algorithm FROM {self._table('deployment_key')} "
+            "WHERE type = 'data_encryption'"
+        )
+        return {str(row[0]): DataKey(str(row[1]), str(row[2])) for row in rows}
 
     def workflows(self) -> list[WorkflowRow]:
         """Every workflow, archived ones included."""
