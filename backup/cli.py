@@ -1,6 +1,7 @@
 """``n8n-backup``: argument parsing and exit codes only; the work is in the other modules.
 
-Exit codes: 0 ok, 1 failure, 2 bad input, 12 encryption key problem, 130 interrupted.
+Exit codes: 0 ok, 1 failure, 2 bad input, 3 executions still running, 12 encryption key
+problem, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -97,6 +98,9 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
                 table_prefix=args.table_prefix,
                 key_environ=key_environ,
                 postgres=postgres,
+                wait_timeout=args.wait_timeout,
+                force=args.force,
+                say=lambda message: print(f"n8n-backup: {message}", file=sys.stderr, flush=True),
             )
         )
     print(path)
@@ -135,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="n8n-backup",
         description="Back up n8n and keep its encryption key apart from the backup.",
-        epilog="exit codes: 0 ok, 1 failure, 2 bad input, 12 encryption key problem",
+        epilog="exit codes: 0 ok, 1 failure, 2 bad input, 3 executions still running, "
+        "12 encryption key problem, 130 interrupted",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -166,6 +171,17 @@ def build_parser() -> argparse.ArgumentParser:
     snap.add_argument("--api-key-file", type=Path, help=f"file with the API key (or {API_KEY_ENV})")
     snap.add_argument("--out", type=Path, required=True, help="folder that receives snapshots")
     snap.add_argument("--key-store", type=Path, required=True, help="folder for encryption keys")
+    snap.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=300.0,
+        help="seconds to wait for running executions to finish first (default 300)",
+    )
+    snap.add_argument(
+        "--force",
+        action="store_true",
+        help="back up even while executions run (the manifest records it)",
+    )
     snap.add_argument(
         "--table-prefix", default=os.environ.get("DB_TABLE_PREFIX", ""), help="DB_TABLE_PREFIX"
     )

@@ -69,6 +69,8 @@ class Manifest:
     files: list[FileEntry] = field(default_factory=list)
     table_prefix: str = ""
     database_schema: str | None = None  # PostgreSQL only
+    # --force took the snapshot while this many executions were running.
+    forced_with_running_executions: int = 0
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
 
@@ -102,6 +104,7 @@ class Manifest:
                 files=[FileEntry(**item) for item in raw["files"]],
                 table_prefix=raw.get("table_prefix", ""),
                 database_schema=raw.get("database_schema"),
+                forced_with_running_executions=raw.get("forced_with_running_executions", 0),
             )
         except (KeyError, TypeError) as exc:
             raise SnapshotError(f"manifest.json is incomplete or malformed: {exc}") from None

@@ -7,7 +7,8 @@ import re
 import secrets
 import shutil
 import tarfile
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from backup.atomic import (
 from backup.cipher import CredentialDecryptError, DataKey, decrypt_credential_data
 from backup.digests import credential_digest, key_fingerprint, sha256_file, workflow_digest
 from backup.errors import ApiError, InputError, KeyStoreError, SqliteBackupError
+from backup.execution_guard import wait_for_idle
 from backup.keystore import KeyStore
 from backup.manifest import (
     MANIFEST_NAME,
@@ -65,6 +67,9 @@ class SnapshotRequest:
     key_store: KeyStore
     table_prefix: str = ""
     postgres: PostgresTarget | None = None
+    wait_timeout: float = 300.0
+    force: bool = False
+    say: Callable[[str], None] = field(default=lambda message: None, repr=False)
     # Where N8N_ENCRYPTION_KEY is looked up: the container's environment, or ours when None.
     key_environ: dict[str, str] | None = field(default=None, repr=False)
 
@@ -87,6 +92,9 @@ def create_snapshot(request: SnapshotRequest) -> Path:
     encryption_key = read_encryption_key(request.n8n_folder, request.key_environ)
     request.api.check_access()
     source_version = request.api.version()
+    forced_with = wait_for_idle(
+        request.api, request.wait_timeout, force=request.force, say=request.say
+    )
     if request.out_dir.exists() and not request.out_dir.is_dir():
         raise InputError(f"--out {request.out_dir} is not a folder: give a folder for snapshots")
     make_private_dir(request.out_dir)
@@ -94,6 +102,7 @@ def create_snapshot(request: SnapshotRequest) -> Path:
     staging = make_private_dir(request.out_dir / f"{INCOMPLETE_PREFIX}{snapshot_id}")
     try:
         manifest = _fill_staging(staging, snapshot_id, source_version, encryption_key, request)
+        manifest = replace(manifest, forced_with_running_executions=forced_with)
         write_bytes_atomic(staging / MANIFEST_NAME, manifest.to_json().encode("utf-8"))
         final = request.out_dir / snapshot_id
         staging.rename(final)

@@ -125,6 +125,18 @@ class N8nApi:
             raise ApiError(f"workflow {workflow_id}: unexpected answer from the API")
         return body
 
+    def running_executions(self) -> int:
+        """How many executions the instance is running now (needs the execution:list scope)."""
+        params: dict[str, Any] = {"status": "running", "limit": PAGE_LIMIT}
+        count = 0
+        while True:
+            page = self._get("/api/v1/executions", params)
+            count += len(page.get("data", []))
+            cursor = page.get("nextCursor")
+            if not cursor:
+                return count
+            params = {"status": "running", "limit": PAGE_LIMIT, "cursor": cursor}
+
     def check_access(self) -> None:
         """Fail early, with a clear message, when the URL or the API key is wrong."""
         self._get("/api/v1/workflows", {"limit": 1})
