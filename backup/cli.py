@@ -10,12 +10,15 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from backup import runtime
 from backup.errors import BackupError, InputError
 from backup.keystore import KeyStore
+from backup.listing import format_listings, list_snapshots
 from backup.n8n_folder import N8nFolder, locate
+from backup.retention import RetentionPolicy, prune
 from backup.snapshot import SnapshotRequest, create_snapshot
 from backup.sources.api import N8nApi
 from backup.sources.container import inspect_n8n_container, postgres_target_for_container
@@ -128,6 +131,24 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print the snapshots of a backup root."""
+    print(format_listings(list_snapshots(args.root), args.json))
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Apply the retention policy; with --dry-run only say what would go."""
+    policy = RetentionPolicy(args.keep_daily, args.keep_weekly, args.keep_monthly)
+    decision = prune(args.root, policy, datetime.now(UTC), dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for info in decision.remove:
+        print(f"{verb} {info.name}")
+    for info in decision.keep:
+        print(f"keep {info.name} ({', '.join(decision.reasons[info.name])})")
+    return 0
+
+
 def cmd_runtime_install(args: argparse.Namespace) -> int:
     """Install an n8n runtime and print its launcher as the last line."""
     print(runtime.install(args.version, log=not args.quiet))
@@ -200,6 +221,19 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--postgres-schema", help="DB_POSTGRESDB_SCHEMA (default: the snapshot's)")
     restore.add_argument("--table-prefix", help="DB_TABLE_PREFIX (default: the snapshot's)")
     restore.set_defaults(handler=cmd_restore)
+
+    listing = commands.add_parser("list", help="list the snapshots of a backup root")
+    listing.add_argument("root", type=Path, help="folder of snapshots")
+    listing.add_argument("--json", action="store_true", help="JSON for scripts")
+    listing.set_defaults(handler=cmd_list)
+
+    prune_cmd = commands.add_parser("prune", help="delete snapshots that the policy lets go")
+    prune_cmd.add_argument("root", type=Path, help="folder of snapshots")
+    prune_cmd.add_argument("--keep-daily", type=int, default=30, help="days (default 30)")
+    prune_cmd.add_argument("--keep-weekly", type=int, default=13, help="weeks (default 13)")
+    prune_cmd.add_argument("--keep-monthly", type=int, default=0, help="months (default 0)")
+    prune_cmd.add_argument("--dry-run", action="store_true", help="only list what would go")
+    prune_cmd.set_defaults(handler=cmd_prune)
 
     rt = commands.add_parser("runtime", help="manage n8n runtimes from the npm registry")
     rt_commands = rt.add_subparsers(dest="runtime_command", required=True, metavar="ACTION")

@@ -5,6 +5,7 @@ The verify suite runs through pytester in a subprocess, exactly as an operator r
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -127,6 +128,14 @@ def test_verify_passes_nothing_fires_and_report_keeps_secrets(
     for secret in [*source.seeded_secrets, source.encryption_key, source.api_key]:
         assert secret not in text, "a secret reached the HTML report"
         assert secret not in report.with_suffix(".xml").read_text(encoding="utf-8")
+    # The result is recorded beside the snapshot, and `list` shows it.
+    listed = run_backup_cli("list", str(taken.path.parent), "--json")
+    assert listed.returncode == 0, listed.stderr
+    (entry,) = json.loads(listed.stdout)
+    assert entry["snapshot_id"] == manifest.snapshot_id
+    assert entry["last_verification"] == "PASSED" and entry["workflows"] > 250
+    table = run_backup_cli("list", str(taken.path.parent)).stdout.splitlines()
+    assert table[0].startswith("SNAPSHOT") and manifest.snapshot_id in table[1]
 
 
 def copy_variant(taken: TakenSnapshot, root: Path, name: str) -> Path:

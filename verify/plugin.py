@@ -16,6 +16,7 @@ import pytest
 from backup.errors import BackupError, InputError
 from backup.manifest import find_snapshots
 from backup.runtime import validate_version
+from backup.verification_record import TargetResult, VerificationRecord, write_record
 from verify.cases import CASES_KEY, SUMMARIES_KEY, SnapshotCase
 from verify.report import SnapshotSummary, summary_table
 from verify.runtime.docker import (
@@ -219,3 +220,31 @@ def pytest_html_results_summary(
 def pytest_html_report_title(report: Any) -> None:
     """A title that says what the report is about."""
     report.title = "n8n restore verification"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Record each verified snapshot's result beside it, for ``n8n-backup list`` and ``prune``."""
+    cases: list[SnapshotCase] | None = session.config.stash.get(CASES_KEY, None)
+    if not cases:
+        return
+    summaries = session.config.stash[SUMMARIES_KEY]
+    verified_at = datetime.now(UTC).isoformat(timespec="seconds")
+    by_folder: dict[Path, list[TargetResult]] = {}
+    snapshot_ids: dict[Path, str] = {}
+    for case in cases:
+        summary = summaries[case.case_id]
+        if summary.result == "NOT RUN":
+            continue
+        snapshot_ids[case.folder] = summary.snapshot_id
+        by_folder.setdefault(case.folder, []).append(
+            TargetResult(summary.target_version, summary.runtime, summary.result, summary.failed)
+        )
+    report = str(session.config.option.htmlpath)
+    for folder, targets in by_folder.items():
+        record = VerificationRecord(snapshot_ids[folder], verified_at, report, targets)
+        try:
+            write_record(folder, record)
+        except OSError as exc:  # a read-only backup store must not fail the verification
+            reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line(f"n8n-verify: cannot record the result beside {folder}: {exc}")

@@ -1,0 +1,65 @@
+"""The result of the last verification of a snapshot, kept beside it as ``<id>.verified.json``.
+
+Written by ``pytest verify`` (atomically), read by ``n8n-backup list`` and ``prune``. Beside the
+snapshot, not inside it: a snapshot's folder holds exactly what its manifest lists.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from backup.atomic import write_text_atomic
+
+SUFFIX = ".verified.json"
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """One target version's outcome."""
+
+    target_version: str
+    runtime: str
+    result: str  # PASSED or FAILED
+    failed_tests: list[str]
+
+
+@dataclass(frozen=True)
+class VerificationRecord:
+    """The last verification run of one snapshot (all its target versions)."""
+
+    snapshot_id: str
+    verified_at: str
+    report: str
+    targets: list[TargetResult]
+
+    @property
+    def passed(self) -> bool:
+        """Every target passed."""
+        return bool(self.targets) and all(t.result == "PASSED" for t in self.targets)
+
+
+def record_path(snapshot_dir: Path) -> Path:
+    """Where a snapshot's record lives: beside its folder."""
+    return snapshot_dir.parent / f"{snapshot_dir.name}{SUFFIX}"
+
+
+def write_record(snapshot_dir: Path, record: VerificationRecord) -> None:
+    """Replace the snapshot's record atomically."""
+    write_text_atomic(record_path(snapshot_dir), json.dumps(asdict(record), indent=2) + "\n")
+
+
+def read_record(snapshot_dir: Path) -> VerificationRecord | None:
+    """The snapshot's last record, or None if it was never verified (or the file is unreadable)."""
+    try:
+        raw: dict[str, Any] = json.loads(record_path(snapshot_dir).read_text(encoding="utf-8"))
+        return VerificationRecord(
+            snapshot_id=raw["snapshot_id"],
+            verified_at=raw["verified_at"],
+            report=raw["report"],
+            targets=[TargetResult(**item) for item in raw["targets"]],
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
