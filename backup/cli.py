@@ -18,6 +18,7 @@ from backup.errors import BackupError, InputError
 from backup.keystore import KeyStore
 from backup.listing import format_listings, list_snapshots
 from backup.n8n_folder import N8nFolder, locate
+from backup.restore_workflows import restore_workflows
 from backup.retention import RetentionPolicy, prune
 from backup.snapshot import SnapshotRequest, create_snapshot
 from backup.sources.api import N8nApi
@@ -111,7 +112,14 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    """Restore a snapshot into an n8n container and print a summary."""
+    """Full restore into a container (--container), or workflows only through the API."""
+    if not args.container:
+        if not args.api_url:
+            raise InputError(
+                "give --container NAME for a full restore, or --api-url URL to restore the "
+                "workflows only"
+            )
+        return _restore_workflows_only(args)
     from backup.restore_container import restore_into_container
 
     result = restore_into_container(
@@ -129,6 +137,23 @@ def cmd_restore(args: argparse.Namespace) -> int:
         f"previous database kept as {result.rollback}"
     )
     return 0
+
+
+def _restore_workflows_only(args: argparse.Namespace) -> int:
+    with N8nApi(args.api_url, read_api_key(args.api_key_file)) as api:
+        result = restore_workflows(args.snapshot, api, overwrite=args.overwrite)
+    print(
+        f"workflows: {len(result.created)} created, {len(result.overwritten)} overwritten, "
+        f"{len(result.skipped)} kept as they were (same name; --overwrite replaces them), "
+        f"{len(result.failed)} failed"
+    )
+    for name, reason in result.failed:
+        print(f"failed: {name!r}: {reason}")
+    if result.credentials_needed:
+        print("credentials to re-create by hand (they are not in a workflow export):")
+        for credential, users in sorted(result.credentials_needed.items()):
+            print(f"  {credential}: used by {len(users)} workflow(s), e.g. {users[0]!r}")
+    return 1 if result.failed else 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -210,8 +235,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     restore = commands.add_parser("restore", help="restore a snapshot into n8n in a container")
     restore.add_argument("snapshot", type=Path, help="snapshot folder")
-    restore.add_argument("--container", required=True, help="name of the n8n container")
-    restore.add_argument("--api-url", help="n8n's address (default: the published port)")
+    restore.add_argument("--container", help="name of the n8n container (full restore)")
+    restore.add_argument(
+        "--api-key-file", type=Path, help=f"API key for a workflows-only restore (or {API_KEY_ENV})"
+    )
+    restore.add_argument(
+        "--overwrite", action="store_true", help="workflows-only: replace same-named workflows"
+    )
+    restore.add_argument(
+        "--api-url",
+        help="n8n's address; without --container: restore the workflows only, through the API",
+    )
     restore.add_argument(
         "--force", action="store_true", help="restore even while executions are running"
     )

@@ -37,6 +37,7 @@ from tests.conftest import (
 )
 from tests.docker_support import DOCKER_ARGS, PROCESS_ARGS
 from tests.verify_runner import report_with_attachments, run_verify, wrong_key_store
+from verify.bootstrap import PublicApi
 
 VERIFY_TESTS = 7
 GENERATED_WORKFLOWS = 130
@@ -268,3 +269,41 @@ def test_older_target_is_refused_before_anything_boots(
     assert "cannot downgrade a database" in message
     run.result.assert_outcomes(errors=7)
     assert "not booted" in run.report.read_text(encoding="utf-8")
+
+
+def test_workflows_only_restore_into_another_instance(
+    launcher: Path, taken: TakenSnapshot, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Through the public API: every exported workflow created once, nothing overwritten on a
+    second run, and the credentials they reference listed for re-creation by hand."""
+    manifest = Manifest.load(taken.path)
+    target = start_source(launcher, tmp_path_factory.mktemp("workflows-target"))
+    try:
+        key_file = tmp_path_factory.mktemp("target-key") / "api-key"
+        key_file.write_text(target.api_key)
+        args = [
+            "restore",
+            str(taken.path),
+            "--api-url",
+            target.process.base_url,
+            "--api-key-file",
+            str(key_file),
+        ]
+        first = run_backup_cli(*args)
+        assert first.returncode == 0, first.stdout + first.stderr
+        exported = [w for w in manifest.workflows if w.export_file]
+        assert f"workflows: {len(exported)} created, 0 overwritten, 0 kept" in first.stdout
+        assert "credentials to re-create by hand" in first.stdout
+        names = sorted(
+            w["name"]
+            for w in PublicApi(target.process.base_url, target.api_key)
+            .client.get("/workflows", params={"limit": 250})
+            .json()["data"]
+        )
+        assert len(names) == min(250, len(exported))
+        second = run_backup_cli(*args)
+        assert second.returncode == 0
+        assert f"workflows: 0 created, 0 overwritten, {len(exported)} kept" in second.stdout
+    finally:
+        target.api.close()
+        target.process.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 from collections.abc import Iterator
@@ -64,8 +65,13 @@ class N8nApi:
         self.close()
 
     def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return self._send("GET", path, params=params)
+
+    def _send(
+        self, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None
+    ) -> Any:
         with _map_transport_errors(self.base_url):
-            response = self._client.get(path, params=params)
+            response = self._client.request(method, path, params=params, json=body)
         if response.status_code == 401:
             raise ApiError(
                 f"n8n at {self.base_url} refused the API key (401): give a valid key with "
@@ -77,12 +83,17 @@ class N8nApi:
                 "(N8N_PUBLIC_API_DISABLED) and is --api-url the n8n address?"
             )
         if response.status_code >= 400:
-            raise ApiError(f"GET {self.base_url}{path} answered HTTP {response.status_code}")
+            detail = ""
+            with contextlib.suppress(ValueError, AttributeError):
+                detail = ": " + str(response.json().get("message", ""))[:200]
+            raise ApiError(
+                f"{method} {self.base_url}{path} answered HTTP {response.status_code}{detail}"
+            )
         try:
             return response.json()
         except ValueError:
             raise ApiError(
-                f"GET {self.base_url}{path} did not answer JSON: is --api-url an n8n instance?"
+                f"{method} {self.base_url}{path} did not answer JSON: is --api-url an n8n instance?"
             ) from None
 
     def version(self) -> str:
@@ -124,6 +135,34 @@ class N8nApi:
         if not isinstance(body, dict):
             raise ApiError(f"workflow {workflow_id}: unexpected answer from the API")
         return body
+
+    def create_workflow(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a workflow; returns it with its new id."""
+        return dict(self._send("POST", "/api/v1/workflows", body=body))
+
+    def update_workflow(self, workflow_id: str, body: dict[str, Any]) -> None:
+        """Replace a workflow's name, nodes, connections and settings."""
+        self._send("PUT", f"/api/v1/workflows/{workflow_id}", body=body)
+
+    def tags(self) -> dict[str, str]:
+        """Tag ids by name."""
+        found: dict[str, str] = {}
+        params: dict[str, Any] = {"limit": PAGE_LIMIT}
+        while True:
+            page = self._get("/api/v1/tags", params)
+            found.update({str(tag["name"]): str(tag["id"]) for tag in page.get("data", [])})
+            if not page.get("nextCursor"):
+                return found
+            params = {"limit": PAGE_LIMIT, "cursor": page["nextCursor"]}
+
+    def create_tag(self, name: str) -> str:
+        """Create a tag; returns its id."""
+        return str(self._send("POST", "/api/v1/tags", body={"name": name})["id"])
+
+    def set_workflow_tags(self, workflow_id: str, tag_ids: list[str]) -> None:
+        """Replace a workflow's tags."""
+        body = [{"id": tag_id} for tag_id in tag_ids]
+        self._send("PUT", f"/api/v1/workflows/{workflow_id}/tags", body=body)
 
     def running_executions(self) -> int:
         """How many executions the instance is running now (needs the execution:list scope)."""
