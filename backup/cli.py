@@ -26,6 +26,7 @@ from backup.sources.container import inspect_n8n_container, postgres_target_for_
 from backup.sources.postgres import PostgresTarget
 
 API_KEY_ENV = "N8N_API_KEY"
+QUIET_HELP = "print nothing but errors (for cron)"
 EXIT_INTERRUPTED = 130
 
 Handler = Callable[[argparse.Namespace], int]
@@ -86,6 +87,13 @@ def _postgres_target(args: argparse.Namespace) -> PostgresTarget | None:
     return None
 
 
+def _notices(args: argparse.Namespace) -> Callable[[str], None]:
+    """Where progress and notices go: stderr, or nowhere with --quiet (cron mails any output)."""
+    if args.quiet:
+        return lambda message: None
+    return lambda message: print(f"n8n-backup: {message}", file=sys.stderr, flush=True)
+
+
 def cmd_snapshot(args: argparse.Namespace) -> int:
     """Take one snapshot and print its path as the last line."""
     postgres = _postgres_target(args)
@@ -104,10 +112,11 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
                 postgres=postgres,
                 wait_timeout=args.wait_timeout,
                 force=args.force,
-                say=lambda message: print(f"n8n-backup: {message}", file=sys.stderr, flush=True),
+                say=_notices(args),
             )
         )
-    print(path)
+    if not args.quiet:
+        print(path)
     return 0
 
 
@@ -167,6 +176,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     policy = RetentionPolicy(args.keep_daily, args.keep_weekly, args.keep_monthly)
     decision = prune(args.root, policy, datetime.now(UTC), dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
+    if args.quiet and not args.dry_run:
+        return 0
     for info in decision.remove:
         print(f"{verb} {info.name}")
     for info in decision.keep:
@@ -231,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     snap.add_argument(
         "--table-prefix", default=os.environ.get("DB_TABLE_PREFIX", ""), help="DB_TABLE_PREFIX"
     )
+    snap.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     snap.set_defaults(handler=cmd_snapshot)
 
     restore = commands.add_parser("restore", help="restore a snapshot into n8n in a container")
@@ -267,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune_cmd.add_argument("--keep-weekly", type=int, default=13, help="weeks (default 13)")
     prune_cmd.add_argument("--keep-monthly", type=int, default=0, help="months (default 0)")
     prune_cmd.add_argument("--dry-run", action="store_true", help="only list what would go")
+    prune_cmd.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     prune_cmd.set_defaults(handler=cmd_prune)
 
     rt = commands.add_parser("runtime", help="manage n8n runtimes from the npm registry")

@@ -307,3 +307,32 @@ def test_workflows_only_restore_into_another_instance(
     finally:
         target.api.close()
         target.process.close()
+
+
+def test_nightly_example_is_silent_on_success_and_loud_on_failure(
+    source: SourceInstance, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "api-key"
+    key_file.write_text(source.api_key)
+    env = {
+        **os.environ,
+        "N8N_FOLDER": str(source.n8n_folder),
+        "N8N_API_URL": source.process.base_url,
+        "N8N_API_KEY_FILE": str(key_file),
+        "BACKUP_ROOT": str(tmp_path / "snapshots"),
+        "KEY_STORE": str(tmp_path / "keys"),
+        "VERIFY_ARGS": "--runtime process --quiet-seconds 2",
+    }
+    nightly = [str(ROOT / "examples" / "nightly.sh")]
+    ok = subprocess.run(nightly, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout == "" and ok.stderr == "", "cron would mail a successful night"
+    (entry,) = json.loads(run_backup_cli("list", str(tmp_path / "snapshots"), "--json").stdout)
+    assert entry["last_verification"] == "PASSED"
+    key_file.write_text("not-a-key")
+    failed = subprocess.run(
+        nightly, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert failed.returncode == 1
+    assert "refused the API key (401)" in failed.stderr
+    assert "nightly: snapshot of n8n failed" in failed.stderr

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The daily routine: snapshot, verify in a fresh n8n, prune. Quiet when all is well (cron mails
+# only output), and on failure prints what failed plus the verify log, then exits non-zero:
+#   1 snapshot failed, 2 verification failed, 3 prune failed.
+#
+# Settings (environment; see the README for each option):
+#   N8N_FOLDER or N8N_CONTAINER   where n8n's data is (folder, or Docker container name)
+#   N8N_API_URL                   n8n's address (optional with N8N_CONTAINER)
+#   N8N_API_KEY_FILE              file holding a public API key
+#   BACKUP_ROOT, KEY_STORE        where snapshots and keys go (keep them on different disks)
+#   VERIFY_ARGS                   extra pytest verify options, e.g. "--runtime docker"
+#   PRUNE_ARGS                    e.g. "--keep-daily 30 --keep-weekly 13"
+set -uo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+backup="$here/.venv/bin/n8n-backup"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+
+source_args=()
+if [ -n "${N8N_CONTAINER:-}" ]; then
+    source_args=(--container "$N8N_CONTAINER")
+else
+    source_args=(--n8n-folder "${N8N_FOLDER:?set N8N_FOLDER or N8N_CONTAINER}")
+fi
+[ -n "${N8N_API_URL:-}" ] && source_args+=(--api-url "$N8N_API_URL")
+
+if ! "$backup" snapshot "${source_args[@]}" --api-key-file "${N8N_API_KEY_FILE:?}" \
+        --out "${BACKUP_ROOT:?}" --key-store "${KEY_STORE:?}" --quiet; then
+    echo "nightly: snapshot of n8n failed (see the error above)" >&2
+    exit 1
+fi
+newest="$("$backup" list "$BACKUP_ROOT" --json | "$here/.venv/bin/python" -c \
+    'import json, sys; print(json.load(sys.stdin)[-1]["path"])')"
+# shellcheck disable=SC2086  # VERIFY_ARGS is a list of options on purpose
+if ! (cd "$here" && .venv/bin/pytest verify --snapshots "$newest" --key-store "$KEY_STORE" \
+        -q ${VERIFY_ARGS:-}) >"$log" 2>&1; then
+    echo "nightly: verification of $newest FAILED; report and log follow" >&2
+    cat "$log" >&2
+    exit 2
+fi
+# shellcheck disable=SC2086
+if ! "$backup" prune "$BACKUP_ROOT" ${PRUNE_ARGS:-} --quiet; then
+    echo "nightly: prune failed" >&2
+    exit 3
+fi
