@@ -187,7 +187,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def cmd_runtime_install(args: argparse.Namespace) -> int:
     """Install an n8n runtime and print its launcher as the last line."""
-    print(runtime.install(args.version, log=not args.quiet))
+    # npm's own output only on a terminal: in a pipe or a log, the launcher path alone.
+    print(runtime.install(args.version, log=not args.quiet and sys.stderr.isatty()))
     return 0
 
 

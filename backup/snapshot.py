@@ -34,6 +34,7 @@ from backup.manifest import (
     WorkflowEntry,
 )
 from backup.n8n_folder import N8nFolder, read_encryption_key
+from backup.progress import progress
 from backup.sources.api import N8nApi
 from backup.sources.postgres import (
     DUMP_NAME,
@@ -165,7 +166,10 @@ def _fill_staging(
 ) -> Manifest:
     # Export first, capture second: a workflow created in between is then in the database copy
     # and is fetched alone below; one deleted in between is dropped. The copy is what restores.
-    exported = {str(item["id"]): item for item in request.api.iter_workflows()}
+    exported = {
+        str(item["id"]): item
+        for item in progress(request.api.iter_workflows(), "exporting workflows")
+    }
     database_file, database_kind, contents = _capture_database(staging, request)
     workflows = [
         WorkflowEntry(
@@ -175,7 +179,7 @@ def _fill_staging(
             digest=workflow_digest(row.nodes, row.connections),
             export_file=_write_export(staging, row.id, row.name, exported, request.api),
         )
-        for row in contents.workflows
+        for row in progress(contents.workflows, "writing workflow files")
     ]
     credentials = [
         _credential_entry(row, encryption_key, contents.data_keys) for row in contents.credentials

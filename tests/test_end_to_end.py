@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import stat
@@ -336,3 +337,27 @@ def test_nightly_example_is_silent_on_success_and_loud_on_failure(
     assert failed.returncode == 1
     assert "refused the API key (401)" in failed.stderr
     assert "nightly: snapshot of n8n failed" in failed.stderr
+
+
+def test_progress_on_a_terminal_and_silence_in_a_pipe(
+    source: SourceInstance, tmp_path: Path
+) -> None:
+    args = snapshot_args(
+        source.api_key, tmp_path / "out", tmp_path / "keys", *process_source_args(source)
+    )
+    piped = run_backup_cli(*args)
+    assert piped.returncode == 0, piped.stderr
+    assert (
+        "exporting workflows" not in piped.stderr and "writing workflow files" not in piped.stderr
+    )
+    # `script` gives the command a terminal, as an operator at a shell has.
+    command = " ".join(shlex.quote(part) for part in backup_command(*args))
+    on_tty = subprocess.run(
+        ["script", "-qec", command, "/dev/null"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert on_tty.returncode == 0, on_tty.stdout
+    assert "exporting workflows" in on_tty.stdout and "writing workflow files" in on_tty.stdout
