@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shlex
 import shutil
 import signal
@@ -31,6 +32,7 @@ from tests.conftest import (
     disarm_canary,
     process_source_args,
     run_backup_cli,
+    run_snapshot_cli,
     seed,
     snapshot_args,
     snapshot_under_load,
@@ -38,7 +40,7 @@ from tests.conftest import (
 )
 from tests.docker_support import DOCKER_ARGS, PROCESS_ARGS
 from tests.verify_runner import report_with_attachments, run_verify, wrong_key_store
-from verify.bootstrap import PublicApi
+from verify.bootstrap import PublicApi, sample_workflow
 
 VERIFY_TESTS = 7
 GENERATED_WORKFLOWS = 130
@@ -361,3 +363,41 @@ def test_progress_on_a_terminal_and_silence_in_a_pipe(
     )
     assert on_tty.returncode == 0, on_tty.stdout
     assert "exporting workflows" in on_tty.stdout and "writing workflow files" in on_tty.stdout
+
+
+def test_workflows_only_restore_keeps_tags_and_overwrites_when_asked(
+    launcher: Path, source: SourceInstance, tmp_path: Path
+) -> None:
+    tag = source.api.client.post("/tags", json={"name": f"tag-{secrets.token_hex(3)}"}).json()
+    tagged = source.api.create_workflow(sample_workflow("Tagged for restore", message="v1"))
+    response = source.api.client.put(f"/workflows/{tagged['id']}/tags", json=[{"id": tag["id"]}])
+    assert response.status_code == 200, response.text
+    snapshot = run_snapshot_cli(
+        source.api_key, tmp_path / "snapshots", tmp_path / "keys", *process_source_args(source)
+    )
+    target = start_source(launcher, tmp_path / "target")
+    try:
+        key_file = tmp_path / "target-api-key"
+        key_file.write_text(target.api_key)
+        mine = target.api.create_workflow(sample_workflow("Tagged for restore", message="mine"))
+        args = [
+            "restore",
+            str(snapshot),
+            "--api-url",
+            target.process.base_url,
+            "--api-key-file",
+            str(key_file),
+        ]
+        kept = run_backup_cli(*args)
+        assert kept.returncode == 0, kept.stdout + kept.stderr
+        body = target.api.client.get(f"/workflows/{mine['id']}").json()
+        assert "mine" in json.dumps(body["nodes"]), "an existing workflow was overwritten"
+        overwritten = run_backup_cli(*args, "--overwrite")
+        assert overwritten.returncode == 0, overwritten.stdout
+        assert "0 created, " in overwritten.stdout and " 0 kept" in overwritten.stdout
+        body = target.api.client.get(f"/workflows/{mine['id']}").json()
+        assert "v1" in json.dumps(body["nodes"]) and "mine" not in json.dumps(body["nodes"])
+        assert [t["name"] for t in body.get("tags", [])] == [tag["name"]]
+    finally:
+        target.api.close()
+        target.process.close()
