@@ -69,7 +69,11 @@ def busy_source(
 
 
 def start_long_execution(source: SourceInstance, webhook: str) -> None:
-    assert httpx.get(webhook, timeout=30).status_code == 200
+    # Activation registers the webhook asynchronously: it can answer 404 for a moment.
+    deadline = time.monotonic() + 60
+    while httpx.get(webhook, timeout=30).status_code != 200:
+        assert time.monotonic() < deadline, "the webhook was never registered"
+        time.sleep(0.5)
     deadline = time.monotonic() + BOOT_TIMEOUT
     while time.monotonic() < deadline:
         running = source.api.client.get("/executions", params={"status": "running"}).json()
