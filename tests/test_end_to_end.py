@@ -274,6 +274,21 @@ def test_older_target_is_refused_before_anything_boots(
     assert "not booted" in run.report.read_text(encoding="utf-8")
 
 
+def api_restore_args(snapshot: Path, target: SourceInstance, key_folder: Path) -> list[str]:
+    """``restore`` arguments for a workflows-only restore into ``target``."""
+    key_file = key_folder / "target-api-key"
+    key_file.write_text(target.api_key)
+    key_file.chmod(0o600)
+    return [
+        "restore",
+        str(snapshot),
+        "--api-url",
+        target.process.base_url,
+        "--api-key-file",
+        str(key_file),
+    ]
+
+
 def test_workflows_only_restore_into_another_instance(
     launcher: Path, taken: TakenSnapshot, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -282,16 +297,7 @@ def test_workflows_only_restore_into_another_instance(
     manifest = Manifest.load(taken.path)
     target = start_source(launcher, tmp_path_factory.mktemp("workflows-target"))
     try:
-        key_file = tmp_path_factory.mktemp("target-key") / "api-key"
-        key_file.write_text(target.api_key)
-        args = [
-            "restore",
-            str(taken.path),
-            "--api-url",
-            target.process.base_url,
-            "--api-key-file",
-            str(key_file),
-        ]
+        args = api_restore_args(taken.path, target, tmp_path_factory.mktemp("target-key"))
         first = run_backup_cli(*args)
         assert first.returncode == 0, first.stdout + first.stderr
         exported = [w for w in manifest.workflows if w.export_file]
@@ -377,17 +383,8 @@ def test_workflows_only_restore_keeps_tags_and_overwrites_when_asked(
     )
     target = start_source(launcher, tmp_path / "target")
     try:
-        key_file = tmp_path / "target-api-key"
-        key_file.write_text(target.api_key)
         mine = target.api.create_workflow(sample_workflow("Tagged for restore", message="mine"))
-        args = [
-            "restore",
-            str(snapshot),
-            "--api-url",
-            target.process.base_url,
-            "--api-key-file",
-            str(key_file),
-        ]
+        args = api_restore_args(snapshot, target, tmp_path)
         kept = run_backup_cli(*args)
         assert kept.returncode == 0, kept.stdout + kept.stderr
         body = target.api.client.get(f"/workflows/{mine['id']}").json()
