@@ -6,6 +6,8 @@
 # Cached: an image that exists already is reused (docker keeps it across runs on one machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Stage lines on a terminal only: in a pipe or a log, just the image name (or an error).
+progress() { if [ -t 2 ]; then echo "build-n8n-image: $*" >&2; fi; }
 base_only=false
 if [ "${1:-}" = "--base-only" ]; then
     base_only=true
@@ -28,7 +30,7 @@ if ! docker image inspect "$base" >/dev/null 2>&1; then
     [ -n "$mirror" ] || { echo "build-n8n-image: no Debian mirror in the apt sources" >&2; exit 1; }
     rootfs=$(mktemp -d)
     trap 'rm -rf "$rootfs"' EXIT
-    echo "build-n8n-image: debootstrap bookworm from the apt mirror" >&2
+    progress "debootstrap bookworm from the apt mirror"
     debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >/dev/null
     tar -C "$rootfs" -c . | docker import - "$base" >/dev/null
 fi
@@ -40,7 +42,7 @@ fi
 
 runtime_launcher=$(.venv/bin/n8n-backup runtime install "$version" --quiet | tail -n 1)
 runtime_dir=$(dirname "$(dirname "$runtime_launcher")")
-echo "build-n8n-image: building $image from $runtime_dir (several minutes: 2.8 GB)" >&2
+progress "building $image from $runtime_dir (several minutes: 2.8 GB)"
 docker build --quiet --build-arg BASE_IMAGE="$base" -f docker/Dockerfile -t "$image" \
     "$runtime_dir" >/dev/null
 echo "$image"
