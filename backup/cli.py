@@ -22,7 +22,11 @@ from backup.restore_workflows import restore_workflows
 from backup.retention import RetentionPolicy, prune
 from backup.snapshot import SnapshotRequest, create_snapshot
 from backup.sources.api import N8nApi
-from backup.sources.container import inspect_n8n_container, postgres_target_for_container
+from backup.sources.container import (
+    ContainerSource,
+    inspect_n8n_container,
+    postgres_target_for_container,
+)
 from backup.sources.postgres import PostgresTarget
 
 API_KEY_ENV = "N8N_API_KEY"
@@ -47,13 +51,11 @@ def read_api_key(api_key_file: Path | None) -> str:
 
 
 def _snapshot_source(
-    args: argparse.Namespace, *, on_postgres: bool
+    args: argparse.Namespace, container: ContainerSource | None, *, on_postgres: bool
 ) -> tuple[N8nFolder | None, dict[str, str] | None, str | None]:
     """The n8n folder, the environment holding its key, and the API URL to use."""
-    if args.container and args.n8n_folder:
-        raise InputError("give --container or --n8n-folder, not both")
-    if args.container:
-        source = inspect_n8n_container(args.container)
+    if container is not None:
+        source = container
         if source.database_kind == "postgres" and not on_postgres:
             raise InputError(
                 f"container {args.container} runs n8n on PostgreSQL: add --postgres DSN or "
@@ -72,7 +74,9 @@ def _snapshot_source(
     raise InputError("give --n8n-folder PATH, --container NAME, or --postgres DSN")
 
 
-def _postgres_target(args: argparse.Namespace) -> PostgresTarget | None:
+def _postgres_target(
+    args: argparse.Namespace, container: ContainerSource | None
+) -> PostgresTarget | None:
     """--postgres DSN, or --postgres-container NAME (with n8n's own DB_* settings when
     --container names n8n's container)."""
     if args.postgres and args.postgres_container:
@@ -80,9 +84,8 @@ def _postgres_target(args: argparse.Namespace) -> PostgresTarget | None:
     if args.postgres:
         return PostgresTarget.from_dsn(args.postgres, args.postgres_schema, args.table_prefix)
     if args.postgres_container:
-        n8n = inspect_n8n_container(args.container) if args.container else None
         return postgres_target_for_container(
-            args.postgres_container, n8n, args.postgres_schema, args.table_prefix
+            args.postgres_container, container, args.postgres_schema, args.table_prefix
         )
     return None
 
@@ -96,8 +99,14 @@ def _notices(args: argparse.Namespace) -> Callable[[str], None]:
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     """Take one snapshot and print its path as the last line."""
-    postgres = _postgres_target(args)
-    folder, key_environ, api_url = _snapshot_source(args, on_postgres=postgres is not None)
+    if args.container and args.n8n_folder:
+        raise InputError("give --container or --n8n-folder, not both")
+    # Inspected once: both the data folder and the PostgreSQL settings come from it.
+    container = inspect_n8n_container(args.container) if args.container else None
+    postgres = _postgres_target(args, container)
+    folder, key_environ, api_url = _snapshot_source(
+        args, container, on_postgres=postgres is not None
+    )
     if api_url is None:
         raise InputError("give --api-url, the address of n8n (e.g. http://localhost:5678)")
     with N8nApi(api_url, read_api_key(args.api_key_file)) as api:

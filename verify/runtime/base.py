@@ -28,7 +28,6 @@ QUIET_ENV = {
 class N8nInstance(Protocol):
     """A fresh n8n on restored data: a local process or a container."""
 
-    runtime_name: str
     ready_seconds: float | None
 
     @property

@@ -97,8 +97,6 @@ class IsolatedNetwork:
 class N8nContainer:
     """One n8n container on restored data; same interface as verify.runtime.process.N8nProcess."""
 
-    runtime_name = "docker"
-
     def __init__(
         self,
         image: str,

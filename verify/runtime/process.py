@@ -61,8 +61,6 @@ class N8nProcess:
     Use as a context manager: the process is always stopped on exit, also when start fails.
     """
 
-    runtime_name = "process"
-
     def __init__(
         self,
         launcher: Path,
