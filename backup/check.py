@@ -1,41 +1,118 @@
 """Offline checks of a snapshot folder against its manifest (no n8n needed).
 
-Each check returns a list of problems in plain words; an empty list means it holds.
+Each check returns a list of problems in plain words; an empty list means it holds. The folder
+is untrusted: nothing is followed through a link, and nothing outside it is read.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import stat
 from pathlib import Path
 
 from backup.cipher import CredentialDecryptError, decrypt_credential_data
-from backup.digests import credential_digest, sha256_file
-from backup.manifest import MANIFEST_NAME, Manifest
+from backup.digests import credential_digest, sha256_file, workflow_digest
+from backup.errors import SnapshotError
+from backup.manifest import MANIFEST_NAME, FileEntry, Manifest, authenticate
+from backup.secret import Secret
 from backup.sources.postgres import dump_problems
 from backup.sources.sqlite import integrity_problems
 from backup.sources.tables import N8nTables
 
+MAX_EXPORT_BYTES = 64 << 20
+
+
+def _entry_problem(snapshot_dir: Path, entry: FileEntry) -> str | None:
+    """Why one listed file is not what the manifest says, or None when it is."""
+    path = snapshot_dir
+    for part in Path(entry.path).parts:  # manifest paths are relative and ".."-free
+        path = path / part
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            return f"{entry.path} is missing"
+        if stat.S_ISLNK(info.st_mode):
+            return f"{path.relative_to(snapshot_dir).as_posix()} is a symbolic link (not followed)"
+    if not stat.S_ISREG(info.st_mode):
+        return f"{entry.path} is not a regular file"
+    if info.st_size != entry.size:
+        return (
+            f"{entry.path} has {info.st_size} bytes, the manifest says {entry.size} "
+            "(truncated or modified)"
+        )
+    if sha256_file(path) != entry.sha256:
+        return f"{entry.path} does not match its sha256 in the manifest (modified)"
+    return None
+
+
+def database_file_problems(snapshot_dir: Path, manifest: Manifest) -> list[str]:
+    """The database file alone: listed, in the folder, a regular file with its size and sha256."""
+    entry = next((e for e in manifest.files if e.path == manifest.database_file), None)
+    if entry is None:
+        return [f"the manifest does not list the database file {manifest.database_file}"]
+    problem = _entry_problem(snapshot_dir, entry)
+    return [problem] if problem else []
+
+
+def _unlisted_problems(snapshot_dir: Path, listed: set[str]) -> list[str]:
+    """Anything in the folder that the manifest does not list: files, links, empty folders."""
+    problems: list[str] = []
+    for folder, dirs, files in os.walk(snapshot_dir):  # never descends through a link
+        here = Path(folder)
+        if here != snapshot_dir and not dirs and not files:
+            problems.append(f"{here.relative_to(snapshot_dir).as_posix()}/ is an empty folder")
+        for name in sorted([*dirs, *files]):
+            path = here / name
+            relative = path.relative_to(snapshot_dir).as_posix()
+            if path.is_symlink():
+                problems.append(f"{relative} is a symbolic link, not listed in the manifest")
+            elif name in files and relative != MANIFEST_NAME and relative not in listed:
+                kind = "file" if path.is_file() else "special file"
+                problems.append(f"{relative} is a {kind} not listed in the manifest")
+    return problems
+
 
 def file_problems(snapshot_dir: Path, manifest: Manifest) -> list[str]:
-    """Every listed file is present with its size and sha256, and nothing unlisted is there."""
-    problems: list[str] = []
-    listed = {entry.path for entry in manifest.files}
+    """Every listed file is present with its size and sha256, nothing unlisted is there, and
+    every workflow export is the workflow the database copy holds."""
+    problems = database_file_problems(snapshot_dir, manifest)
     for entry in manifest.files:
-        path = snapshot_dir / entry.path
-        if not path.is_file():
-            problems.append(f"{entry.path} is missing")
-        elif path.stat().st_size != entry.size:
+        if entry.path != manifest.database_file and (
+            problem := _entry_problem(snapshot_dir, entry)
+        ):
+            problems.append(problem)
+    problems.extend(_unlisted_problems(snapshot_dir, {entry.path for entry in manifest.files}))
+    return problems or export_problems(snapshot_dir, manifest)
+
+
+def export_problems(snapshot_dir: Path, manifest: Manifest) -> list[str]:
+    """Each workflow export file is listed and holds that workflow, with the nodes and
+    connections whose digest the manifest records from the database copy."""
+    listed = {entry.path: entry.size for entry in manifest.files}
+    problems: list[str] = []
+    for workflow in manifest.workflows:
+        if workflow.export_file is None:
+            continue
+        label = f"workflow {workflow.id} ({workflow.name!r})"
+        size = listed.get(workflow.export_file)
+        if size is None:
+            problems.append(f"{label}: export {workflow.export_file} is not listed")
+            continue
+        if size > MAX_EXPORT_BYTES:
+            problems.append(f"{label}: export {workflow.export_file} is larger than any workflow")
+            continue
+        try:
+            body = json.loads((snapshot_dir / workflow.export_file).read_bytes())
+        except (OSError, ValueError):
+            problems.append(f"{label}: export {workflow.export_file} is not JSON")
+            continue
+        if not isinstance(body, dict) or str(body.get("id")) != workflow.id:
+            problems.append(f"{label}: export {workflow.export_file} holds another workflow")
+        elif workflow_digest(body.get("nodes"), body.get("connections")) != workflow.digest:
             problems.append(
-                f"{entry.path} has {path.stat().st_size} bytes, the manifest says {entry.size} "
-                "(truncated or modified)"
+                f"{label}: export {workflow.export_file} differs from the database copy"
             )
-        elif sha256_file(path) != entry.sha256:
-            problems.append(f"{entry.path} does not match its sha256 in the manifest (modified)")
-    for path in sorted(snapshot_dir.rglob("*")):
-        relative = path.relative_to(snapshot_dir).as_posix()
-        if path.is_file() and relative != MANIFEST_NAME and relative not in listed:
-            problems.append(f"{relative} is not listed in the manifest")
-    if manifest.database_file not in listed:
-        problems.append(f"the manifest does not list the database file {manifest.database_file}")
     return problems
 
 
@@ -49,7 +126,8 @@ def database_problems(snapshot_dir: Path, manifest: Manifest) -> list[str]:
 
 
 def count_problems(manifest: Manifest, database: N8nTables) -> list[str]:
-    """The manifest's counts agree with its own lists and with the database copy."""
+    """The manifest's counts agree with its own lists and with the database copy, and its
+    workflow digests with the copy's workflows."""
     problems: list[str] = []
     counts = manifest.counts
     listed = {"workflows": len(manifest.workflows), "credentials": len(manifest.credentials)}
@@ -67,10 +145,19 @@ def count_problems(manifest: Manifest, database: N8nTables) -> list[str]:
         claimed = getattr(counts, kind)
         if claimed != number:
             problems.append(f"the manifest counts {claimed} {kind}, the database copy has {number}")
+    copied = {row.id: workflow_digest(row.nodes, row.connections) for row in database.workflows()}
+    for workflow in manifest.workflows:
+        if copied.get(workflow.id, workflow.digest) != workflow.digest:
+            problems.append(
+                f"workflow {workflow.id} ({workflow.name!r}) in the database copy differs from "
+                "its digest in the manifest"
+            )
     return problems
 
 
-def credential_problems(manifest: Manifest, database: N8nTables, encryption_key: str) -> list[str]:
+def credential_problems(
+    manifest: Manifest, database: N8nTables, encryption_key: Secret
+) -> list[str]:
     """Every credential of the copy decrypts with ``encryption_key`` to the manifest's digest."""
     expected = {entry.id: entry for entry in manifest.credentials}
     data_keys = database.data_keys()
@@ -82,11 +169,11 @@ def credential_problems(manifest: Manifest, database: N8nTables, encryption_key:
             problems.append(f"credential {row.id} ({row.name!r}) is not in the manifest")
             continue
         try:
-            decrypted = decrypt_credential_data(row.data, encryption_key, data_keys)
+            decrypted = decrypt_credential_data(row.data, encryption_key.reveal(), data_keys)
         except CredentialDecryptError:
             undecryptable += 1
             continue
-        if credential_digest(decrypted, encryption_key) != entry.digest:
+        if credential_digest(decrypted, encryption_key.reveal()) != entry.digest:
             problems.append(f"credential {row.id} ({row.name!r}) decrypts to different data")
     if undecryptable:
         problems.insert(
@@ -99,3 +186,18 @@ def credential_problems(manifest: Manifest, database: N8nTables, encryption_key:
         for entry in expected.values()
     )
     return problems
+
+
+def trusted_snapshot(snapshot_dir: Path, encryption_key: Secret) -> Manifest:
+    """The manifest of a snapshot that is authentic and whole, for a restore to act on.
+
+    Raises SnapshotError naming the first problem; nothing has been changed anywhere then.
+    """
+    try:
+        manifest = authenticate(snapshot_dir, encryption_key.reveal())
+    except SnapshotError as exc:
+        raise SnapshotError(f"snapshot {snapshot_dir} is not restored: {exc}") from None
+    problems = file_problems(snapshot_dir, manifest) or database_problems(snapshot_dir, manifest)
+    if problems:
+        raise SnapshotError(f"snapshot {snapshot_dir} is damaged, not restoring: {problems[0]}")
+    return manifest

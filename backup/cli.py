@@ -43,6 +43,11 @@ def read_api_key(api_key_file: Path | None) -> str:
             key = api_key_file.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise InputError(f"cannot read --api-key-file {api_key_file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise InputError(
+                f"--api-key-file {api_key_file} is not UTF-8 text: give the file that holds "
+                "only the API key"
+            ) from None
     else:
         key = os.environ.get(API_KEY_ENV, "").strip()
     if not key:
@@ -159,7 +164,14 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def _restore_workflows_only(args: argparse.Namespace) -> int:
     with N8nApi(args.api_url, read_api_key(args.api_key_file)) as api:
-        result = restore_workflows(args.snapshot, api, overwrite=args.overwrite)
+        if args.key_store is None:
+            raise InputError(
+                "give --key-store DIR: the snapshot is authenticated with its key before "
+                "anything is sent to n8n"
+            )
+        result = restore_workflows(
+            args.snapshot, api, KeyStore(args.key_store), overwrite=args.overwrite
+        )
     print(
         f"workflows: {len(result.created)} created, {len(result.overwritten)} overwritten, "
         f"{len(result.skipped)} kept as they were (same name; --overwrite replaces them), "
@@ -183,14 +195,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_prune(args: argparse.Namespace) -> int:
     """Apply the retention policy; with --dry-run only say what would go."""
     policy = RetentionPolicy(args.keep_daily, args.keep_weekly, args.keep_monthly)
-    decision = prune(args.root, policy, datetime.now(UTC), dry_run=args.dry_run)
-    verb = "would remove" if args.dry_run else "removed"
+    result = prune(args.root, policy, datetime.now(UTC), dry_run=args.dry_run)
     if args.quiet and not args.dry_run:
         return 0
-    for info in decision.remove:
-        print(f"{verb} {info.name}")
-    for info in decision.keep:
-        print(f"keep {info.name} ({', '.join(decision.reasons[info.name])})")
+    for line in result.report(dry_run=args.dry_run):
+        print(line)
     return 0
 
 
@@ -265,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="workflows-only: replace same-named workflows"
     )
     restore.add_argument(
+        "--key-store",
+        type=Path,
+        help="key store with the snapshot's key (workflows-only: to authenticate the snapshot)",
+    )
+    restore.add_argument(
         "--api-url",
         help="n8n's address; without --container: restore the workflows only, through the API",
     )
@@ -283,11 +297,22 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="JSON for scripts")
     listing.set_defaults(handler=cmd_list)
 
-    prune_cmd = commands.add_parser("prune", help="delete snapshots that the policy lets go")
+    from backup.retention import non_negative_int
+
+    prune_cmd = commands.add_parser(
+        "prune",
+        help="delete snapshots that the policy lets go, and interrupted ones older than 24h",
+    )
     prune_cmd.add_argument("root", type=Path, help="folder of snapshots")
-    prune_cmd.add_argument("--keep-daily", type=int, default=30, help="days (default 30)")
-    prune_cmd.add_argument("--keep-weekly", type=int, default=13, help="weeks (default 13)")
-    prune_cmd.add_argument("--keep-monthly", type=int, default=0, help="months (default 0)")
+    prune_cmd.add_argument(
+        "--keep-daily", type=non_negative_int, default=30, help="days (default 30)"
+    )
+    prune_cmd.add_argument(
+        "--keep-weekly", type=non_negative_int, default=13, help="weeks (default 13)"
+    )
+    prune_cmd.add_argument(
+        "--keep-monthly", type=non_negative_int, default=0, help="months (default 0)"
+    )
     prune_cmd.add_argument("--dry-run", action="store_true", help="only list what would go")
     prune_cmd.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     prune_cmd.set_defaults(handler=cmd_prune)
@@ -317,6 +342,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("n8n-backup: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug of ours: still one line, and nothing of the user's changed
+        print(
+            f"n8n-backup: internal error ({type(exc).__name__}): please report it with the "
+            "command you ran; set N8N_BACKUP_DEBUG=1 to see the traceback",
+            file=sys.stderr,
+        )
+        if os.environ.get("N8N_BACKUP_DEBUG"):
+            raise
+        return 1
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typing import Any
 
 _FINGERPRINT_CONTEXT = b"n8n-restore-verify/key-fingerprint/v1\x00"
 _CREDENTIAL_DIGEST_CONTEXT = b"n8n-restore-verify/credential-digest/v1"
+_MANIFEST_MAC_CONTEXT = b"n8n-restore-verify/manifest-mac/v1"
 FINGERPRINT_HEX_CHARS = 32
 _CHUNK = 1 << 20
 
@@ -39,12 +40,22 @@ def workflow_digest(nodes: Any, connections: Any) -> str:
     return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
+def _derived_key(encryption_key: str, context: bytes) -> bytes:
+    """A secret for one purpose, derived from the encryption key (one key, several uses)."""
+    return hmac.new(encryption_key.encode("utf-8"), context, hashlib.sha256).digest()
+
+
 def credential_digest(decrypted: dict[str, Any], encryption_key: str) -> str:
     """Keyed digest of a credential's decrypted data."""
-    digest_key = hmac.new(
-        encryption_key.encode("utf-8"), _CREDENTIAL_DIGEST_CONTEXT, hashlib.sha256
-    ).digest()
+    digest_key = _derived_key(encryption_key, _CREDENTIAL_DIGEST_CONTEXT)
     return "hmac-sha256:" + hmac.new(digest_key, canonical_json(decrypted), "sha256").hexdigest()
+
+
+def manifest_mac(body: dict[str, Any], encryption_key: str) -> str:
+    """MAC of a manifest's JSON object (every field but the MAC), keyed from the encryption
+    key: the key store can check it, the snapshot folder alone cannot forge it."""
+    mac_key = _derived_key(encryption_key, _MANIFEST_MAC_CONTEXT)
+    return "hmac-sha256:" + hmac.new(mac_key, canonical_json(body), "sha256").hexdigest()
 
 
 def sha256_file(path: Path) -> str:

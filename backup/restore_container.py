@@ -16,12 +16,13 @@ import psycopg
 from docker.errors import DockerException
 from docker.models.containers import Container
 
-from backup.check import database_problems, file_problems
+from backup.check import trusted_snapshot
 from backup.database_slot import DatabaseSlot, PostgresSlot, SqliteSlot
 from backup.digests import key_fingerprint
-from backup.errors import BackupError, InputError, KeyStoreError, SnapshotError
+from backup.errors import BackupError, InputError, KeyStoreError
 from backup.manifest import Manifest
 from backup.n8n_folder import read_encryption_key
+from backup.secret import Secret
 from backup.sources.container import (
     ContainerCli,
     docker_client,
@@ -58,18 +59,13 @@ class RestoreResult:
     rollback: str  # where the replaced database is kept
 
 
-def _check_snapshot(
-    snapshot_dir: Path, manifest: Manifest, postgres: PostgresTarget | None
-) -> None:
+def _check_kind(snapshot_dir: Path, manifest: Manifest, postgres: PostgresTarget | None) -> None:
     expected = "postgres" if postgres else "sqlite"
     if manifest.database_kind != expected:
         hint = "give --postgres DSN" if manifest.database_kind == "postgres" else "drop --postgres"
         raise InputError(
             f"snapshot {snapshot_dir} holds a {manifest.database_kind} database: {hint}"
         )
-    problems = file_problems(snapshot_dir, manifest) or database_problems(snapshot_dir, manifest)
-    if problems:
-        raise SnapshotError(f"snapshot {snapshot_dir} is damaged, not restoring: {problems[0]}")
 
 
 def restore_into_container(
@@ -98,7 +94,6 @@ def restore_into_container(
         if postgres_dsn
         else None
     )
-    _check_snapshot(snapshot_dir, manifest, postgres)
     source = inspect_n8n_container(container_name)
     if source.database_kind != manifest.database_kind:
         raise InputError(
@@ -117,6 +112,8 @@ def restore_into_container(
             f"snapshot's key (key store entry {manifest.key_fingerprint}) and restore again; "
             "nothing was changed"
         )
+    _check_kind(snapshot_dir, manifest, postgres)
+    manifest = trusted_snapshot(snapshot_dir, Secret(target_key))
     replacement = snapshot_dir / manifest.database_file
     slot: DatabaseSlot = (
         PostgresSlot(postgres, replacement)
@@ -145,7 +142,7 @@ def restore_into_container(
             url = _wait(container, api_url, boot_timeout)
             step = "checking workflows and credentials"
             workflows, credentials = _check_restored(
-                container, slot.tables(), url, manifest, target_key
+                container, slot.tables(), url, manifest, Secret(target_key)
             )
         except (
             BackupError,
@@ -183,7 +180,7 @@ def _wait(container: Container, api_url: str | None, timeout: float) -> str:
 
 
 def _check_restored(
-    container: Container, database: N8nTables, url: str, manifest: Manifest, key: str
+    container: Container, database: N8nTables, url: str, manifest: Manifest, key: Secret
 ) -> tuple[int, int]:
     api_key = usable_api_key(url, database, manifest.key_fingerprint)
     served = served_workflow_digests(url, api_key, [w.id for w in manifest.workflows])

@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from backup.check import trusted_snapshot
 from backup.errors import ApiError, SnapshotError
+from backup.keystore import KeyStore
 from backup.manifest import Manifest
+from backup.secret import Secret
 from backup.sources.api import N8nApi
 
 CREATE_FIELDS = ("name", "nodes", "connections", "settings")
@@ -43,18 +46,21 @@ def referenced_credentials(workflow: dict[str, Any]) -> list[str]:
 
 
 def _existing_by_name(api: N8nApi) -> dict[str, str]:
-    return {str(item["name"]): str(item["id"]) for item in api.iter_workflows()}
+    return {str(item.get("name")): str(item["id"]) for item in api.iter_workflows()}
 
 
 def restore_workflows(
     snapshot_dir: Path,
     api: N8nApi,
+    key_store: KeyStore,
     *,
     overwrite: bool = False,
     say: Callable[[str], None] = lambda message: None,
 ) -> WorkflowRestoreResult:
-    """Create (or with ``overwrite`` replace) every exported workflow of the snapshot."""
-    manifest = Manifest.load(snapshot_dir)
+    """Create (or with ``overwrite`` replace) every exported workflow of the snapshot, once the
+    snapshot is proven authentic (its key from ``key_store``) and whole."""
+    claimed = Manifest.load(snapshot_dir)
+    manifest = trusted_snapshot(snapshot_dir, Secret(key_store.load(claimed.key_fingerprint)))
     api.check_access()
     # Names on the target before this run: same-named workflows inside the snapshot are all
     # created, and only what the target already had is protected.
@@ -86,7 +92,11 @@ def restore_workflows(
             else:
                 workflow_id = str(api.create_workflow(body)["id"])
                 result.created.append(entry.name)
-            tag_names = [str(tag["name"]) for tag in exported.get("tags") or []]
+            tag_names = [
+                str(tag["name"])
+                for tag in exported.get("tags") or []
+                if isinstance(tag, dict) and "name" in tag
+            ]
             if tag_names:
                 for name in tag_names:
                     if name not in tags:

@@ -27,6 +27,7 @@ from backup.execution_guard import wait_for_idle
 from backup.keystore import KeyStore
 from backup.manifest import (
     MANIFEST_NAME,
+    WORKFLOWS_DIR,
     Counts,
     CredentialEntry,
     FileEntry,
@@ -52,7 +53,6 @@ from backup.sources.sqlite import (
 from backup.sources.tables import CredentialRow, N8nTables, WorkflowRow
 
 INCOMPLETE_PREFIX = ".incomplete-"
-WORKFLOWS_DIR = "workflows"
 CUSTOM_NODES_ARCHIVE = "custom-nodes.tar.gz"
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_SLUG = 60
@@ -88,28 +88,71 @@ def safe_file_stem(workflow_id: str, name: str) -> str:
     return f"{safe_id}-{slug}"
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies under it (both already resolved)."""
+    return path == folder or folder in path.parents
+
+
+def check_locations(request: SnapshotRequest) -> None:
+    """Refuse places where a snapshot would endanger the key, n8n's data or itself."""
+    out = request.out_dir.resolve()
+    keys = request.key_store.root.resolve()
+    if out == keys:
+        raise InputError(
+            f"--out and --key-store are the same folder {out}: keep the key store apart from the "
+            "snapshots (a snapshot alone must not open its credentials)"
+        )
+    if _inside(keys, out):
+        raise InputError(
+            f"--key-store {keys} is inside --out {out}: the key would sit beside the snapshots "
+            "and prune could delete it; give a key store outside the snapshot folder"
+        )
+    if _inside(out, keys):
+        raise InputError(
+            f"--out {out} is inside --key-store {keys}: give a snapshot folder outside it"
+        )
+    if request.n8n_folder is not None:
+        data = request.n8n_folder.path.resolve()
+        if _inside(out, data) or _inside(data, out):
+            raise InputError(
+                f"--out {out} overlaps n8n's data folder {data}: snapshots would be archived "
+                "into later snapshots and n8n's folder permissions changed; give a folder "
+                "outside n8n's data"
+            )
+
+
+def _make_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {out_dir} is not a folder: give a folder for snapshots")
+    try:
+        make_private_dir(out_dir)
+    except OSError as exc:
+        raise InputError(f"cannot create --out {out_dir}: {exc.strerror}") from None
+
+
 def create_snapshot(request: SnapshotRequest) -> Path:
-    """Take a snapshot and return its folder; nothing named like a snapshot exists until done."""
+    """Take a snapshot and return its folder; nothing named like a snapshot exists until done,
+    and no snapshot exists without its key in the key store."""
+    check_locations(request)
     encryption_key = read_encryption_key(request.n8n_folder, request.key_environ)
-    request.api.check_access()
+    request.api.check_access()  # nothing is written before the API answered
     source_version = request.api.version()
+    request.key_store.prepare(request.say)
+    _make_out_dir(request.out_dir)
     forced_with = wait_for_idle(
         request.api, request.wait_timeout, force=request.force, say=request.say
     )
-    if request.out_dir.exists() and not request.out_dir.is_dir():
-        raise InputError(f"--out {request.out_dir} is not a folder: give a folder for snapshots")
-    make_private_dir(request.out_dir)
     snapshot_id = new_snapshot_id()
     staging = make_private_dir(request.out_dir / f"{INCOMPLETE_PREFIX}{snapshot_id}")
     try:
         manifest = _fill_staging(staging, snapshot_id, source_version, encryption_key, request)
         manifest = replace(manifest, forced_with_running_executions=forced_with)
-        write_bytes_atomic(staging / MANIFEST_NAME, manifest.to_json().encode("utf-8"))
+        write_bytes_atomic(staging / MANIFEST_NAME, manifest.to_json(encryption_key).encode())
+        # The key is stored before the snapshot gets its name: never a snapshot without a key.
+        request.key_store.save(encryption_key)
         final = request.out_dir / snapshot_id
         staging.rename(final)
         fsync_dir(request.out_dir)
-        # The key goes to the key store only once the snapshot that needs it exists.
-        request.key_store.save(encryption_key)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -171,16 +214,18 @@ def _fill_staging(
         for item in progress(request.api.iter_workflows(), "exporting workflows")
     }
     database_file, database_kind, contents = _capture_database(staging, request)
-    workflows = [
-        WorkflowEntry(
-            id=row.id,
-            name=row.name,
-            active=row.active,
-            digest=workflow_digest(row.nodes, row.connections),
-            export_file=_write_export(staging, row.id, row.name, exported, request.api),
+    workflows = []
+    for row in progress(contents.workflows, "writing workflow files"):
+        digest = workflow_digest(row.nodes, row.connections)
+        workflows.append(
+            WorkflowEntry(
+                id=row.id,
+                name=row.name,
+                active=row.active,
+                digest=digest,
+                export_file=_write_export(staging, row, digest, exported, request.api),
+            )
         )
-        for row in progress(contents.workflows, "writing workflow files")
-    ]
     credentials = [
         _credential_entry(row, encryption_key, contents.data_keys) for row in contents.credentials
     ]
@@ -206,17 +251,24 @@ def _fill_staging(
     )
 
 
+def _exported_digest(body: dict[str, Any]) -> str:
+    return workflow_digest(body.get("nodes"), body.get("connections"))
+
+
 def _write_export(
-    staging: Path, workflow_id: str, name: str, exported: dict[str, Any], api: N8nApi
+    staging: Path, row: WorkflowRow, digest: str, exported: dict[str, Any], api: N8nApi
 ) -> str | None:
-    body = exported.get(workflow_id)
-    if body is None:
+    """Write the API's export of ``row``, only when it is the version the database copy holds."""
+    body = exported.get(row.id)
+    if body is None or _exported_digest(body) != digest:  # created or edited during the export
         try:
-            body = api.workflow(workflow_id)
+            body = api.workflow(row.id)
         except ApiError:
             return None  # in the database copy but no longer served (deleted or archived)
+        if _exported_digest(body) != digest:
+            return None  # edited again since the copy: the copy is what restores
     folder = make_private_dir(staging / WORKFLOWS_DIR)
-    relative = f"{WORKFLOWS_DIR}/{safe_file_stem(workflow_id, name)}.json"
+    relative = f"{WORKFLOWS_DIR}/{safe_file_stem(row.id, row.name)}.json"
     write_bytes_atomic(
         folder / Path(relative).name,
         json.dumps(body, indent=2, ensure_ascii=False).encode("utf-8"),

@@ -24,13 +24,19 @@ else
 fi
 [ -n "${N8N_API_URL:-}" ] && source_args+=(--api-url "$N8N_API_URL")
 
-if ! "$backup" snapshot "${source_args[@]}" --api-key-file "${N8N_API_KEY_FILE:?}" \
-        --out "${BACKUP_ROOT:?}" --key-store "${KEY_STORE:?}" --quiet; then
+# The snapshot verified is the one just taken: the last line snapshot prints, never the
+# last folder by name (an operator's hand-made folder may sort after it).
+if ! taken="$("$backup" snapshot "${source_args[@]}" --api-key-file "${N8N_API_KEY_FILE:?}" \
+        --out "${BACKUP_ROOT:?}" --key-store "${KEY_STORE:?}" 2>"$log")"; then
+    cat "$log" >&2
     echo "nightly: snapshot of n8n failed (see the error above)" >&2
     exit 1
 fi
-newest="$("$backup" list "$BACKUP_ROOT" --json | "$here/.venv/bin/python" -c \
-    'import json, sys; print(json.load(sys.stdin)[-1]["path"])')"
+newest="${taken##*$'\n'}"
+if [ ! -d "$newest" ]; then
+    echo "nightly: snapshot printed no snapshot folder (got '$newest')" >&2
+    exit 1
+fi
 # shellcheck disable=SC2086  # VERIFY_ARGS is a list of options on purpose
 if ! (cd "$here" && .venv/bin/pytest verify --snapshots "$newest" --key-store "$KEY_STORE" \
         -q ${VERIFY_ARGS:-}) >"$log" 2>&1; then

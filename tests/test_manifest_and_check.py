@@ -10,7 +10,7 @@ import pytest
 
 from backup.check import count_problems, credential_problems, file_problems
 from backup.cipher import decrypt_credential_data
-from backup.digests import credential_digest, sha256_file
+from backup.digests import credential_digest, key_fingerprint, sha256_file, workflow_digest
 from backup.errors import SnapshotError
 from backup.manifest import (
     MANIFEST_NAME,
@@ -21,6 +21,7 @@ from backup.manifest import (
     WorkflowEntry,
     find_snapshots,
 )
+from backup.secret import Secret
 from backup.snapshot import safe_file_stem
 from backup.sources.sqlite import N8nDatabase, deactivate_for_restore, integrity_problems
 from tests.fake_n8n_db import make_database
@@ -37,9 +38,12 @@ def build_snapshot(folder: Path) -> Manifest:
         source_n8n_version="2.40.7",
         database_kind="sqlite",
         database_file="database.sqlite",
-        key_fingerprint="f" * 32,
+        key_fingerprint=key_fingerprint(KEY),
         counts=Counts(workflows=2, credentials=2, executions=2),
-        workflows=[WorkflowEntry(w.id, w.name, w.active, "sha256:x") for w in database.workflows()],
+        workflows=[
+            WorkflowEntry(w.id, w.name, w.active, workflow_digest(w.nodes, w.connections))
+            for w in database.workflows()
+        ],
         credentials=[
             CredentialEntry(
                 c.id, c.name, c.type, credential_digest(decrypt_credential_data(c.data, KEY), KEY)
@@ -54,7 +58,7 @@ def build_snapshot(folder: Path) -> Manifest:
             )
         ],
     )
-    (folder / MANIFEST_NAME).write_text(manifest.to_json())
+    (folder / MANIFEST_NAME).write_text(manifest.to_json(KEY))
     return manifest
 
 
@@ -80,7 +84,7 @@ def test_clean_snapshot_has_no_problems(tmp_path: Path) -> None:
     database = N8nDatabase(tmp_path / "snap" / "database.sqlite")
     assert file_problems(tmp_path / "snap", manifest) == []
     assert count_problems(manifest, database) == []
-    assert credential_problems(manifest, database, KEY) == []
+    assert credential_problems(manifest, database, Secret(KEY)) == []
 
 
 def test_modified_missing_and_unlisted_files_are_named(tmp_path: Path) -> None:
@@ -92,7 +96,7 @@ def test_modified_missing_and_unlisted_files_are_named(tmp_path: Path) -> None:
     (tmp_path / "snap" / "extra.txt").write_text("x")
     assert file_problems(tmp_path / "snap", manifest) == [
         "database.sqlite does not match its sha256 in the manifest (modified)",
-        "extra.txt is not listed in the manifest",
+        "extra.txt is a file not listed in the manifest",
     ]
     database.write_bytes(bytes(raw[:1000]))
     assert "truncated" in file_problems(tmp_path / "snap", manifest)[0]
@@ -108,9 +112,10 @@ def test_lying_counts_and_wrong_key_are_named(tmp_path: Path) -> None:
         "the manifest counts 5 workflows but lists 2",
         "the manifest counts 5 workflows, the database copy has 2",
     ]
-    problems = credential_problems(manifest, database, "another-key")
+    problems = credential_problems(manifest, database, Secret("another-key"))
     assert problems == [
-        f"2 credential(s) do not decrypt with encryption key {'f' * 32} from the key store: "
+        f"2 credential(s) do not decrypt with encryption key {key_fingerprint(KEY)} from the "
+        "key store: "
         "it is the wrong key for this snapshot"
     ]
 

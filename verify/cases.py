@@ -10,6 +10,7 @@ import pytest
 from backup.errors import KeyStoreError
 from backup.keystore import KeyStore
 from backup.manifest import Manifest
+from backup.secret import Secret
 from verify.report import SnapshotSummary
 from verify.runtime.base import N8nInstance
 
@@ -26,10 +27,10 @@ def _version_key(version: str) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class StoredKey:
-    """What the key store holds for a snapshot; ``value`` is kept out of every repr."""
+    """What the key store holds for a snapshot: the key (hidden from every repr), or why not."""
 
     fingerprint: str
-    value: str | None = field(repr=False)
+    value: Secret | None
     problem: str | None = None
 
 
@@ -48,7 +49,7 @@ class SnapshotCase:
     postgres_image: str = ""
     instance: N8nInstance | None = field(default=None, repr=False)
     _last_log: str = field(default="", repr=False)
-    _secrets: list[str] = field(default_factory=list, repr=False)
+    _secrets: list[Secret] = field(default_factory=list, repr=False)
 
     @property
     def case_id(self) -> str:
@@ -77,18 +78,14 @@ class SnapshotCase:
         return self.image_template.replace("{version}", version)
 
     def stored_key(self, fingerprint: str) -> StoredKey:
-        """Look the snapshot's key up; keep a wrong key's value so n8n can show what it does."""
-        store = KeyStore(self.key_store)
+        """Look the snapshot's key up in the key store."""
         try:
-            value = store.load(fingerprint)
+            value = KeyStore(self.key_store).load(fingerprint)
         except KeyStoreError as exc:
-            path = store.path_for(fingerprint)
-            raw = path.read_text(encoding="utf-8").strip() if path.is_file() else None
-            if raw:
-                self._secrets.append(raw)
-            return StoredKey(fingerprint, raw or None, str(exc))
-        self._secrets.append(value)
-        return StoredKey(fingerprint, value)
+            return StoredKey(fingerprint, None, str(exc))
+        secret = Secret(value)
+        self._secrets.append(secret)
+        return StoredKey(fingerprint, secret)
 
     def attach(self, instance: N8nInstance) -> None:
         """Remember the instance being booted for this case, for its log."""
@@ -106,7 +103,7 @@ class SnapshotCase:
         """The instance's log, or the last one's, with any key value blanked out."""
         text = self.instance.logs() if self.instance is not None else self._last_log
         for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
+            text = text.replace(secret.reveal(), REDACTED)
         return text
 
 

@@ -15,15 +15,18 @@ from dataclasses import dataclass, replace
 import pytest
 
 from backup import runtime
-from backup.check import file_problems
+from backup.check import database_file_problems
 from backup.errors import BackupError, SnapshotError
-from backup.manifest import Manifest
+from backup.manifest import Manifest, authenticate
+from backup.secret import Secret
 from backup.sources.postgres import (
     DEFAULT_SCHEMA,
     PostgresTables,
     PostgresTarget,
+    create_throwaway_role,
     deactivate_postgres,
     drop_database,
+    drop_role,
     n8n_database_env,
     restore_dump,
 )
@@ -32,7 +35,7 @@ from backup.sources.tables import N8nTables
 from verify.cases import SUMMARIES_KEY, DowngradeError, SnapshotCase, StoredKey
 from verify.report import SnapshotSummary
 from verify.restore import RestoredFolder, restore_to_temp
-from verify.runtime.base import N8nInstance
+from verify.runtime.base import OUTBOUND_OFF, N8nInstance
 from verify.runtime.docker import IsolatedNetwork, N8nContainer, PostgresContainer
 from verify.runtime.process import N8nProcess
 from verify.runtime.wait import N8nStartError
@@ -66,8 +69,8 @@ def summary(case: SnapshotCase, request: pytest.FixtureRequest) -> SnapshotSumma
 
 
 @pytest.fixture(scope="session")
-def manifest(case: SnapshotCase, summary: SnapshotSummary) -> Manifest:
-    """The snapshot's manifest; every test of a snapshot without a readable one fails."""
+def claimed_manifest(case: SnapshotCase, summary: SnapshotSummary) -> Manifest:
+    """The manifest as the folder claims it: well-formed, not yet authenticated."""
     try:
         loaded = Manifest.load(case.folder)
     except SnapshotError as exc:
@@ -81,9 +84,52 @@ def manifest(case: SnapshotCase, summary: SnapshotSummary) -> Manifest:
 
 
 @pytest.fixture(scope="session")
-def stored_key(case: SnapshotCase, manifest: Manifest) -> StoredKey:
-    """The key store's entry for the snapshot (a problem is reported by test_key)."""
-    return case.stored_key(manifest.key_fingerprint)
+def stored_key(case: SnapshotCase, claimed_manifest: Manifest) -> StoredKey:
+    """The key store's entry for the snapshot (a problem is reported by the checks)."""
+    return case.stored_key(claimed_manifest.key_fingerprint)
+
+
+@dataclass(frozen=True)
+class Authentication:
+    """The manifest once its MAC holds under the stored key, or why it does not."""
+
+    manifest: Manifest | None
+    problem: str | None
+
+
+@pytest.fixture(scope="session")
+def authentication(
+    case: SnapshotCase, stored_key: StoredKey, summary: SnapshotSummary
+) -> Authentication:
+    """Check the manifest's MAC with the key store's key, before anything in it is believed."""
+    result = Authentication(None, stored_key.problem)
+    if stored_key.value is not None:
+        try:
+            result = Authentication(authenticate(case.folder, stored_key.value.reveal()), None)
+        except SnapshotError as exc:
+            result = Authentication(None, str(exc))
+    summary.authenticity = (
+        f"authenticated (HMAC-SHA256 under key {stored_key.fingerprint})"
+        if result.manifest is not None
+        else f"NOT authenticated: {result.problem}"
+    )
+    return result
+
+
+@pytest.fixture(scope="session")
+def manifest(authentication: Authentication) -> Manifest:
+    """The authenticated manifest; every check that relies on it fails without one."""
+    if authentication.manifest is None:
+        pytest.fail(
+            f"not checked: the manifest is not authentic ({authentication.problem})", pytrace=False
+        )
+    return authentication.manifest
+
+
+@pytest.fixture(scope="session")
+def database_file_check(case: SnapshotCase, manifest: Manifest) -> list[str]:
+    """Problems of the database file alone (checked once: it is the largest file)."""
+    return database_file_problems(case.folder, manifest)
 
 
 @pytest.fixture(scope="session")
@@ -119,11 +165,17 @@ def _postgres_server(
 
 @pytest.fixture(scope="session")
 def snapshot_database(
-    case: SnapshotCase, manifest: Manifest, summary: SnapshotSummary, request: pytest.FixtureRequest
+    case: SnapshotCase,
+    manifest: Manifest,
+    database_file_check: list[str],
+    summary: SnapshotSummary,
+    request: pytest.FixtureRequest,
 ) -> Iterator[N8nTables]:
     """The snapshot's database: the SQLite copy itself (read-only), or for PostgreSQL the dump
-    restored into a throwaway database, dropped afterwards (also on failure). The restored
-    instance then runs on that same throwaway database."""
+    restored into a throwaway database owned by a throwaway role, both dropped afterwards (also
+    on failure). The restored instance then runs on that same database, as that role."""
+    if database_file_check:
+        pytest.fail(f"not read, the database copy is damaged: {database_file_check[0]}", False)
     if manifest.database_kind == "sqlite":
         yield N8nDatabase(case.folder / manifest.database_file, manifest.table_prefix)
         return
@@ -132,16 +184,20 @@ def snapshot_database(
         admin, schema=manifest.database_schema or DEFAULT_SCHEMA, table_prefix=manifest.table_prefix
     )
     dbname = f"nrv_verify_{secrets.token_hex(6)}"
-    summary.database = f"{where}, database {dbname}"
+    role: PostgresTarget | None = None
     try:
         try:
-            target = restore_dump(server, case.folder / manifest.database_file, dbname)
+            role = create_throwaway_role(server)
+            summary.database = f"{where}, database {dbname}, role {role.user}"
+            target = restore_dump(server, case.folder / manifest.database_file, dbname, role)
         except BackupError as exc:
             pytest.fail(f"the dump does not restore: {exc}", pytrace=False)
         yield PostgresTables(target)
     finally:
         with contextlib.suppress(BackupError):
             drop_database(server, dbname)
+            if role is not None:
+                drop_role(server, role.user)
 
 
 @pytest.fixture(scope="session")
@@ -156,7 +212,7 @@ def _new_instance(
     case: SnapshotCase,
     version: str,
     folder: RestoredFolder,
-    key: str,
+    key: Secret,
     request: pytest.FixtureRequest,
     summary: SnapshotSummary,
     extra_env: dict[str, str],
@@ -165,42 +221,48 @@ def _new_instance(
         image = case.image(version)
         summary.runtime = f"docker ({image}, internal network)"
         network: IsolatedNetwork = request.getfixturevalue("docker_network")
-        return N8nContainer(image, folder.user_folder, key, network, extra_env)
+        summary.isolation = "internal Docker network: no route out of the container"
+        return N8nContainer(image, folder.user_folder, key.reveal(), network, extra_env)
     try:
         launcher = runtime.install(version, log=False)
     except BackupError as exc:
         pytest.fail(f"cannot install n8n {version}: {exc}", pytrace=False)
     summary.runtime = f"process (n8n {version} from npm, Node.js {runtime.NODE_VERSION})"
-    return N8nProcess(launcher, folder.user_folder, key, extra_env=extra_env)
+    summary.isolation = "local process on 127.0.0.1 with n8n's outbound features off: " + ", ".join(
+        sorted(OUTBOUND_OFF)
+    )
+    return N8nProcess(launcher, folder.user_folder, key.reveal(), extra_env=extra_env)
 
 
 @pytest.fixture(scope="session")
 def restored(
     case: SnapshotCase,
     manifest: Manifest,
+    database_file_check: list[str],
     stored_key: StoredKey,
     summary: SnapshotSummary,
     request: pytest.FixtureRequest,
 ) -> Iterator[RestoredInstance]:
-    """A fresh n8n of the target version, booted on a restored copy with the stored key.
+    """A fresh n8n of the target version, booted on a restored, inert copy with the stored key.
 
-    A damaged database is not booted. A key that does not match its fingerprint is still used,
-    so that n8n's own reaction to a wrong key (refusal on 2.x, dead credentials on 1.x) shows.
+    Only an authenticated snapshot whose database file is whole is booted.
     """
-    damaged = [p for p in file_problems(case.folder, manifest) if manifest.database_file in p]
-    if damaged:
-        pytest.fail(f"not booted, the database copy is damaged: {damaged[0]}", pytrace=False)
-    if stored_key.value is None:
-        pytest.fail(f"not booted: {stored_key.problem}", pytrace=False)
+    if database_file_check:
+        pytest.fail(f"not booted, the database copy is damaged: {database_file_check[0]}", False)
+    assert stored_key.value is not None  # the manifest is authentic, so the key is there
     version = case.target_version(manifest)
     database: N8nTables = request.getfixturevalue("snapshot_database")
-    folder = restore_to_temp(case.folder, manifest, stored_key.value)
-    extra_env: dict[str, str] = {}
-    if isinstance(database, PostgresTables):
-        deactivate_postgres(database)
-        extra_env = n8n_database_env(database.target)
-    else:
-        database = N8nDatabase(folder.database, manifest.table_prefix)
+    # Made inert before the boot; n8n then runs on exactly the tables that were made inert.
+    extra_env = {"DB_TABLE_PREFIX": manifest.table_prefix}
+    try:
+        folder = restore_to_temp(case.folder, manifest, stored_key.value)
+        if isinstance(database, PostgresTables):
+            deactivate_postgres(database)
+            extra_env = n8n_database_env(database.target)
+        else:
+            database = N8nDatabase(folder.database, manifest.table_prefix)
+    except BackupError as exc:
+        pytest.fail(f"not booted: {exc}", pytrace=False)
     migrations_before = database.migrations()
     try:
         instance = _new_instance(
@@ -230,7 +292,7 @@ def _start_failure(
         return (
             f"n8n {version} refused to start on the restored data with encryption key "
             f"{manifest.key_fingerprint} from the key store: the key does not match this "
-            f"snapshot{'' if key.problem is None else ' (' + key.problem + ')'}; n8n said: "
+            f"snapshot; n8n said: "
             f"{_key_line(said)}"
         )
     return f"n8n {version} did not start on the restored data: {exc}"

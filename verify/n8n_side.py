@@ -11,10 +11,13 @@ import httpx
 from backup.digests import credential_digest, workflow_digest
 from backup.errors import ApiError
 from backup.manifest import Manifest
+from backup.secret import Secret
 from backup.sources.api import N8nApi
 from backup.sources.tables import N8nTables
 
 EXPORT_TIMEOUT_SECONDS = 180
+# What `n8n export:credentials` says, exiting 1, on an instance that has none.
+NO_CREDENTIALS = "No credentials found"
 
 
 class RunsN8nCli(Protocol):
@@ -71,8 +74,18 @@ def served_workflow_digests(base_url: str, api_key: str, wanted: list[str]) -> d
     }
 
 
+def active_workflows_served(base_url: str, api_key: str) -> list[str]:
+    """'id (name)' of every workflow the instance's public API reports as active."""
+    with N8nApi(base_url, api_key) as api:
+        return [
+            f"{item['id']} ({item.get('name')!r})"
+            for item in api.iter_workflows()
+            if item.get("active")
+        ]
+
+
 def n8n_credential_digests(
-    instance: RunsN8nCli, encryption_key: str, fingerprint: str
+    instance: RunsN8nCli, encryption_key: Secret, fingerprint: str
 ) -> dict[str, str]:
     """Ask n8n's own code to decrypt every credential; return keyed digests by credential id.
 
@@ -82,6 +95,8 @@ def n8n_credential_digests(
         "export:credentials", "--all", "--decrypted", timeout=EXPORT_TIMEOUT_SECONDS
     )
     output = result.stdout
+    if result.returncode != 0 and NO_CREDENTIALS in output + result.stderr:
+        return {}  # an instance without credentials is valid; the counts say if it should be
     exported = _parse_export(output)
     if result.returncode != 0 or exported is None:
         said = _last_error_line(result.stderr + "\n" + ("" if exported else output))
@@ -92,7 +107,7 @@ def n8n_credential_digests(
             )
         raise N8nCheckError(f"n8n export:credentials failed ({result.returncode}): {said}")
     return {
-        str(item["id"]): credential_digest(item.get("data") or {}, encryption_key)
+        str(item["id"]): credential_digest(item.get("data") or {}, encryption_key.reveal())
         for item in exported
     }
 

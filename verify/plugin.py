@@ -6,6 +6,7 @@ the project's own tests run without reports or snapshot options.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -153,8 +154,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[CASES_KEY] = cases
     config.stash[SUMMARIES_KEY] = {case.case_id: SnapshotSummary(case.case_id) for case in cases}
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    # Reports name workflows, credentials and keys' fingerprints: private to the user (0600),
+    # like everything else this run writes.
+    os.umask(0o077)
     reports = Path(config.rootpath) / REPORTS_DIR
-    reports.mkdir(exist_ok=True)
+    reports.mkdir(mode=0o700, exist_ok=True)
     if not config.option.htmlpath:
         config.option.htmlpath = str(reports / f"verify-{stamp}.html")
     config.option.self_contained_html = True
@@ -195,8 +199,11 @@ def pytest_runtest_makereport(
         return report
     summary = item.config.stash[SUMMARIES_KEY][case.case_id]
     summary.test_seconds += report.duration
+    name = item.originalname if isinstance(item, pytest.Function) else item.name
+    if not summary.required:
+        summary.required = suite_checks(item)
     if report.failed:
-        summary.failed.append(item.originalname if isinstance(item, pytest.Function) else item.name)
+        summary.failed.append(name)
         log = case.instance_log()
         if log:
             from pytest_html import extras
@@ -204,8 +211,17 @@ def pytest_runtest_makereport(
             previous = getattr(report, "extras", [])
             report.extras = [*previous, extras.text(log, name="n8n log")]  # type: ignore[attr-defined]
     elif report.when == "call" and report.passed:
-        summary.passed += 1
+        summary.passed.add(name)
     return report
+
+
+def suite_checks(item: pytest.Item) -> frozenset[str]:
+    """Every check the verify suite has, whatever was selected: a snapshot counts as verified
+    only when all of them passed on a target."""
+    module = getattr(item, "module", None)
+    return frozenset(
+        name for name, value in vars(module).items() if name.startswith("test_") and callable(value)
+    )
 
 
 def pytest_html_results_summary(

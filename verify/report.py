@@ -18,6 +18,8 @@ class SnapshotSummary:
     source_version: str = "?"
     target_version: str = "?"
     runtime: str = "not booted"
+    isolation: str = "-"
+    authenticity: str = "not checked"
     database: str = "SQLite copy"
     key_fingerprint: str = "?"
     expected_workflows: int | None = None
@@ -29,7 +31,10 @@ class SnapshotSummary:
     boot_seconds: float | None = None
     test_seconds: float = 0.0
     failed: list[str] = field(default_factory=list)
-    passed: int = 0
+    passed: set[str] = field(default_factory=set)
+    # Every check of the suite: only a run of all of them on a target counts as verified.
+    required: frozenset[str] = frozenset()
+    executions: int | None = None
 
     def fill_from_manifest(self, manifest: Manifest) -> None:
         """Take what the manifest says about the snapshot."""
@@ -40,13 +45,28 @@ class SnapshotSummary:
         self.expected_workflows = manifest.counts.workflows
         self.expected_credentials = manifest.counts.credentials
         self.active_in_snapshot = [w.name for w in manifest.workflows if w.active]
+        self.executions = manifest.counts.executions
 
     @property
     def result(self) -> str:
-        """PASSED when every test of the snapshot passed."""
+        """PASSED when every check of the suite ran and passed on this target; PARTIAL when
+        some were left out (deselected), and none failed."""
         if self.failed:
             return "FAILED"
-        return "PASSED" if self.passed else "NOT RUN"
+        if not self.passed:
+            return "NOT RUN"
+        return "PASSED" if self.required <= self.passed else "PARTIAL"
+
+    @property
+    def empty(self) -> str:
+        """What the snapshot has none of (an empty instance is valid, and said so)."""
+        counts = {
+            "workflows": self.expected_workflows,
+            "credentials": self.expected_credentials,
+            "executions": self.executions,
+        }
+        names = [name for name, count in counts.items() if count == 0]
+        return ("no " + ", no ".join(names)) if names else "-"
 
 
 COLUMNS = (
@@ -54,8 +74,11 @@ COLUMNS = (
     "created",
     "source n8n",
     "target n8n",
+    "manifest",
     "runtime",
+    "isolation",
     "database",
+    "empty",
     "workflows expected / found",
     "credentials expected / found",
     "active in snapshot (not activated)",
@@ -92,8 +115,11 @@ def summary_table(summaries: list[SnapshotSummary]) -> str:
             item.created,
             item.source_version,
             item.target_version,
+            item.authenticity,
             item.runtime,
+            item.isolation,
             item.database,
+            item.empty,
             f"{_fmt(item.expected_workflows)} / {_fmt(item.found_workflows)}",
             f"{_fmt(item.expected_credentials)} / {_fmt(item.found_credentials)}",
             f"{len(item.active_in_snapshot)}: {active}",
@@ -103,7 +129,11 @@ def summary_table(summaries: list[SnapshotSummary]) -> str:
             _fmt(item.test_seconds),
             item.result + ("" if not item.failed else ": " + ", ".join(item.failed)),
         ]
-        color = "#c00" if item.failed else "#070"
+        result = item.result
+        if result == "PARTIAL":
+            missing = sorted(item.required - item.passed)
+            cells[-1] = f"PARTIAL (not run: {', '.join(missing)}): not verified"
+        color = {"PASSED": "#070", "FAILED": "#c00"}.get(result, "#b60")
         body = "".join(f"<td>{html.escape(_fmt(cell))}</td>" for cell in cells[:-1])
         body += f'<td style="color:{color};font-weight:bold">{html.escape(cells[-1])}</td>'
         rows.append(f"<tr>{body}</tr>")

@@ -8,9 +8,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from backup.atomic import PRIVATE_FILE_MODE, make_private_dir
+from backup.atomic import PRIVATE_FILE_MODE, make_private_dir, write_text_atomic
+from backup.errors import BackupError
 from backup.manifest import Manifest
 from backup.n8n_folder import CONFIG_NAME
+from backup.secret import Secret
 from backup.sources.sqlite import DATABASE_NAME, deactivate_for_restore
 
 
@@ -36,21 +38,28 @@ class RestoredFolder:
         self._tmp.cleanup()
 
 
-def restore_to_temp(snapshot_dir: Path, manifest: Manifest, encryption_key: str) -> RestoredFolder:
+def restore_to_temp(
+    snapshot_dir: Path, manifest: Manifest, encryption_key: Secret
+) -> RestoredFolder:
     """Copy the snapshot's database into a new private folder, with the key in n8n's config.
 
     The copy's workflows are deactivated and its waiting executions cancelled, so that booting
-    it cannot fire a trigger, a schedule or a poller.
+    it cannot fire a trigger, a schedule or a poller. Raises BackupError (the folder removed)
+    when the copy cannot be made inert.
     """
     tmp = tempfile.TemporaryDirectory(prefix="n8n-restore-")
     user_folder = Path(tmp.name)
     n8n_folder = make_private_dir(user_folder / ".n8n")
     config = n8n_folder / CONFIG_NAME
-    config.write_text(json.dumps({"encryptionKey": encryption_key}))
-    config.chmod(PRIVATE_FILE_MODE)
+    write_text_atomic(config, json.dumps({"encryptionKey": encryption_key.reveal()}))
+    restored = RestoredFolder(user_folder=user_folder, _tmp=tmp)
     if manifest.database_kind == "sqlite":  # a PostgreSQL dump is restored into a server
         database = n8n_folder / DATABASE_NAME
-        shutil.copyfile(snapshot_dir / manifest.database_file, database)
+        shutil.copyfile(snapshot_dir / manifest.database_file, database, follow_symlinks=False)
         database.chmod(PRIVATE_FILE_MODE)
-        deactivate_for_restore(database, manifest.table_prefix)
-    return RestoredFolder(user_folder=user_folder, _tmp=tmp)
+        try:
+            deactivate_for_restore(database, manifest.table_prefix)
+        except BackupError:
+            restored.cleanup()
+            raise
+    return restored

@@ -15,9 +15,10 @@ from backup.check import count_problems, credential_problems, database_problems,
 from backup.manifest import Manifest
 from backup.sources.tables import N8nTables
 from verify.cases import SnapshotCase, StoredKey
-from verify.fixtures import RestoredInstance
+from verify.fixtures import Authentication, RestoredInstance
 from verify.n8n_side import (
     N8nCheckError,
+    active_workflows_served,
     credential_mismatches,
     n8n_credential_digests,
     served_workflow_digests,
@@ -47,6 +48,15 @@ def _listing(problems: list[str]) -> str:
     return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
 
 
+def test_manifest_authentic(authentication: Authentication) -> None:
+    """The manifest's MAC holds under the key store's key: nobody without the key changed it.
+
+    Every other check relies on the manifest, so each of them fails too when this one does.
+    """
+    if authentication.problem:
+        pytest.fail(f"manifest: {authentication.problem}", pytrace=False)
+
+
 def test_files(case: SnapshotCase, manifest: Manifest) -> None:
     """Every file in the manifest is there with its sha256 and size; the database is sound."""
     problems = file_problems(case.folder, manifest)
@@ -63,9 +73,7 @@ def test_counts(manifest: Manifest, snapshot_database: N8nTables) -> None:
 
 def test_key(manifest: Manifest, stored_key: StoredKey, snapshot_database: N8nTables) -> None:
     """The key store has the snapshot's key, and every credential decrypts with it in Python."""
-    if stored_key.problem:
-        pytest.fail(f"encryption key: {stored_key.problem}", pytrace=False)
-    assert stored_key.value is not None
+    assert stored_key.value is not None, "the key store has no key for this snapshot"
     problems = credential_problems(manifest, snapshot_database, stored_key.value)
     assert not problems, f"credentials (independent decryption): {_listing(problems)}"
 
@@ -130,6 +138,14 @@ def test_nothing_fires(restored: RestoredInstance, case: SnapshotCase, manifest:
     executions = restored.database.count("execution_entity")
     assert not active, (
         f"{len(active)} workflow(s) are active on the restored instance: {active[:10]}"
+    )
+    with failing_plainly():  # and in n8n's own view, not only in its tables
+        api_key = usable_api_key(
+            restored.instance.base_url, restored.database, manifest.key_fingerprint
+        )
+        served_active = active_workflows_served(restored.instance.base_url, api_key)
+    assert not served_active, (
+        f"n8n reports {len(served_active)} active workflow(s): {served_active[:10]}"
     )
     assert executions == manifest.counts.executions, (
         f"{executions - manifest.counts.executions} execution(s) started on the restored instance"

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
+import secrets
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,6 +25,7 @@ from psycopg import IsolationLevel, sql
 from psycopg.conninfo import conninfo_to_dict
 
 from backup.errors import InputError, SourceError
+from backup.identifiers import quote_identifier, schema_problem, table_prefix_problem
 from backup.sources.tables import N8nTables
 
 DUMP_NAME = "database.dump"
@@ -59,6 +63,11 @@ class PostgresTarget:
     password: str = field(repr=False)
     schema: str = DEFAULT_SCHEMA
     table_prefix: str = ""
+
+    def __post_init__(self) -> None:
+        problem = schema_problem(self.schema) or table_prefix_problem(self.table_prefix)
+        if problem:
+            raise InputError(problem)
 
     @classmethod
     def from_dsn(
@@ -126,23 +135,27 @@ class PostgresTables(N8nTables):
         self.target = target
         self.connection = connection
 
-    def _table(self, name: str) -> str:
-        return f'"{self.target.schema}"."{self.target.table_prefix}{name}"'
+    def table_sql(self, name: str) -> str:
+        schema = quote_identifier(self.target.schema)
+        return f"{schema}.{quote_identifier(self.target.table_prefix + name)}"
 
-    def has_table(self, name: str) -> bool:
+    def table_kind(self, name: str) -> str | None:
         rows = self._query(
-            "SELECT COUNT(*) FROM information_schema.tables "
-            f"WHERE table_schema = '{self.target.schema}' "
-            f"AND table_name = '{self.target.table_prefix}{name}'"
+            "SELECT table_type FROM information_schema.tables "
+            "WHERE table_schema = %s AND table_name = %s",
+            (self.target.schema, self.target.table_prefix + name),
         )
-        return bool(rows[0][0])
+        if not rows:
+            return None
+        return "table" if rows[0][0] == "BASE TABLE" else str(rows[0][0]).lower()
 
-    def _query(self, sql: str) -> list[tuple[Any, ...]]:
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        # ``sql`` holds only validated, quoted identifiers; values come as parameters.
         try:
             if self.connection is not None:
-                return self.connection.execute(sql).fetchall()
+                return self.connection.execute(sql, params).fetchall()
             with self.target.connect(autocommit=True) as connection:
-                return connection.execute(sql).fetchall()
+                return connection.execute(sql, params).fetchall()
         except psycopg.Error as exc:
             raise SourceError(f"reading {self.target.describe()}: {str(exc).strip()}") from None
 
@@ -193,25 +206,84 @@ def with_database(target: PostgresTarget, dbname: str) -> PostgresTarget:
     return replace(target, dbname=dbname)
 
 
-def restore_dump(server: PostgresTarget, dump_file: Path, dbname: str) -> PostgresTarget:
-    """Create ``dbname`` on ``server`` and restore the dump into it (owners and grants left
-    out: the throwaway database belongs to whoever restores it)."""
+def _dump_list_without_schema(dump_file: Path, schema: str, list_file: Path) -> None:
+    """Write pg_restore's table of contents for ``dump_file`` minus the creation (and comment)
+    of ``schema``, for a database where that schema already exists (``public`` always does:
+    pg_dump --schema=public dumps its CREATE SCHEMA, which then stops --exit-on-error)."""
+    result = subprocess.run(
+        [str(pg_tool("pg_restore")), "--list", str(dump_file)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no message"])[-1]
+        raise PgDumpError(f"pg_restore cannot read {dump_file.name}: {last}")
+    creates_schema = re.compile(
+        rf"^\d+; \d+ \d+ (?:SCHEMA|COMMENT) - (?:SCHEMA )?{re.escape(schema)} "
+    )
+    kept = [line for line in result.stdout.splitlines() if not creates_schema.match(line)]
+    list_file.write_text("\n".join(kept) + "\n", encoding="utf-8")
+
+
+def restore_dump(
+    server: PostgresTarget, dump_file: Path, dbname: str, owner: PostgresTarget | None = None
+) -> PostgresTarget:
+    """Create ``dbname`` on ``server`` and restore the dump into it; return where it is.
+
+    With ``owner`` (a role made by :func:`create_throwaway_role`), the database belongs to that
+    role and the restore runs as it, so a hostile dump can act on nothing else of the server.
+    Owners and grants of the dump are left out either way.
+    """
+    restorer = with_database(owner or server, dbname)
     with server.connect(autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-    target = with_database(server, dbname)
-    _run(
-        [
+        create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname))
+        if owner is not None:
+            create += sql.SQL(" OWNER {}").format(sql.Identifier(owner.user))
+        admin.execute(create)
+        admin.execute(
+            sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(dbname))
+        )
+    with restorer.connect(autocommit=True) as connection:
+        existing = connection.execute(
+            "SELECT 1 FROM pg_namespace WHERE nspname = %s", (server.schema,)
+        ).fetchone()
+    with tempfile.TemporaryDirectory(prefix="nrv-pg-list-") as folder:
+        command = [
             str(pg_tool("pg_restore")),
             "--no-owner",
             "--no-privileges",
             "--exit-on-error",
             f"--dbname={dbname}",
-            str(dump_file),
-        ],
-        target,
-        "pg_restore",
-    )
-    return target
+        ]
+        if existing:
+            list_file = Path(folder) / "restore.list"
+            _dump_list_without_schema(dump_file, server.schema, list_file)
+            command.append(f"--use-list={list_file}")
+        _run([*command, str(dump_file)], restorer, "pg_restore")
+    return replace(restorer, schema=server.schema, table_prefix=server.table_prefix)
+
+
+def create_throwaway_role(server: PostgresTarget) -> PostgresTarget:
+    """A new login role with a random password and no privileges (not superuser, cannot create
+    databases or roles); ``server`` with that role's credentials."""
+    role = f"nrv_verify_{secrets.token_hex(6)}"
+    password = secrets.token_urlsafe(24)
+    with server.connect(autocommit=True) as admin:
+        admin.execute(
+            sql.SQL(
+                "CREATE ROLE {} LOGIN PASSWORD {} NOSUPERUSER NOCREATEDB NOCREATEROLE "
+                "NOREPLICATION NOBYPASSRLS"
+            ).format(sql.Identifier(role), sql.Literal(password))
+        )
+    return replace(server, user=role, password=password)
+
+
+def drop_role(server: PostgresTarget, role: str) -> None:
+    """Drop a role made by :func:`create_throwaway_role` (its database must be gone)."""
+    with server.connect(autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
 def drop_database(server: PostgresTarget, dbname: str) -> None:
@@ -224,8 +296,11 @@ def drop_database(server: PostgresTarget, dbname: str) -> None:
 
 def deactivate_postgres(tables: PostgresTables) -> None:
     """The PostgreSQL twin of sources.sqlite.deactivate_for_restore (same reasons)."""
-    workflow_table = tables._table("workflow_entity")
-    execution_table = tables._table("execution_entity")
+    decoys = tables.decoy_tables()
+    if decoys:
+        raise SourceError(f"the restored database is not n8n's: {decoys[0]}; not booted")
+    workflow_table = tables.table_sql("workflow_entity")
+    execution_table = tables.table_sql("execution_entity")
     with tables.target.connect(autocommit=True) as connection:
         columns = {
             str(row[0])
@@ -243,6 +318,8 @@ def deactivate_postgres(tables: PostgresTables) -> None:
             f"UPDATE {execution_table} SET status = 'canceled', \"waitTill\" = NULL "
             "WHERE status IN ('waiting', 'new', 'running') OR \"waitTill\" IS NOT NULL"
         )
+    if tables.active_workflow_ids():
+        raise SourceError("workflows stay active after deactivation; not booted")
 
 
 def n8n_database_env(target: PostgresTarget) -> dict[str, str]:

@@ -8,7 +8,8 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-from backup.errors import SqliteBackupError
+from backup.errors import InputError, SqliteBackupError
+from backup.identifiers import quote_identifier, table_prefix_problem
 from backup.sources.tables import N8nTables
 
 DATABASE_NAME = "database.sqlite"
@@ -59,29 +60,28 @@ def integrity_problems(path: Path) -> list[str]:
 
 
 def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
-    return {str(row[1]) for row in conn.execute(f'PRAGMA table_info("{table}")')}
+    return {str(row[0]) for row in conn.execute("SELECT name FROM pragma_table_info(?)", (table,))}
 
 
 class N8nDatabase(N8nTables):
     """Read-only view of n8n's tables in a SQLite file (a copy, normally)."""
 
     def __init__(self, path: Path, table_prefix: str = "") -> None:
+        if problem := table_prefix_problem(table_prefix):
+            raise InputError(problem)
         self.path = path
         self.prefix = table_prefix
 
-    def _table(self, name: str) -> str:
-        return f'"{self.prefix}{name}"'
+    def table_sql(self, name: str) -> str:
+        return quote_identifier(f"{self.prefix}{name}")
 
-    def _query(self, sql: str) -> list[tuple[Any, ...]]:
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with map_sqlite_errors(f"reading {self.path}"), closing(open_read_only(self.path)) as conn:
-            return conn.execute(sql).fetchall()
+            return conn.execute(sql, params).fetchall()
 
-    def has_table(self, name: str) -> bool:
-        rows = self._query(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' "
-            f"AND name = '{self.prefix}{name}'"
-        )
-        return bool(rows[0][0])
+    def table_kind(self, name: str) -> str | None:
+        rows = self._query("SELECT type FROM sqlite_master WHERE name = ?", (self.prefix + name,))
+        return str(rows[0][0]) if rows else None
 
 
 def deactivate_for_restore(path: Path, table_prefix: str = "") -> int:
@@ -91,8 +91,12 @@ def deactivate_for_restore(path: Path, table_prefix: str = "") -> int:
     restored copy (never the source) is edited before the boot. Returns how many workflows were
     active. Waiting executions are marked canceled so that n8n's wait tracker leaves them alone.
     """
-    workflow_table = f'"{table_prefix}workflow_entity"'
-    execution_table = f'"{table_prefix}execution_entity"'
+    tables = N8nDatabase(path, table_prefix)
+    decoys = tables.decoy_tables()
+    if decoys:
+        raise SqliteBackupError(f"the restored copy is not n8n's: {decoys[0]}; not booted")
+    workflow_table = tables.table_sql("workflow_entity")
+    execution_table = tables.table_sql("execution_entity")
     with (
         map_sqlite_errors(f"preparing restored copy {path}"),
         closing(sqlite3.connect(path)) as conn,
@@ -110,4 +114,6 @@ def deactivate_for_restore(path: Path, table_prefix: str = "") -> int:
             "WHERE status IN ('waiting', 'new', 'running') OR \"waitTill\" IS NOT NULL"
         )
         conn.commit()
+    if tables.active_workflow_ids():
+        raise SqliteBackupError(f"workflows of {path} stay active after deactivation; not booted")
     return active

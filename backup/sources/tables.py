@@ -47,16 +47,29 @@ class N8nTables(ABC):
     """Read-only access to n8n's tables (workflows, credentials, executions, keys, migrations)."""
 
     @abstractmethod
-    def _table(self, name: str) -> str:
-        """The quoted, fully qualified name of one of n8n's tables."""
+    def table_sql(self, name: str) -> str:
+        """The quoted, fully qualified name of one of n8n's tables, for use in SQL."""
 
     @abstractmethod
-    def _query(self, sql: str) -> list[tuple[Any, ...]]:
-        """Run a read-only query and return its rows."""
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run a read-only query (values as ``params``, never in ``sql``) and return its rows."""
 
     @abstractmethod
+    def table_kind(self, name: str) -> str | None:
+        """What one of n8n's tables is: "table", "view" or another kind; None when absent."""
+
     def has_table(self, name: str) -> bool:
         """Whether one of n8n's tables exists (some are newer than others)."""
+        return self.table_kind(name) is not None
+
+    def decoy_tables(self) -> list[str]:
+        """n8n's core tables that exist as something other than a plain table (a hostile
+        snapshot can hide the real rows behind views); each such name, with its kind."""
+        return [
+            f"{name} is a {kind}"
+            for name in ("workflow_entity", "execution_entity", "credentials_entity")
+            if (kind := self.table_kind(name)) not in (None, "table")
+        ]
 
     def data_keys(self) -> dict[str, DataKey]:
         """The data keys of n8n 2.x's key rotation (``deployment_key``), still wrapped; none on
@@ -64,7 +77,7 @@ class N8nTables(ABC):
         if not self.has_table("deployment_key"):
             return {}
         rows = self._query(
-            f"SELECT id, value, algorithm FROM {self._table('deployment_key')} "
+            f"SELECT id, value, algorithm FROM {self.table_sql('deployment_key')} "
             "WHERE type = 'data_encryption'"
         )
         return {str(row[0]): DataKey(str(row[1]), str(row[2])) for row in rows}
@@ -72,7 +85,7 @@ class N8nTables(ABC):
     def workflows(self) -> list[WorkflowRow]:
         """Every workflow, archived ones included."""
         rows = self._query(
-            f"SELECT id, name, active, nodes, connections FROM {self._table('workflow_entity')}"
+            f"SELECT id, name, active, nodes, connections FROM {self.table_sql('workflow_entity')}"
         )
         return [
             WorkflowRow(
@@ -87,22 +100,24 @@ class N8nTables(ABC):
 
     def credentials(self) -> list[CredentialRow]:
         """Every credential, with its still-encrypted data."""
-        rows = self._query(f"SELECT id, name, type, data FROM {self._table('credentials_entity')}")
+        rows = self._query(
+            f"SELECT id, name, type, data FROM {self.table_sql('credentials_entity')}"
+        )
         return [CredentialRow(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
 
     def count(self, table: str) -> int:
         """Number of rows in one of n8n's tables."""
-        return int(self._query(f"SELECT COUNT(*) FROM {self._table(table)}")[0][0])
+        return int(self._query(f"SELECT COUNT(*) FROM {self.table_sql(table)}")[0][0])
 
     def active_workflow_ids(self) -> list[str]:
         """Ids of the workflows n8n treats as active."""
-        rows = self._query(f"SELECT id FROM {self._table('workflow_entity')} WHERE active")
+        rows = self._query(f"SELECT id FROM {self.table_sql('workflow_entity')} WHERE active")
         return [str(row[0]) for row in rows]
 
     def running_executions(self) -> int:
         """Executions the instance is running right now (status new or running)."""
         rows = self._query(
-            f"SELECT COUNT(*) FROM {self._table('execution_entity')} "
+            f"SELECT COUNT(*) FROM {self.table_sql('execution_entity')} "
             "WHERE status IN ('new', 'running')"
         )
         return int(rows[0][0])
@@ -110,11 +125,11 @@ class N8nTables(ABC):
     def api_keys(self) -> list[str]:
         """Public API keys stored in the database, newest first (n8n keeps them in clear)."""
         rows = self._query(
-            f'SELECT "apiKey" FROM {self._table("user_api_keys")} ORDER BY "createdAt" DESC'
+            f'SELECT "apiKey" FROM {self.table_sql("user_api_keys")} ORDER BY "createdAt" DESC'
         )
         return [str(row[0]) for row in rows if row[0]]
 
     def migrations(self) -> list[str]:
         """Names of the migrations that have run on this database, in order."""
-        rows = self._query(f"SELECT name FROM {self._table('migrations')} ORDER BY id")
+        rows = self._query(f"SELECT name FROM {self.table_sql('migrations')} ORDER BY id")
         return [str(row[0]) for row in rows]

@@ -6,18 +6,23 @@ import subprocess
 from typing import Protocol
 
 LOG_TAIL_LINES = 12
-# Settings that keep a restored instance quiet: no telemetry, no calls home, no banners.
-QUIET_ENV = {
-    "N8N_PROTOCOL": "http",
-    "N8N_SECURE_COOKIE": "false",
+# n8n's features that call out (telemetry, version checks, templates, community packages,
+# banners ...), all turned off on both runtimes; named in the report.
+OUTBOUND_OFF = {
     "N8N_DIAGNOSTICS_ENABLED": "false",
     "N8N_VERSION_NOTIFICATIONS_ENABLED": "false",
     "N8N_TEMPLATES_ENABLED": "false",
-    "N8N_PERSONALIZATION_ENABLED": "false",
     "N8N_COMMUNITY_PACKAGES_ENABLED": "false",
+    "N8N_PERSONALIZATION_ENABLED": "false",
     "N8N_HIRING_BANNER_ENABLED": "false",
-    "N8N_DEV_RELOAD": "false",
     "EXTERNAL_FRONTEND_HOOKS_URLS": "",
+}
+# Settings that keep a restored instance quiet: no telemetry, no calls home, no banners.
+QUIET_ENV = {
+    **OUTBOUND_OFF,
+    "N8N_PROTOCOL": "http",
+    "N8N_SECURE_COOKIE": "false",
+    "N8N_DEV_RELOAD": "false",
     "N8N_LOG_LEVEL": "info",
     "N8N_LOG_OUTPUT": "console",
     "DB_TYPE": "sqlite",
