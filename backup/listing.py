@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from backup.errors import InputError, SnapshotError
-from backup.manifest import Manifest, find_snapshots
+from backup.manifest import Manifest, find_snapshots, parse_created
 from backup.snapshot import INCOMPLETE_PREFIX
 from backup.verification_record import read_record
 
@@ -54,13 +54,9 @@ def created_time(value: object) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        moment = datetime.fromisoformat(value)
-        moment.astimezone(UTC)  # an offset that pushes it out of range
-    except (ValueError, OverflowError):
+        return parse_created(value)
+    except ValueError:
         return None
-    if moment.utcoffset() is None:
-        return None
-    return moment
 
 
 def load_dated(folder: Path) -> tuple[Manifest, datetime]:
@@ -130,7 +126,7 @@ class SnapshotListing:
     executions: int | None
     source_n8n_version: str | None
     database: str | None
-    last_verification: str  # PASSED / FAILED / never
+    last_verification: str  # PASSED / FAILED / PARTIAL / never
     verified_at: str | None
     state: str = STATE_OK  # ok / future / invalid / incomplete
     problem: str | None = None
@@ -150,7 +146,7 @@ def _declared_size(manifest: Manifest) -> int:
 
 def _snapshot_row(folder: Path, moment: datetime) -> SnapshotListing:
     record = read_record(folder)
-    verification = ("PASSED" if record.passed else "FAILED") if record else "never"
+    verification = record.outcome if record else "never"
     verified_at = record.verified_at if record else None
     try:
         manifest, created = load_dated(folder)

@@ -14,7 +14,7 @@ import os
 import re
 import stat
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -195,8 +195,12 @@ def find_snapshots(root: Path) -> list[Path]:
 
 def parse_created(value: str) -> datetime:
     """A manifest's ``created`` as an aware datetime; ValueError when it is not one."""
-    moment = datetime.fromisoformat(value)
-    if moment.tzinfo is None:
+    try:
+        moment = datetime.fromisoformat(value)
+        moment.astimezone(UTC)  # an offset that pushes it out of range
+    except OverflowError:
+        raise ValueError("out of range") from None
+    if moment.utcoffset() is None:
         raise ValueError("no timezone")
     return moment
 

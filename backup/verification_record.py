@@ -22,7 +22,7 @@ class TargetResult:
 
     target_version: str
     runtime: str
-    result: str  # PASSED or FAILED
+    result: str  # PASSED, FAILED, or PARTIAL (some checks were not run: not verified)
     failed_tests: list[str]
 
 
@@ -37,8 +37,15 @@ class VerificationRecord:
 
     @property
     def passed(self) -> bool:
-        """Every target passed."""
+        """Every check passed on every target: only this counts as verified."""
         return bool(self.targets) and all(t.result == "PASSED" for t in self.targets)
+
+    @property
+    def outcome(self) -> str:
+        """PASSED, FAILED (any target failed), or PARTIAL (not every check was run)."""
+        if self.passed:
+            return "PASSED"
+        return "FAILED" if any(t.result == "FAILED" for t in self.targets) else "PARTIAL"
 
 
 def record_path(snapshot_dir: Path) -> Path:
