@@ -14,7 +14,7 @@ from pathlib import Path
 from backup.cipher import CredentialDecryptError, decrypt_credential_data
 from backup.digests import credential_digest, sha256_file, workflow_digest
 from backup.errors import SnapshotError
-from backup.manifest import MANIFEST_NAME, FileEntry, Manifest, authenticate
+from backup.manifest import MANIFEST_NAME, WORKFLOWS_DIR, FileEntry, Manifest, authenticate
 from backup.secret import Secret
 from backup.sources.postgres import dump_problems
 from backup.sources.sqlite import integrity_problems
@@ -90,7 +90,12 @@ def export_problems(snapshot_dir: Path, manifest: Manifest) -> list[str]:
     """Each workflow export file is listed and holds that workflow, with the nodes and
     connections whose digest the manifest records from the database copy."""
     listed = {entry.path: entry.size for entry in manifest.files}
-    problems: list[str] = []
+    exports = {w.export_file for w in manifest.workflows if w.export_file is not None}
+    problems = [
+        f"{path} is not the export of any workflow in the manifest"
+        for path in listed
+        if path.startswith(f"{WORKFLOWS_DIR}/") and path not in exports
+    ]
     for workflow in manifest.workflows:
         if workflow.export_file is None:
             continue
@@ -147,11 +152,18 @@ def count_problems(manifest: Manifest, database: N8nTables) -> list[str]:
             problems.append(f"the manifest counts {claimed} {kind}, the database copy has {number}")
     copied = {row.id: workflow_digest(row.nodes, row.connections) for row in database.workflows()}
     for workflow in manifest.workflows:
-        if copied.get(workflow.id, workflow.digest) != workflow.digest:
+        digest = copied.pop(workflow.id, None)
+        if digest is None:
+            problems.append(
+                f"workflow {workflow.id} ({workflow.name!r}) of the manifest is not in the "
+                "database copy"
+            )
+        elif digest != workflow.digest:
             problems.append(
                 f"workflow {workflow.id} ({workflow.name!r}) in the database copy differs from "
                 "its digest in the manifest"
             )
+    problems.extend(f"workflow {wid} of the database copy is not in the manifest" for wid in copied)
     return problems
 
 

@@ -248,11 +248,12 @@ class _ManifestReader:
             "database_file", raw.get("database_file"), {DATABASE_FILES[kind]}
         )
         prefix = raw.get("table_prefix", "")
-        if problem := table_prefix_problem(prefix):
-            self._fail("table_prefix", problem)
+        problem = table_prefix_problem(prefix)
+        if kind == "postgres":
+            problem = problem or schema_problem(raw.get("database_schema"))
+        if problem:
+            raise SnapshotError(f"manifest.json is malformed: {problem}")
         schema = raw.get("database_schema")
-        if kind == "postgres" and (problem := schema_problem(schema)):
-            self._fail("database_schema", problem)
         if kind == "sqlite" and schema is not None:
             self._fail("database_schema", "is set for a SQLite snapshot")
         files = [self._file(item, i) for i, item in enumerate(self._list("files"))]

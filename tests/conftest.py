@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import threading
@@ -52,25 +53,31 @@ HOSTILE_NAMES = [
 
 
 class Canary:
-    """An HTTP server on loopback that counts the requests it gets."""
+    """An HTTP server on loopback that counts the requests it gets, whatever their method."""
 
     def __init__(self) -> None:
         counter = self
         self.hits = 0
+        self.paths: list[str] = []
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
+            def answer(self) -> None:
                 counter.hits += 1
+                counter.paths.append(f"{self.command} {self.path}")
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "11")
                 self.end_headers()
                 self.wfile.write(b'{"ok":true}')
+
+            do_GET = do_POST = do_PUT = do_HEAD = do_CONNECT = do_DELETE = answer
 
             def log_message(self, *args: Any) -> None:
                 return
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hit"
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"{self.base}/hit"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -311,3 +318,54 @@ def n8n_image(docker_client: DockerClient) -> str:
     from tests.docker_support import build_image
 
     return build_image()
+
+
+GENERATED_WORKFLOWS = 130
+
+
+@dataclass(frozen=True)
+class TakenSnapshot:
+    """The shared snapshot of the seeded source, taken under write load."""
+
+    path: Path
+    key_store: Path
+    writes_during_snapshot: int
+
+
+@pytest.fixture(scope="session")
+def source(
+    launcher: Path, canary: Canary, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SourceInstance]:
+    instance = start_source(launcher, tmp_path_factory.mktemp("source"))
+    try:
+        instance.seeded_secrets = seed(instance.api, corpus=True, generated=GENERATED_WORKFLOWS)
+        custom = instance.n8n_folder / "custom"
+        custom.mkdir()
+        (custom / "package.json").write_text('{"name": "my-custom-nodes"}')
+        arm_canary(instance, canary)
+        yield instance
+    finally:
+        instance.api.close()
+        instance.process.close()
+
+
+@pytest.fixture(scope="session")
+def taken(source: SourceInstance, tmp_path_factory: pytest.TempPathFactory) -> TakenSnapshot:
+    """A snapshot taken while another client keeps creating workflows."""
+    base = tmp_path_factory.mktemp("backups")
+    path, during = snapshot_under_load(
+        source.process.base_url,
+        source.api_key,
+        base / "snapshots",
+        base / "keys",
+        *process_source_args(source),
+    )
+    disarm_canary(source)
+    return TakenSnapshot(path, base / "keys", during)
+
+
+def copy_variant(taken: TakenSnapshot, root: Path, name: str) -> Path:
+    """A copy of the shared snapshot under ``root``, to damage or alter."""
+    target = root / name
+    shutil.copytree(taken.path, target)
+    return target

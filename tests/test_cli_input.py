@@ -84,3 +84,78 @@ def test_bad_runtime_version() -> None:
     assert_one_line_error(
         run_backup_cli("runtime", "install", "latest; rm -rf /"), "not a release version"
     )
+
+
+def api_args(tmp_path: Path, url: str = "http://127.0.0.1:9") -> list[str]:
+    key_file = tmp_path / "api-key"
+    key_file.write_text("x")
+    return ["--api-url", url, "--api-key-file", str(key_file)]
+
+
+@pytest.mark.parametrize(
+    ("out", "keys", "expected"),
+    [
+        ("store", "store", "--out and --key-store are the same folder"),
+        ("snaps", "snaps/keys", "is inside --out"),
+        ("snaps/inner-snapshot-folder", "snaps", "is inside --key-store"),
+        (".n8n/backups", "keys", "overlaps n8n's data folder"),
+        (".n8n", "keys", "overlaps n8n's data folder"),
+        (".", "../keys-beside-the-test-folder", "overlaps n8n's data folder"),
+    ],
+)
+def test_dangerous_locations_are_refused_before_anything_is_written(
+    n8n_folder: Path, tmp_path: Path, out: str, keys: str, expected: str
+) -> None:
+    before = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    mode = n8n_folder.stat().st_mode
+    args = ["snapshot", "--n8n-folder", str(n8n_folder), *api_args(tmp_path)]
+    result = run_backup_cli(
+        *args, "--out", str(tmp_path / out), "--key-store", str(tmp_path / keys)
+    )
+    assert_one_line_error(result, expected)
+    assert result.returncode == 2
+    after = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    assert after == sorted([*before, "api-key"]), "something was written"
+    assert n8n_folder.stat().st_mode == mode
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://[bad", "is not a valid URL"),
+        ("http://exa mple", "is not a valid URL"),
+        ("http://127.0.0.1:99999", "is not a valid URL"),
+        ("ftp://127.0.0.1", "must start with http:// or https://"),
+    ],
+)
+def test_invalid_api_url_is_one_line(
+    n8n_folder: Path, tmp_path: Path, url: str, expected: str
+) -> None:
+    result = run_backup_cli(*snapshot_args(n8n_folder, tmp_path, *api_args(tmp_path, url)))
+    assert_one_line_error(result, expected)
+    assert result.returncode == 2
+
+
+def test_api_key_file_that_is_not_utf8(n8n_folder: Path, tmp_path: Path) -> None:
+    key_file = tmp_path / "binary-key"
+    key_file.write_bytes(b"\xff\xfe\x00key")
+    result = run_backup_cli(
+        *snapshot_args(
+            n8n_folder,
+            tmp_path,
+            "--api-url",
+            "http://127.0.0.1:9",
+            "--api-key-file",
+            str(key_file),
+        )
+    )
+    assert_one_line_error(result, "is not UTF-8 text")
+    assert result.returncode == 2
+
+
+def test_restore_through_the_api_needs_the_key_store(tmp_path: Path) -> None:
+    (tmp_path / "snap").mkdir()
+    result = run_backup_cli(
+        "restore", str(tmp_path / "snap"), *api_args(tmp_path, "http://127.0.0.1:9")
+    )
+    assert_one_line_error(result, "give --key-store DIR")

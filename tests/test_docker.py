@@ -14,13 +14,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from docker.client import DockerClient
 
-from backup.manifest import Manifest
+from backup.manifest import Manifest, WorkflowEntry
 from backup.sources.container import inspect_n8n_container
 from tests.conftest import ROOT, run_backup_cli, seed, snapshot_under_load
 from tests.docker_support import (
@@ -31,7 +30,14 @@ from tests.docker_support import (
     run_n8n_container,
     set_up_owner,
 )
-from tests.verify_runner import report_with_attachments, run_verify, wrong_key_store
+from tests.verify_runner import (
+    VERIFY_CHECKS,
+    assert_wrong_key_caught_before_boot,
+    report_with_attachments,
+    resign_manifest,
+    run_verify,
+    wrong_key_store,
+)
 from verify.bootstrap import PublicApi, sample_workflow
 from verify.runtime.docker import SESSION_LABEL
 
@@ -87,7 +93,7 @@ def test_container_snapshot_under_load_verifies_in_docker(
     assert manifest.counts.workflows > 30
     run = run_verify(pytester, path, keys, *DOCKER_ARGS)
     assert run.failures == {}
-    run.result.assert_outcomes(passed=7)
+    run.result.assert_outcomes(passed=VERIFY_CHECKS)
     text = report_with_attachments(run.report)
     assert "docker (n8n-restore-verify/n8n:2.40.7, internal network)" in text
     handle, seeded = source_container
@@ -106,9 +112,7 @@ def test_docker_runtime_names_damage_and_wrong_key(
     fingerprint = Manifest.load(path).key_fingerprint
     wrong_store = wrong_key_store(tmp_path / "wrong", path, "definitely-the-wrong-key-000")
     run = run_verify(pytester, path, wrong_store, *DOCKER_ARGS, "--quiet-seconds", "2")
-    boot = run.failures[f"test_boot[{path.name}]"]
-    assert "n8n 2.40.7 refused to start" in boot and f"encryption key {fingerprint}" in boot
-    assert "cannot be read with this instance encryption key" in report_with_attachments(run.report)
+    assert_wrong_key_caught_before_boot(run, path, fingerprint)
 
 
 def database_digest(handle: N8nTestContainer) -> str:
@@ -220,15 +224,13 @@ def test_failed_restore_puts_the_old_database_back(
 ) -> None:
     """A snapshot whose files are intact but whose manifest promises a workflow that the
     restored n8n does not serve: the check after the restart fails, and the rollback runs."""
-    path, _ = container_snapshot
+    path, keys = container_snapshot
     source, _ = source_container
     lying = tmp_path / path.name
     shutil.copytree(path, lying)
     manifest = Manifest.load(lying)
-    changed = replace(manifest.workflows[0], digest="sha256:" + "0" * 64)
-    (lying / "manifest.json").write_text(
-        replace(manifest, workflows=[changed, *manifest.workflows[1:]]).to_json()
-    )
+    promised = WorkflowEntry("nrvPromised00001", "Promised only", False, "sha256:" + "0" * 64)
+    resign_manifest(lying, keys, workflows=[*manifest.workflows, promised])
     target = run_n8n_container(docker_client, n8n_image, encryption_key=source.encryption_key)
     try:
         set_up_owner(target)

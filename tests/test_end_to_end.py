@@ -9,80 +9,40 @@ import json
 import os
 import secrets
 import shlex
-import shutil
 import signal
 import stat
 import subprocess
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
-from backup.manifest import MANIFEST_NAME, Counts, Manifest, find_snapshots
+from backup.manifest import Counts, Manifest, find_snapshots
 from backup.snapshot import CUSTOM_NODES_ARCHIVE
 from tests.conftest import (
     HOSTILE_NAMES,
     ROOT,
     Canary,
     SourceInstance,
-    arm_canary,
+    TakenSnapshot,
     backup_command,
-    disarm_canary,
+    copy_variant,
     process_source_args,
     run_backup_cli,
     run_snapshot_cli,
-    seed,
     snapshot_args,
-    snapshot_under_load,
     start_source,
 )
 from tests.docker_support import DOCKER_ARGS, PROCESS_ARGS
-from tests.verify_runner import report_with_attachments, run_verify, wrong_key_store
+from tests.verify_runner import (
+    VERIFY_CHECKS,
+    assert_wrong_key_caught_before_boot,
+    report_with_attachments,
+    resign_manifest,
+    run_verify,
+    wrong_key_store,
+)
 from verify.bootstrap import PublicApi, sample_workflow
-
-VERIFY_TESTS = 7
-GENERATED_WORKFLOWS = 130
-
-
-@dataclass(frozen=True)
-class TakenSnapshot:
-    path: Path
-    key_store: Path
-    writes_during_snapshot: int
-
-
-@pytest.fixture(scope="session")
-def source(
-    launcher: Path, canary: Canary, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[SourceInstance]:
-    instance = start_source(launcher, tmp_path_factory.mktemp("source"))
-    try:
-        instance.seeded_secrets = seed(instance.api, corpus=True, generated=GENERATED_WORKFLOWS)
-        custom = instance.n8n_folder / "custom"
-        custom.mkdir()
-        (custom / "package.json").write_text('{"name": "my-custom-nodes"}')
-        arm_canary(instance, canary)
-        yield instance
-    finally:
-        instance.api.close()
-        instance.process.close()
-
-
-@pytest.fixture(scope="session")
-def taken(source: SourceInstance, tmp_path_factory: pytest.TempPathFactory) -> TakenSnapshot:
-    """A snapshot taken while another client keeps creating workflows."""
-    base = tmp_path_factory.mktemp("backups")
-    path, during = snapshot_under_load(
-        source.process.base_url,
-        source.api_key,
-        base / "snapshots",
-        base / "keys",
-        *process_source_args(source),
-    )
-    disarm_canary(source)
-    return TakenSnapshot(path, base / "keys", during)
 
 
 def test_snapshot_holds_everything_and_no_key(taken: TakenSnapshot, source: SourceInstance) -> None:
@@ -121,7 +81,7 @@ def test_verify_passes_nothing_fires_and_report_keeps_secrets(
     hits_before = canary.hits
     run = run_verify(pytester, taken.path.parent, taken.key_store, *PROCESS_ARGS)
     assert run.failures == {}
-    run.result.assert_outcomes(passed=VERIFY_TESTS)
+    run.result.assert_outcomes(passed=VERIFY_CHECKS)
     assert canary.hits == hits_before, "a restored workflow reached the canary"
     report = run.report
     assert report.parent == ROOT / "reports"
@@ -140,17 +100,6 @@ def test_verify_passes_nothing_fires_and_report_keeps_secrets(
     assert entry["last_verification"] == "PASSED" and entry["workflows"] > 250
     table = run_backup_cli("list", str(taken.path.parent)).stdout.splitlines()
     assert table[0].startswith("SNAPSHOT") and manifest.snapshot_id in table[1]
-
-
-def copy_variant(taken: TakenSnapshot, root: Path, name: str) -> Path:
-    target = root / name
-    shutil.copytree(taken.path, target)
-    return target
-
-
-def rewrite_manifest(folder: Path, **changes: object) -> None:
-    manifest = replace(Manifest.load(folder), **changes)  # type: ignore[arg-type]
-    (folder / MANIFEST_NAME).write_text(manifest.to_json())
 
 
 @pytest.mark.parametrize("runtime_args", [PROCESS_ARGS, DOCKER_ARGS], ids=["process", "docker"])
@@ -176,9 +125,11 @@ def test_verify_names_each_kind_of_damage(
     victim.unlink()
     lying = copy_variant(taken, root, "lying-count")
     real = Manifest.load(lying).counts
-    rewrite_manifest(lying, counts=Counts(real.workflows + 5, real.credentials, real.executions))
+    resign_manifest(
+        lying, taken.key_store, counts=Counts(real.workflows + 5, real.credentials, real.executions)
+    )
     missing_key = copy_variant(taken, root, "missing-key")
-    rewrite_manifest(missing_key, key_fingerprint="0" * 32)
+    resign_manifest(missing_key, taken.key_store, key_fingerprint="0" * 32)
 
     run = run_verify(pytester, root, taken.key_store, "--quiet-seconds", "2", *runtime_args)
     failures = run.failures
@@ -187,13 +138,14 @@ def test_verify_names_each_kind_of_damage(
     expected = {
         "test_files[flipped-byte]": "database.sqlite does not match its sha256",
         "test_boot[flipped-byte]": "not booted, the database copy is damaged",
+        "test_key[flipped-byte]": "not read, the database copy is damaged",
         "test_files[truncated-db]": "database.sqlite has",
         "test_boot[truncated-db]": "not booted, the database copy is damaged",
         "test_files[deleted-workflow-file]": f"{relative_victim} is missing",
         "test_counts[lying-count]": "the manifest counts",
         "test_workflows_load[lying-count]": "n8n serves",
-        "test_key[missing-key]": f"encryption key {'0' * 32} is not in the key store",
-        "test_boot[missing-key]": f"not booted: encryption key {'0' * 32} is not in the key store",
+        "test_manifest_authentic[missing-key]": f"encryption key {'0' * 32} is not in the key",
+        "test_boot[missing-key]": f"encryption key {'0' * 32} is not in the key store",
     }
     for test, message in expected.items():
         assert message in failures.get(test, ""), f"{test}: {failures.get(test)!r}"
@@ -202,7 +154,6 @@ def test_verify_names_each_kind_of_damage(
         "test_boot[deleted-workflow-file]",
         "test_workflows_load[deleted-workflow-file]",
         "test_credentials_decrypt_in_n8n[lying-count]",
-        "test_key[flipped-byte]",
     }
     assert not passed_elsewhere & failures.keys(), (
         "a check failed that has nothing to do with the damage"
@@ -217,16 +168,8 @@ def test_verify_wrong_key_on_2x_names_the_key(
         tmp_path / "wrong-keys", taken.path, "this-is-not-the-right-key-0123456789"
     )
     run = run_verify(pytester, taken.path, wrong_store, "--quiet-seconds", "2", *PROCESS_ARGS)
-    failures = run.failures
-    case = taken.path.name
-    assert (
-        f"does not hold encryption key {manifest.key_fingerprint}" in failures[f"test_key[{case}]"]
-    )
-    boot = failures[f"test_boot[{case}]"]
-    assert "n8n 2.40.7 refused to start" in boot and "encryption key" in boot, boot
-    run.result.assert_outcomes(passed=2, failed=1, errors=4)
+    assert_wrong_key_caught_before_boot(run, taken.path, manifest.key_fingerprint)
     text = report_with_attachments(run.report)
-    assert "cannot be read with this instance encryption key" in text  # n8n's log, attached
     assert "this-is-not-the-right-key" not in text and source.encryption_key not in text
 
 
@@ -270,11 +213,13 @@ def test_older_target_is_refused_before_anything_boots(
     message = run.failures[f"test_boot[{case}]"]
     assert "comes from n8n 2.40.7; n8n 1.123.81 is older" in message
     assert "cannot downgrade a database" in message
-    run.result.assert_outcomes(errors=7)
+    run.result.assert_outcomes(errors=VERIFY_CHECKS)
     assert "not booted" in run.report.read_text(encoding="utf-8")
 
 
-def api_restore_args(snapshot: Path, target: SourceInstance, key_folder: Path) -> list[str]:
+def api_restore_args(
+    snapshot: Path, target: SourceInstance, key_folder: Path, key_store: Path
+) -> list[str]:
     """``restore`` arguments for a workflows-only restore into ``target``."""
     key_file = key_folder / "target-api-key"
     key_file.write_text(target.api_key)
@@ -286,6 +231,8 @@ def api_restore_args(snapshot: Path, target: SourceInstance, key_folder: Path) -
         target.process.base_url,
         "--api-key-file",
         str(key_file),
+        "--key-store",
+        str(key_store),
     ]
 
 
@@ -297,7 +244,9 @@ def test_workflows_only_restore_into_another_instance(
     manifest = Manifest.load(taken.path)
     target = start_source(launcher, tmp_path_factory.mktemp("workflows-target"))
     try:
-        args = api_restore_args(taken.path, target, tmp_path_factory.mktemp("target-key"))
+        args = api_restore_args(
+            taken.path, target, tmp_path_factory.mktemp("target-key"), taken.key_store
+        )
         first = run_backup_cli(*args)
         assert first.returncode == 0, first.stdout + first.stderr
         exported = [w for w in manifest.workflows if w.export_file]
@@ -384,7 +333,7 @@ def test_workflows_only_restore_keeps_tags_and_overwrites_when_asked(
     target = start_source(launcher, tmp_path / "target")
     try:
         mine = target.api.create_workflow(sample_workflow("Tagged for restore", message="mine"))
-        args = api_restore_args(snapshot, target, tmp_path)
+        args = api_restore_args(snapshot, target, tmp_path, tmp_path / "keys")
         kept = run_backup_cli(*args)
         assert kept.returncode == 0, kept.stdout + kept.stderr
         body = target.api.client.get(f"/workflows/{mine['id']}").json()

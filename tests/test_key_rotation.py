@@ -20,7 +20,7 @@ from tests.conftest import (
     seed,
 )
 from tests.docker_support import PROCESS_ARGS
-from tests.verify_runner import report_with_attachments, run_verify
+from tests.verify_runner import VERIFY_CHECKS, report_with_attachments, run_verify
 from verify.bootstrap import PublicApi, create_owner_and_api_key
 from verify.runtime.process import N8nProcess
 
@@ -67,6 +67,6 @@ def test_rotated_credentials_snapshot_and_verify(
     assert Manifest.load(path).counts.credentials == len(stored)
     run = run_verify(pytester, path, tmp_path / "keys", *PROCESS_ARGS, "--quiet-seconds", "2")
     assert run.failures == {}
-    run.result.assert_outcomes(passed=7)
+    run.result.assert_outcomes(passed=VERIFY_CHECKS)
     text = report_with_attachments(run.report)
     assert not any(secret in text for secret in rotating_source.seeded_secrets)

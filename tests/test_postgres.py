@@ -45,12 +45,19 @@ from tests.docker_support import (
     set_up_owner,
 )
 from tests.postgres_support import PostgresServer
-from tests.verify_runner import report_with_attachments, run_verify, wrong_key_store
+from tests.verify_runner import (
+    VERIFY_CHECKS,
+    assert_wrong_key_caught_before_boot,
+    report_with_attachments,
+    run_verify,
+    wrong_key_store,
+)
 from verify.bootstrap import PublicApi, create_owner_and_api_key
 from verify.runtime.process import N8nProcess
 
-SCHEMA = "n8n_data"
-PREFIX = "nrv_"
+# n8n's default layout (schema public, no prefix) and a custom one: both must snapshot, verify
+# and restore.
+LAYOUTS = {"public": ("public", ""), "custom-schema": ("n8n_data", "nrv_")}
 
 
 @dataclass
@@ -59,6 +66,8 @@ class PostgresSource:
     database: str
     instance: SourceInstance
     seeded: list[str]
+    schema: str
+    prefix: str
 
     @property
     def dsn_without_password(self) -> str:
@@ -101,15 +110,20 @@ def postgres_server() -> Iterator[PostgresServer]:
     server.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=list(LAYOUTS))
 def pg_source(
-    postgres_server: PostgresServer, launcher: Path, tmp_path_factory: pytest.TempPathFactory
+    postgres_server: PostgresServer,
+    launcher: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Iterator[PostgresSource]:
-    database = "n8n_source"
+    layout: str = request.param
+    schema, prefix = LAYOUTS[layout]
+    database = f"n8n_source_{layout.replace('-', '_')}"
     with psycopg.connect(postgres_server.dsn(), autocommit=True) as admin:
         admin.execute(f"CREATE DATABASE {database}")
     with psycopg.connect(postgres_server.dsn(database), autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {SCHEMA}")
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     env = {
         "DB_TYPE": "postgresdb",
         "DB_POSTGRESDB_HOST": "127.0.0.1",
@@ -117,8 +131,8 @@ def pg_source(
         "DB_POSTGRESDB_DATABASE": database,
         "DB_POSTGRESDB_USER": "postgres",
         "DB_POSTGRESDB_PASSWORD": postgres_server.password,
-        "DB_POSTGRESDB_SCHEMA": SCHEMA,
-        "DB_TABLE_PREFIX": PREFIX,
+        "DB_POSTGRESDB_SCHEMA": schema,
+        "DB_TABLE_PREFIX": prefix,
     }
     process = N8nProcess(launcher, tmp_path_factory.mktemp("pg-n8n"), None, extra_env=env)
     try:
@@ -126,7 +140,7 @@ def pg_source(
         api_key = create_owner_and_api_key(process.base_url)
         instance = SourceInstance(process, api_key, PublicApi(process.base_url, api_key))
         seeded = seed(instance.api, corpus=False, generated=25)
-        yield PostgresSource(postgres_server, database, instance, seeded)
+        yield PostgresSource(postgres_server, database, instance, seeded, schema, prefix)
         instance.api.close()
     finally:
         process.close()
@@ -151,9 +165,9 @@ def pg_snapshot(
                 "--postgres",
                 pg_source.dsn_without_password,
                 "--postgres-schema",
-                SCHEMA,
+                pg_source.schema,
                 "--table-prefix",
-                PREFIX,
+                pg_source.prefix,
                 "--n8n-folder",
                 str(source.process.user_folder),
                 "--api-url",
@@ -165,8 +179,12 @@ def pg_snapshot(
 
 
 def throwaway_databases(server: PostgresServer) -> list[str]:
+    """Databases and roles verify made and left behind (there must be none)."""
     with psycopg.connect(server.dsn(), autocommit=True) as admin:
-        rows = admin.execute("SELECT datname FROM pg_database WHERE datname LIKE 'nrv_verify_%'")
+        rows = admin.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'nrv_verify_%' "
+            "UNION ALL SELECT rolname FROM pg_roles WHERE rolname LIKE 'nrv_verify_%'"
+        )
         return [str(row[0]) for row in rows]
 
 
@@ -176,15 +194,16 @@ def test_postgres_snapshot_matches_its_dump(
     path, _ = pg_snapshot
     manifest = Manifest.load(path)
     assert manifest.database_kind == "postgres" and manifest.database_file == "database.dump"
-    assert (manifest.database_schema, manifest.table_prefix) == (SCHEMA, PREFIX)
+    schema, prefix = pg_source.schema, pg_source.prefix
+    assert (manifest.database_schema, manifest.table_prefix) == (schema, prefix)
     assert dump_problems(path / "database.dump") == []
     # The manifest counts what the dump holds: restore it and count.
-    server = PostgresTarget.from_dsn(pg_source.server.dsn(), SCHEMA, PREFIX)
+    server = PostgresTarget.from_dsn(pg_source.server.dsn(), schema, prefix)
     restored = restore_dump(server, path / "database.dump", "restored_check")
     try:
         with restored.connect() as conn:
             row = conn.execute(
-                f'SELECT COUNT(*) FROM "{SCHEMA}"."{PREFIX}workflow_entity"'
+                f'SELECT COUNT(*) FROM "{schema}"."{prefix}workflow_entity"'
             ).fetchone()
     finally:
         drop_database(server, "restored_check")
@@ -218,7 +237,7 @@ def test_verify_postgres_snapshot_passes(
     monkeypatch.setenv("PGPASSWORD", pg_source.server.password)
     run = run_verify(pytester, path, keys, *pg_runtime_args, "--quiet-seconds", "3")
     assert run.failures == {}
-    run.result.assert_outcomes(passed=7)
+    run.result.assert_outcomes(passed=VERIFY_CHECKS)
     text = report_with_attachments(run.report)
     on_docker = "docker" in pg_runtime_args
     assert ("PostgreSQL container" in text) == on_docker
@@ -240,8 +259,7 @@ def test_verify_postgres_wrong_key_and_damaged_dump(
     fingerprint = Manifest.load(path).key_fingerprint
     wrong = wrong_key_store(tmp_path / "wrong-keys", path, "not-the-key-of-this-postgres-n8n")
     run = run_verify(pytester, path, wrong, *pg_runtime_args, "--quiet-seconds", "2")
-    boot = run.failures[f"test_boot[{path.name}]"]
-    assert "refused to start" in boot and f"encryption key {fingerprint}" in boot
+    assert_wrong_key_caught_before_boot(run, path, fingerprint)
     damaged_root = tmp_path / "damaged"
     damaged = damaged_root / "damaged-dump"
     shutil.copytree(path, damaged)
@@ -292,11 +310,12 @@ def test_restore_into_postgres_container_round_trips(
     manifest = Manifest.load(path)
     server = pg_source.server
     monkeypatch.setenv("PGPASSWORD", server.password)
+    target_name = f"{pg_source.database}_target"
     with psycopg.connect(server.dsn(), autocommit=True) as admin:
-        admin.execute("CREATE DATABASE n8n_target")
-    with psycopg.connect(server.dsn("n8n_target"), autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {SCHEMA}")
-    target_db = PostgresTarget.from_dsn(server.dsn("n8n_target"), SCHEMA, PREFIX)
+        admin.execute(f"CREATE DATABASE {target_name}")
+    with psycopg.connect(server.dsn(target_name), autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {pg_source.schema}")
+    target_db = PostgresTarget.from_dsn(server.dsn(target_name), pg_source.schema, pg_source.prefix)
     target = run_n8n_container(
         docker_client,
         n8n_image,
@@ -305,7 +324,7 @@ def test_restore_into_postgres_container_round_trips(
         host_network=True,
     )
     try:
-        dsn = f"postgresql://postgres@127.0.0.1:{server.port}/n8n_target"
+        dsn = f"postgresql://postgres@127.0.0.1:{server.port}/{target_name}"
         result = run_backup_cli(
             "restore",
             str(path),
@@ -323,8 +342,8 @@ def test_restore_into_postgres_container_round_trips(
         assert f"{manifest.counts.credentials} credentials decrypt" in summary
         with psycopg.connect(server.dsn(), autocommit=True) as admin:
             names = [str(r[0]) for r in admin.execute("SELECT datname FROM pg_database")]
-        assert any(name.startswith("n8n_target_rollback_") for name in names)
-        assert not any(name.startswith("n8n_target_restoring_") for name in names)
+        assert any(name.startswith(f"{target_name}_rollback_") for name in names)
+        assert not any(name.startswith(f"{target_name}_restoring_") for name in names)
         listed = PublicApi(target.url, pg_source.instance.api_key).client.get(
             "/workflows", params={"limit": 250}
         )

@@ -5,13 +5,17 @@ from __future__ import annotations
 import base64
 import re
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
-from backup.manifest import Manifest
+from backup.keystore import KeyStore
+from backup.manifest import MANIFEST_NAME, Manifest
 from tests.conftest import ROOT
+
+# The checks `pytest verify` runs per snapshot and target (verify/test_snapshot.py).
+VERIFY_CHECKS = 8
 
 
 @dataclass(frozen=True)
@@ -65,3 +69,25 @@ def wrong_key_store(folder: Path, snapshot: Path, wrong_key: str) -> Path:
     entry.write_text(wrong_key + "\n")
     entry.chmod(0o600)
     return folder
+
+
+def assert_wrong_key_caught_before_boot(run: VerifyRun, snapshot: Path, fingerprint: str) -> None:
+    """A key store entry that is not the snapshot's key fails authentication, names the key,
+    and nothing is checked or booted on an unauthenticated snapshot."""
+    case = snapshot.name
+    authentic = run.failures[f"test_manifest_authentic[{case}]"]
+    assert f"does not hold encryption key {fingerprint}" in authentic, authentic
+    boot = run.failures[f"test_boot[{case}]"]
+    assert "not checked: the manifest is not authentic" in boot, boot
+    assert fingerprint in boot
+    run.result.assert_outcomes(failed=1, errors=VERIFY_CHECKS - 1)
+    assert "n8n log" not in report_with_attachments(run.report), "something booted"
+
+
+def resign_manifest(folder: Path, key_store: Path, **changes: object) -> None:
+    """Rewrite a snapshot's manifest with ``changes``, signed with the right key (a writer's
+    mistake rather than an attacker's edit: the checks after authentication must catch it)."""
+    manifest = Manifest.load(folder)
+    key = KeyStore(key_store).load(manifest.key_fingerprint)
+    changed = replace(manifest, **changes)  # type: ignore[arg-type]
+    (folder / MANIFEST_NAME).write_text(changed.to_json(key))

@@ -35,7 +35,7 @@ from backup.sources.tables import N8nTables
 from verify.cases import SUMMARIES_KEY, DowngradeError, SnapshotCase, StoredKey
 from verify.report import SnapshotSummary
 from verify.restore import RestoredFolder, restore_to_temp
-from verify.runtime.base import OUTBOUND_OFF, N8nInstance
+from verify.runtime.base import OUTBOUND_OFF, N8nInstance, outbound_env
 from verify.runtime.docker import IsolatedNetwork, N8nContainer, PostgresContainer
 from verify.runtime.process import N8nProcess
 from verify.runtime.wait import N8nStartError
@@ -258,11 +258,12 @@ def restored(
         folder = restore_to_temp(case.folder, manifest, stored_key.value)
         if isinstance(database, PostgresTables):
             deactivate_postgres(database)
-            extra_env = n8n_database_env(database.target)
+            extra_env.update(n8n_database_env(database.target))
         else:
             database = N8nDatabase(folder.database, manifest.table_prefix)
     except BackupError as exc:
         pytest.fail(f"not booted: {exc}", pytrace=False)
+    extra_env.update(outbound_env(version))
     migrations_before = database.migrations()
     try:
         instance = _new_instance(

@@ -6,17 +6,62 @@ import subprocess
 from typing import Protocol
 
 LOG_TAIL_LINES = 12
-# n8n's features that call out (telemetry, version checks, templates, community packages,
-# banners ...), all turned off on both runtimes; named in the report.
+# n8n's features that call out (telemetry, version checks, templates, banners, licence
+# renewal, community packages, tracing, AI), all turned off on every runtime and version.
 OUTBOUND_OFF = {
     "N8N_DIAGNOSTICS_ENABLED": "false",
     "N8N_VERSION_NOTIFICATIONS_ENABLED": "false",
+    "N8N_VERSION_NOTIFICATIONS_WHATS_NEW_ENABLED": "false",
     "N8N_TEMPLATES_ENABLED": "false",
+    "N8N_DYNAMIC_BANNERS_ENABLED": "false",
+    "N8N_LICENSE_AUTO_RENEW_ENABLED": "false",
+    "N8N_LICENSE_DETACH_FLOATING_ON_SHUTDOWN": "false",
+    "N8N_LICENSE_ACTIVATION_KEY": "",
     "N8N_COMMUNITY_PACKAGES_ENABLED": "false",
+    "N8N_REINSTALL_MISSING_PACKAGES": "false",
+    "N8N_VERIFIED_PACKAGES_ENABLED": "false",
+    "N8N_UNVERIFIED_PACKAGES_ENABLED": "false",
+    "N8N_OTEL_ENABLED": "false",
+    "N8N_AI_ENABLED": "false",
+    "N8N_AI_GATEWAY_ENABLED": "false",
+    "N8N_SENTRY_DSN": "",
+    "N8N_FRONTEND_SENTRY_DSN": "",
     "N8N_PERSONALIZATION_ENABLED": "false",
     "N8N_HIRING_BANNER_ENABLED": "false",
     "EXTERNAL_FRONTEND_HOOKS_URLS": "",
 }
+# Where the endpoints n8n lets us configure are pointed: a closed port on loopback, so that even
+# a feature that stayed on reaches nothing. Tests point it at a canary that counts requests.
+OUTBOUND_SINK = "http://127.0.0.1:9"
+# n8n 2.x modules that call out on their own schedule (the MCP registry refreshes at start-up);
+# n8n 1.x refuses to start on a module name it does not know, so only 2.x gets this.
+DISABLED_MODULES_2X = "mcp-registry"
+
+
+def outbound_env(n8n_version: str, sink: str = OUTBOUND_SINK) -> dict[str, str]:
+    """Settings that keep a restored n8n of ``n8n_version`` from calling out: features off,
+    configurable endpoints and the HTTP(S) proxy pointed at ``sink`` (loopback stays direct)."""
+    env = {
+        **OUTBOUND_OFF,
+        "N8N_LICENSE_SERVER_URL": sink,
+        "N8N_DIAGNOSTICS_CONFIG_BACKEND": f"off;{sink}",
+        "N8N_DIAGNOSTICS_CONFIG_FRONTEND": f"off;{sink}",
+        "N8N_DIAGNOSTICS_POSTHOG_API_HOST": sink,
+        "N8N_VERSION_NOTIFICATIONS_ENDPOINT": f"{sink}/",
+        "N8N_VERSION_NOTIFICATIONS_WHATS_NEW_ENDPOINT": sink,
+        "N8N_TEMPLATES_HOST": f"{sink}/",
+        "N8N_DYNAMIC_BANNERS_ENDPOINT": sink,
+        "N8N_COMMUNITY_PACKAGES_REGISTRY": sink,
+        "HTTP_PROXY": sink,
+        "HTTPS_PROXY": sink,
+        "ALL_PROXY": sink,
+        "NO_PROXY": "localhost,127.0.0.1,::1",
+    }
+    if not n8n_version.startswith("1."):
+        env["N8N_DISABLED_MODULES"] = DISABLED_MODULES_2X
+    return env
+
+
 # Settings that keep a restored instance quiet: no telemetry, no calls home, no banners.
 QUIET_ENV = {
     **OUTBOUND_OFF,
