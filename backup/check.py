@@ -66,7 +66,8 @@ def _unlisted_problems(snapshot_dir: Path, listed: set[str]) -> list[str]:
             path = here / name
             relative = path.relative_to(snapshot_dir).as_posix()
             if path.is_symlink():
-                problems.append(f"{relative} is a symbolic link, not listed in the manifest")
+                if relative not in listed:  # a listed one is reported as such
+                    problems.append(f"{relative} is a symbolic link, not listed in the manifest")
             elif name in files and relative != MANIFEST_NAME and relative not in listed:
                 kind = "file" if path.is_file() else "special file"
                 problems.append(f"{relative} is a {kind} not listed in the manifest")

@@ -55,9 +55,9 @@ class KeyStore:
             ) from None
 
     def save(self, encryption_key: str) -> str:
-        """Store ``encryption_key``; return its fingerprint. Saving a key twice is harmless."""
-        if self.root.exists() and not self.root.is_dir():
-            raise InputError(f"key store {self.root} is not a folder: give a folder path")
+        """Store ``encryption_key``; return its fingerprint. Saving a key twice is harmless.
+
+        Call :meth:`prepare` first: it checks the folder before anything else is written."""
         make_private_dir(self.root)
         fingerprint = key_fingerprint(encryption_key)
         path = self.path_for(fingerprint)

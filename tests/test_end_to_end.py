@@ -9,6 +9,7 @@ import json
 import os
 import secrets
 import shlex
+import shutil
 import signal
 import stat
 import subprocess
@@ -268,7 +269,7 @@ def test_workflows_only_restore_into_another_instance(
 
 
 def test_nightly_example_is_silent_on_success_and_loud_on_failure(
-    source: SourceInstance, tmp_path: Path
+    source: SourceInstance, taken: TakenSnapshot, tmp_path: Path
 ) -> None:
     key_file = tmp_path / "api-key"
     key_file.write_text(source.api_key)
@@ -281,12 +282,20 @@ def test_nightly_example_is_silent_on_success_and_loud_on_failure(
         "KEY_STORE": str(tmp_path / "keys"),
         "VERIFY_ARGS": "--runtime process --quiet-seconds 2",
     }
+    # A folder an operator made by hand, sorting after every snapshot id, that would fail
+    # verification: the night must verify the snapshot it takes, not this one.
+    decoy = tmp_path / "snapshots" / "manual-copy-before-upgrade"
+    decoy.parent.mkdir()
+    shutil.copytree(taken.path, decoy)
+    (decoy / "database.sqlite").write_bytes(b"not a database")
     nightly = [str(ROOT / "examples" / "nightly.sh")]
     ok = subprocess.run(nightly, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert ok.stdout == "" and ok.stderr == "", "cron would mail a successful night"
-    (entry,) = json.loads(run_backup_cli("list", str(tmp_path / "snapshots"), "--json").stdout)
-    assert entry["last_verification"] == "PASSED"
+    listed = json.loads(run_backup_cli("list", str(tmp_path / "snapshots"), "--json").stdout)
+    verified = {Path(entry["path"]).name: entry["last_verification"] for entry in listed}
+    assert verified.pop("manual-copy-before-upgrade") == "never", "the decoy was verified"
+    assert list(verified.values()) == ["PASSED"]
     key_file.write_text("not-a-key")
     failed = subprocess.run(
         nightly, env=env, capture_output=True, text=True, timeout=300, check=False
@@ -347,3 +356,28 @@ def test_workflows_only_restore_keeps_tags_and_overwrites_when_asked(
     finally:
         target.api.close()
         target.process.close()
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ("key-store-is-a-file", "key store {keys} is not a folder"),
+        ("out-cannot-be-created", "cannot create --out {out}"),
+    ],
+)
+def test_unusable_key_store_or_out_leaves_no_snapshot(
+    source: SourceInstance, tmp_path: Path, where: str, expected: str
+) -> None:
+    out, keys = tmp_path / "out", tmp_path / "keys"
+    if where == "key-store-is-a-file":
+        keys.write_text("a file, not a folder")
+    else:
+        blocker = tmp_path / "blocker"
+        blocker.write_text("a file where a folder must go")
+        out = blocker / "out"
+    result = run_backup_cli(*snapshot_args(source.api_key, out, keys, *process_source_args(source)))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert expected.format(keys=keys, out=out) in lines[0]
+    assert not out.exists() or find_snapshots(out) == []
+    assert "Traceback" not in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -51,3 +52,29 @@ def test_readable_by_others_is_refused(tmp_path: Path) -> None:
 def test_fingerprint_cannot_escape_the_folder(tmp_path: Path) -> None:
     with pytest.raises(KeyStoreError, match="invalid key fingerprint"):
         KeyStore(tmp_path).load("../../etc/passwd")
+
+
+def test_folder_open_to_others_is_closed_with_a_warning_then_refused_if_reopened(
+    tmp_path: Path,
+) -> None:
+    store = KeyStore(tmp_path / "keys")
+    (tmp_path / "keys").mkdir(mode=0o777)
+    os.chmod(tmp_path / "keys", 0o777)
+    said: list[str] = []
+    store.prepare(said.append)
+    assert said == [
+        f"warning: key store {tmp_path / 'keys'} was open to others (mode 777); set 0700"
+    ]
+    assert stat.S_IMODE((tmp_path / "keys").stat().st_mode) == 0o700
+    fingerprint = store.save("k")
+    os.chmod(tmp_path / "keys", 0o755)
+    with pytest.raises(KeyStoreError, match="is open to others \\(mode 755\\): chmod 700"):
+        store.load(fingerprint)
+
+
+def test_key_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path)
+    fingerprint = store.save("k")
+    (tmp_path / f"{fingerprint}.key").write_bytes(b"\xff\xfe")
+    with pytest.raises(KeyStoreError, match="cannot read key file"):
+        store.load(fingerprint)
