@@ -159,6 +159,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.umask(0o077)
     reports = Path(config.rootpath) / REPORTS_DIR
     reports.mkdir(mode=0o700, exist_ok=True)
+    reports.chmod(0o700)
     if not config.option.htmlpath:
         config.option.htmlpath = str(reports / f"verify-{stamp}.html")
     config.option.self_contained_html = True
