@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,6 +31,33 @@ from tests.verify_runner import (
 )
 
 N8N_1X = "1.123.81"
+SUB_WORKFLOW: dict[str, Any] = {
+    "name": "Called by others",
+    "nodes": [
+        {
+            "id": "5b0b0000-0000-4000-8000-000000000001",
+            "name": "When called by another workflow",
+            "type": "n8n-nodes-base.executeWorkflowTrigger",
+            "typeVersion": 1,
+            "position": [0, 0],
+            "parameters": {},
+        },
+        {
+            "id": "5b0b0000-0000-4000-8000-000000000002",
+            "name": "Do nothing",
+            "type": "n8n-nodes-base.noOp",
+            "typeVersion": 1,
+            "position": [220, 0],
+            "parameters": {},
+        },
+    ],
+    "connections": {
+        "When called by another workflow": {
+            "main": [[{"node": "Do nothing", "type": "main", "index": 0}]]
+        }
+    },
+    "settings": {"executionOrder": "v1"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +68,9 @@ def snapshot_1x(
     source = start_source(launcher, tmp_path_factory.mktemp("source-1x"))
     try:
         source.seeded_secrets = seed(source.api, corpus=False, generated=5)
+        # n8n 2.x's migrations publish every sub-workflow (active, with an activeVersionId):
+        # the upgrade must still boot with nothing active.
+        source.api.create_workflow(SUB_WORKFLOW)
         base = tmp_path_factory.mktemp("backups-1x")
         path = run_snapshot_cli(
             source.api_key, base / "snapshots", base / "keys", *process_source_args(source)

@@ -30,9 +30,10 @@ from backup.sources.postgres import (
     n8n_database_env,
     restore_dump,
 )
-from backup.sources.sqlite import N8nDatabase
+from backup.sources.sqlite import N8nDatabase, deactivate_for_restore
 from backup.sources.tables import N8nTables
 from verify.cases import SUMMARIES_KEY, DowngradeError, SnapshotCase, StoredKey
+from verify.n8n_side import N8nCheckError, active_before_start
 from verify.report import SnapshotSummary
 from verify.restore import RestoredFolder, restore_to_temp
 from verify.runtime.base import OUTBOUND_OFF, N8nInstance, outbound_env
@@ -271,6 +272,10 @@ def restored(
         )
         case.attach(instance)
         try:
+            _keep_inert_through_migrations(instance, database, manifest)
+        except (N8nCheckError, BackupError) as exc:
+            pytest.fail(f"not booted: {exc}", pytrace=False)
+        try:
             instance.start(timeout=case.boot_timeout)
         except N8nStartError as exc:
             message = _start_failure(version, manifest, stored_key, exc, case)
@@ -283,6 +288,29 @@ def restored(
     finally:
         case.detach()
         folder.cleanup()
+
+
+def _keep_inert_through_migrations(
+    instance: N8nInstance, database: N8nTables, manifest: Manifest
+) -> None:
+    """Ask n8n itself, before it starts, which workflows it would activate: its CLI runs the
+    target version's migrations first (which can publish workflows), without any trigger.
+    Deactivate again what the migrations activated; refuse to start if anything stays active."""
+    if not active_before_start(instance):
+        return
+    if isinstance(database, PostgresTables):
+        deactivate_postgres(database)
+    else:
+        assert isinstance(database, N8nDatabase)
+        deactivate_for_restore(database.path, manifest.table_prefix)
+    if isinstance(instance, N8nContainer):
+        instance.hand_over_files()  # what we rewrote goes back to the container's user
+    still = active_before_start(instance)
+    if still:
+        raise N8nCheckError(
+            f"n8n would activate {len(still)} workflow(s) at start even after deactivation: "
+            f"{still[:10]}"
+        )
 
 
 def _start_failure(

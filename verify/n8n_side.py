@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from typing import Any, Protocol
 
@@ -16,6 +17,7 @@ from backup.sources.api import N8nApi
 from backup.sources.tables import N8nTables
 
 EXPORT_TIMEOUT_SECONDS = 180
+_WORKFLOW_ID = re.compile(r"\s*[A-Za-z0-9_-]{1,64}\s*")
 # What `n8n export:credentials` says, exiting 1, on an instance that has none.
 NO_CREDENTIALS = "No credentials found"
 
@@ -72,6 +74,19 @@ def served_workflow_digests(base_url: str, api_key: str, wanted: list[str]) -> d
         workflow_id: workflow_digest(body.get("nodes"), body.get("connections"))
         for workflow_id, body in served.items()
     }
+
+
+def active_before_start(instance: RunsN8nCli) -> list[str]:
+    """Ids of the workflows n8n itself would activate, asked through its CLI before it starts.
+
+    Any n8n CLI command initialises the database and runs pending migrations without starting
+    a trigger, so this also shows what the target version's migrations activated.
+    """
+    result = instance.run_cli("list:workflow", "--active=true", "--onlyId", timeout=300)
+    if result.returncode != 0:
+        said = _last_error_line(result.stderr + "\n" + result.stdout)
+        raise N8nCheckError(f"n8n could not read the restored data before start: {said}")
+    return [line.strip() for line in result.stdout.splitlines() if _WORKFLOW_ID.fullmatch(line)]
 
 
 def active_workflows_served(base_url: str, api_key: str) -> list[str]:

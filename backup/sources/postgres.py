@@ -184,8 +184,8 @@ def dump_consistently(
             return read(PostgresTables(target, connection))
 
 
-def dump_problems(dump_file: Path) -> list[str]:
-    """pg_restore --list reads the dump and finds n8n's workflow data in it."""
+def _table_of_contents(dump_file: Path) -> str:
+    """``pg_restore --list`` of a dump; PgDumpError when pg_restore cannot read it."""
     result = subprocess.run(
         [str(pg_tool("pg_restore")), "--list", str(dump_file)],
         capture_output=True,
@@ -195,8 +195,17 @@ def dump_problems(dump_file: Path) -> list[str]:
     )
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no message"])[-1]
-        return [f"pg_restore cannot read {dump_file.name}: {last}"]
-    if "TABLE DATA" not in result.stdout or "workflow_entity" not in result.stdout:
+        raise PgDumpError(f"pg_restore cannot read {dump_file.name}: {last}")
+    return result.stdout
+
+
+def dump_problems(dump_file: Path) -> list[str]:
+    """pg_restore --list reads the dump and finds n8n's workflow data in it."""
+    try:
+        contents = _table_of_contents(dump_file)
+    except PgDumpError as exc:
+        return [str(exc)]
+    if "TABLE DATA" not in contents or "workflow_entity" not in contents:
         return [f"{dump_file.name} holds no n8n workflow table"]
     return []
 
@@ -210,20 +219,11 @@ def _dump_list_without_schema(dump_file: Path, schema: str, list_file: Path) -> 
     """Write pg_restore's table of contents for ``dump_file`` minus the creation (and comment)
     of ``schema``, for a database where that schema already exists (``public`` always does:
     pg_dump --schema=public dumps its CREATE SCHEMA, which then stops --exit-on-error)."""
-    result = subprocess.run(
-        [str(pg_tool("pg_restore")), "--list", str(dump_file)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no message"])[-1]
-        raise PgDumpError(f"pg_restore cannot read {dump_file.name}: {last}")
+    contents = _table_of_contents(dump_file)
     creates_schema = re.compile(
         rf"^\d+; \d+ \d+ (?:SCHEMA|COMMENT) - (?:SCHEMA )?{re.escape(schema)} "
     )
-    kept = [line for line in result.stdout.splitlines() if not creates_schema.match(line)]
+    kept = [line for line in contents.splitlines() if not creates_schema.match(line)]
     list_file.write_text("\n".join(kept) + "\n", encoding="utf-8")
 
 

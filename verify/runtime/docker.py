@@ -111,6 +111,10 @@ class N8nContainer:
         env = {**QUIET_ENV, **(extra_env or {})}
         if encryption_key is not None:
             env["N8N_ENCRYPTION_KEY"] = encryption_key
+        self._env = env
+        self._n8n_folder = n8n_folder
+        self._user = None if os.geteuid() == 0 else f"{os.getuid()}:{os.getgid()}"
+        self._started = False
         self._container = (
             DockerContainer(image)
             .with_envs(**env)
@@ -119,13 +123,18 @@ class N8nContainer:
             .with_kwargs(labels={SESSION_LABEL: network.session})
         )
         if os.geteuid() == 0:
-            _chown_tree(n8n_folder, NODE_UID)
+            self.hand_over_files()
         else:  # cannot hand the files to uid 1000: run as their owner instead
             self._container.with_kwargs(
                 labels={SESSION_LABEL: network.session}, user=f"{os.getuid()}:{os.getgid()}"
             )
         self._address: str | None = None
         self.ready_seconds: float | None = None
+
+    def hand_over_files(self) -> None:
+        """Give the restored folder to the image's user (uid 1000), when we are root."""
+        if os.geteuid() == 0:
+            _chown_tree(self._n8n_folder, NODE_UID)
 
     @property
     def base_url(self) -> str:
@@ -137,6 +146,7 @@ class N8nContainer:
     def start(self, timeout: float) -> N8nContainer:
         """Create and start the container, then wait for n8n's REST API."""
         try:
+            self._started = True
             self._container.start()
             self._address = _address_on(self._container, self.network)
         except ImageNotFound:
@@ -170,8 +180,33 @@ class N8nContainer:
         return (stdout + stderr).decode("utf-8", errors="replace")
 
     def run_cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """``docker exec`` an n8n command in the container (its environment applies)."""
-        return exec_n8n(self._container.get_wrapped_container(), *args)
+        """Run an n8n command with the container's environment and data: ``docker exec`` once
+        started, before that in a one-off container on the same network and folder."""
+        if self._started:
+            return exec_n8n(self._container.get_wrapped_container(), *args)
+        client = DockerClient.from_env(timeout=int(timeout))
+        try:
+            container = client.containers.run(
+                self.image,
+                command=list(args),
+                environment=self._env,
+                volumes={str(self._n8n_folder): {"bind": CONTAINER_N8N_FOLDER, "mode": "rw"}},
+                network=self.network.name,
+                labels={SESSION_LABEL: self.network.session},
+                user=self._user,
+                detach=True,
+            )
+            try:
+                code = int(container.wait(timeout=timeout)["StatusCode"])
+                stdout = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
+                stderr = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
+            finally:
+                container.remove(force=True)
+        except (DockerException, OSError) as exc:  # OSError: the engine's read timed out
+            return subprocess.CompletedProcess(["n8n", *args], 1, "", f"docker: {exc}")
+        finally:
+            client.close()
+        return subprocess.CompletedProcess(["n8n", *args], code, stdout, stderr)
 
     def stop(self) -> None:
         """Remove the container (with its anonymous volumes)."""
