@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from backup.manifest import Counts, Manifest, find_snapshots
+from backup.digests import sha256_file
+from backup.manifest import MANIFEST_NAME, Counts, Manifest, find_snapshots
 from backup.snapshot import CUSTOM_NODES_ARCHIVE
 from tests.conftest import (
     HOSTILE_NAMES,
@@ -245,9 +246,22 @@ def test_workflows_only_restore_into_another_instance(
     manifest = Manifest.load(taken.path)
     target = start_source(launcher, tmp_path_factory.mktemp("workflows-target"))
     try:
-        args = api_restore_args(
-            taken.path, target, tmp_path_factory.mktemp("target-key"), taken.key_store
-        )
+        # An export that was edited (and relisted with its new sha256) in a manifest nobody
+        # could sign: refused before anything reaches the target.
+        edited = copy_variant(taken, tmp_path_factory.mktemp("edited"), "edited")
+        export = next((edited / "workflows").iterdir())
+        export.write_text(export.read_text(encoding="utf-8").replace('"nodes"', '"nodes" ', 1))
+        raw = json.loads((edited / MANIFEST_NAME).read_text(encoding="utf-8"))
+        for entry in raw["files"]:
+            if entry["path"] == export.relative_to(edited).as_posix():
+                entry["sha256"], entry["size"] = sha256_file(export), export.stat().st_size
+        (edited / MANIFEST_NAME).write_text(json.dumps(raw))
+        key_folder = tmp_path_factory.mktemp("target-key")
+        refused = run_backup_cli(*api_restore_args(edited, target, key_folder, taken.key_store))
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "is not restored: manifest.json does not match its MAC" in refused.stderr
+        assert target.api.client.get("/workflows").json()["data"] == [], "something was pushed"
+        args = api_restore_args(taken.path, target, key_folder, taken.key_store)
         first = run_backup_cli(*args)
         assert first.returncode == 0, first.stdout + first.stderr
         exported = [w for w in manifest.workflows if w.export_file]

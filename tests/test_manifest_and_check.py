@@ -11,7 +11,7 @@ import pytest
 from backup.check import count_problems, credential_problems, file_problems
 from backup.cipher import decrypt_credential_data
 from backup.digests import credential_digest, key_fingerprint, sha256_file, workflow_digest
-from backup.errors import SnapshotError
+from backup.errors import InputError, SnapshotError
 from backup.manifest import (
     MANIFEST_NAME,
     Counts,
@@ -23,6 +23,7 @@ from backup.manifest import (
 )
 from backup.secret import Secret
 from backup.snapshot import safe_file_stem
+from backup.sources.postgres import PostgresTarget
 from backup.sources.sqlite import N8nDatabase, deactivate_for_restore, integrity_problems
 from tests.fake_n8n_db import make_database
 
@@ -145,3 +146,18 @@ def test_deactivate_for_restore(tmp_path: Path) -> None:
 )
 def test_safe_file_stem(name: str, expected: str) -> None:
     assert safe_file_stem("id1", name) == expected
+
+
+@pytest.mark.parametrize(
+    "schema",
+    ['n8n"; CREATE ROLE evil SUPERUSER LOGIN; --', "public; DROP SCHEMA public", "", "1abc"],
+)
+def test_hostile_schema_is_refused_by_manifest_and_target(tmp_path: Path, schema: str) -> None:
+    manifest = build_snapshot(tmp_path / "snap")
+    raw = json.loads((tmp_path / "snap" / MANIFEST_NAME).read_text())
+    raw.update(database_kind="postgres", database_file="database.dump", database_schema=schema)
+    with pytest.raises(SnapshotError, match="is not a plain identifier"):
+        Manifest.from_dict(raw)
+    with pytest.raises(InputError, match="is not a plain identifier"):
+        PostgresTarget("127.0.0.1", 5432, "u", "d", "", schema=schema)
+    assert manifest.table_prefix == ""
