@@ -42,6 +42,7 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _WORKFLOW_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _CREDENTIAL_DIGEST = re.compile(r"hmac-sha256:[0-9a-f]{64}")
 _MAC = re.compile(r"hmac-sha256:[0-9a-f]{64}")
+_SERVER_VERSION = re.compile(r"\d{1,3}(?:\.\d{1,4}){0,2}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -100,6 +101,7 @@ class Manifest:
     files: list[FileEntry] = field(default_factory=list)
     table_prefix: str = ""
     database_schema: str | None = None  # PostgreSQL only
+    database_server_version: str | None = None  # PostgreSQL only: the source server's version
     # --force took the snapshot while this many executions were running.
     forced_with_running_executions: int = 0
     format: str = FORMAT_NAME
@@ -230,6 +232,7 @@ class _ManifestReader:
             "files",
             "table_prefix",
             "database_schema",
+            "database_server_version",
             "forced_with_running_executions",
             MAC_FIELD,
         }
@@ -291,10 +294,19 @@ class _ManifestReader:
             files=files,
             table_prefix=prefix,
             database_schema=schema,
+            database_server_version=self._server_version(kind),
             forced_with_running_executions=self._count(
                 "forced_with_running_executions", raw.get("forced_with_running_executions", 0)
             ),
         )
+
+    def _server_version(self, kind: str) -> str | None:
+        value = self.raw.get("database_server_version")
+        if value is None:
+            return None
+        if kind != "postgres":
+            self._fail("database_server_version", "is set for a SQLite snapshot")
+        return self._match("database_server_version", value, _SERVER_VERSION)
 
     def _fail(self, name: str, problem: str) -> NoReturn:
         raise SnapshotError(f"manifest.json is malformed: {name} {problem}")

@@ -167,6 +167,7 @@ class DatabaseContents:
     credentials: list[CredentialRow]
     executions: int
     data_keys: dict[str, DataKey]
+    server_version: str | None
 
 
 def _read_contents(tables: N8nTables) -> DatabaseContents:
@@ -175,6 +176,7 @@ def _read_contents(tables: N8nTables) -> DatabaseContents:
         tables.credentials(),
         tables.count("execution_entity"),
         tables.data_keys(),
+        tables.server_version(),
     )
 
 
@@ -248,6 +250,7 @@ def _fill_staging(
         files=_file_entries(staging),
         table_prefix=request.table_prefix,
         database_schema=request.postgres.schema if request.postgres else None,
+        database_server_version=contents.server_version,
     )
 
 

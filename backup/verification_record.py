@@ -7,7 +7,7 @@ snapshot, not inside it: a snapshot's folder holds exactly what its manifest lis
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,8 @@ class TargetResult:
     runtime: str
     result: str  # PASSED, FAILED, or PARTIAL (some checks were not run: not verified)
     failed_tests: list[str]
+    # After an upgrade: what the target's migrations changed, per workflow ("id (name)").
+    upgrade_changes: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+# Debian's PostgreSQL 15 (n8n users run it): the tests start a server of their own with it.
+if [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
+fi
 .venv/bin/ruff format --check backup verify tests bench conftest.py
 .venv/bin/ruff check backup verify tests bench conftest.py
 .venv/bin/mypy backup verify

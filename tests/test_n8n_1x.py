@@ -5,6 +5,8 @@ The verify suite must fail it, naming the key, as it does on 2.x where n8n refus
 
 from __future__ import annotations
 
+import html
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +17,10 @@ import pytest
 from backup import runtime
 from backup.manifest import Manifest
 from tests.conftest import (
+    Canary,
     SourceInstance,
+    arm_canary,
+    disarm_canary,
     process_source_args,
     run_snapshot_cli,
     seed,
@@ -62,19 +67,23 @@ SUB_WORKFLOW: dict[str, Any] = {
 
 @pytest.fixture(scope="module")
 def snapshot_1x(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, canary: Canary
 ) -> Iterator[tuple[Path, Path, SourceInstance]]:
+    """n8n 1.x holding the real-workflow corpus (with its sub-workflows), a sub-workflow of
+    ours, and a schedule that has reached the canary before the snapshot."""
     launcher = runtime.install(N8N_1X, log=False)
     source = start_source(launcher, tmp_path_factory.mktemp("source-1x"))
     try:
-        source.seeded_secrets = seed(source.api, corpus=False, generated=5)
+        source.seeded_secrets = seed(source.api, corpus=True, generated=5)
         # n8n 2.x's migrations publish every sub-workflow (active, with an activeVersionId):
         # the upgrade must still boot with nothing active.
         source.api.create_workflow(SUB_WORKFLOW)
         base = tmp_path_factory.mktemp("backups-1x")
+        arm_canary(source, canary)
         path = run_snapshot_cli(
             source.api_key, base / "snapshots", base / "keys", *process_source_args(source)
         )
+        disarm_canary(source)
         yield path, base / "keys", source
     finally:
         source.api.close()
@@ -95,15 +104,20 @@ def test_1x_snapshot_verifies_on_1x_and_after_the_upgrade_to_2x(
     pytester: pytest.Pytester,
     snapshot_1x: tuple[Path, Path, SourceInstance],
     runtime_args: tuple[str, ...],
+    canary: Canary,
 ) -> None:
     """The upgrade rehearsal: one group per target, every workflow and credential digest
     matching on both, and the migrations that 2.x ran listed in the report."""
     path, keys, _ = snapshot_1x
-    assert Manifest.load(path).source_n8n_version == N8N_1X
+    manifest = Manifest.load(path)
+    assert manifest.source_n8n_version == N8N_1X
+    assert len({w.name for w in manifest.workflows}) > 100, "the corpus is not in the snapshot"
     targets = f"{N8N_1X},{runtime.DEFAULT_N8N_VERSION}"
+    hits_before = canary.hits
     run = run_verify(
-        pytester, path, keys, "--n8n-version", targets, "--quiet-seconds", "3", *runtime_args
+        pytester, path, keys, "--n8n-version", targets, "--quiet-seconds", "6", *runtime_args
     )
+    assert canary.hits == hits_before, "a restored instance fired the source's schedule"
     assert run.failures == {}
     run.result.assert_outcomes(passed=2 * VERIFY_CHECKS)
     text = run.report.read_text(encoding="utf-8")
@@ -112,6 +126,18 @@ def test_1x_snapshot_verifies_on_1x_and_after_the_upgrade_to_2x(
     assert "migrations run on restore" in text
     restored_on_2x = text.split(f"{path.name}@2.40.7", 1)[1]
     assert re.search(r"<td>[1-9][0-9]*: [A-Za-z0-9]+", restored_on_2x), "no migration listed"
+    # What the upgrade changed, in words: the published sub-workflows, the disabled triggers.
+    record = json.loads((path.parent / f"{path.name}.verified.json").read_text())
+    changes = next(t for t in record["targets"] if t["target_version"] == "2.40.7")
+    changed = changes["upgrade_changes"]
+    called = [name for name in changed if name.endswith("(Called by others)")]
+    assert called and changed[called[0]][0].startswith("activated by the migration")
+    activated = [n for n, said in changed.items() if said[0].startswith("activated by")]
+    assert len(activated) >= 5, f"the corpus sub-workflows were not reported: {sorted(changed)}"
+    assert any("disabled" in change for said in changed.values() for change in said)
+    assert "activated by the migration (sub-workflow published)" in html.unescape(restored_on_2x)
+    same_version = next(t for t in record["targets"] if t["target_version"] == N8N_1X)
+    assert same_version["upgrade_changes"] == {}
 
 
 def test_1x_wrong_key_starts_but_fails_naming_the_key(

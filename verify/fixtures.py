@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
@@ -16,6 +17,7 @@ import pytest
 
 from backup import runtime
 from backup.check import database_file_problems
+from backup.digests import workflow_digest
 from backup.errors import BackupError, SnapshotError
 from backup.manifest import Manifest, authenticate
 from backup.secret import Secret
@@ -29,6 +31,7 @@ from backup.sources.postgres import (
     drop_role,
     n8n_database_env,
     restore_dump,
+    server_major,
 )
 from backup.sources.sqlite import N8nDatabase, deactivate_for_restore
 from backup.sources.tables import N8nTables
@@ -40,6 +43,7 @@ from verify.runtime.base import OUTBOUND_OFF, N8nInstance, outbound_env
 from verify.runtime.docker import IsolatedNetwork, N8nContainer, PostgresContainer
 from verify.runtime.process import N8nProcess
 from verify.runtime.wait import N8nStartError
+from verify.upgrade import upgrade_changes
 
 KEY_HINTS = ("encryption key", "encryptionkey", "deployment key")
 
@@ -54,6 +58,9 @@ class RestoredInstance:
     version: str
     migrations_before: list[str]  # as restored, before n8n migrated it
     ready_at: float
+    # What n8n must serve, by workflow id: the manifest's digests, or after an upgrade the
+    # digests of the migrated rows (the migrations' own changes are reported, not failed).
+    expected_digests: dict[str, str]
 
 
 @pytest.fixture(scope="session")
@@ -146,6 +153,20 @@ def postgres_container(
         server.stop()
 
 
+def _major_mismatch(manifest: Manifest, major: int) -> str:
+    """A warning (also in the report) when the snapshot's server major differs from this one's:
+    restore into the same major to rehearse exactly what production runs."""
+    source = manifest.database_server_version
+    if source is None or int(source.split(".")[0]) == major:
+        return ""
+    said = (
+        f"PostgreSQL {source.split('.')[0]} snapshot on a PostgreSQL {major} server: "
+        "majors differ; verify on the source's major to rehearse what production runs"
+    )
+    warnings.warn(said, stacklevel=2)
+    return f" ({said})"
+
+
 def _postgres_server(
     case: SnapshotCase, request: pytest.FixtureRequest
 ) -> tuple[PostgresTarget, str]:
@@ -190,6 +211,7 @@ def snapshot_database(
         try:
             role = create_throwaway_role(server)
             summary.database = f"{where}, database {dbname}, role {role.user}"
+            summary.database += _major_mismatch(manifest, server_major(server))
             target = restore_dump(server, case.folder / manifest.database_file, dbname, role)
         except BackupError as exc:
             pytest.fail(f"the dump does not restore: {exc}", pytrace=False)
@@ -266,15 +288,23 @@ def restored(
         pytest.fail(f"not booted: {exc}", pytrace=False)
     extra_env.update(outbound_env(version))
     migrations_before = database.migrations()
+    source_rows = database.workflows()
     try:
         instance = _new_instance(
             case, version, folder, stored_key.value, request, summary, extra_env
         )
         case.attach(instance)
         try:
-            _keep_inert_through_migrations(instance, database, manifest)
+            activated = _keep_inert_through_migrations(instance, database, manifest)
         except (N8nCheckError, BackupError) as exc:
             pytest.fail(f"not booted: {exc}", pytrace=False)
+        expected = {w.id: w.digest for w in manifest.workflows}
+        if database.migrations() != migrations_before:  # an upgrade: say what it changed
+            migrated_rows = database.workflows()
+            summary.upgrade_changes = upgrade_changes(source_rows, migrated_rows, activated)
+            expected = {
+                row.id: workflow_digest(row.nodes, row.connections) for row in migrated_rows
+            }
         try:
             instance.start(timeout=case.boot_timeout)
         except N8nStartError as exc:
@@ -283,7 +313,13 @@ def restored(
         summary.boot_seconds = instance.ready_seconds
         summary.migrations_run = database.migrations()[len(migrations_before) :]
         yield RestoredInstance(
-            instance, folder, database, version, migrations_before, ready_at=time.monotonic()
+            instance,
+            folder,
+            database,
+            version,
+            migrations_before,
+            ready_at=time.monotonic(),
+            expected_digests=expected,
         )
     finally:
         case.detach()
@@ -292,12 +328,14 @@ def restored(
 
 def _keep_inert_through_migrations(
     instance: N8nInstance, database: N8nTables, manifest: Manifest
-) -> None:
+) -> list[str]:
     """Ask n8n itself, before it starts, which workflows it would activate: its CLI runs the
     target version's migrations first (which can publish workflows), without any trigger.
-    Deactivate again what the migrations activated; refuse to start if anything stays active."""
-    if not active_before_start(instance):
-        return
+    Deactivate again what the migrations activated (returned); refuse to start if anything
+    stays active."""
+    activated = active_before_start(instance)
+    if not activated:
+        return []
     if isinstance(database, PostgresTables):
         deactivate_postgres(database)
     else:
@@ -311,6 +349,7 @@ def _keep_inert_through_migrations(
             f"n8n would activate {len(still)} workflow(s) at start even after deactivation: "
             f"{still[:10]}"
         )
+    return activated
 
 
 def _start_failure(

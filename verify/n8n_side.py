@@ -127,14 +127,23 @@ def n8n_credential_digests(
     }
 
 
-def workflow_mismatches(manifest: Manifest, served: dict[str, str]) -> list[str]:
-    """Workflows of the manifest that n8n does not serve, or serves changed."""
-    return [
-        f"workflow {w.id} ({w.name!r}) "
-        + ("is not served" if w.id not in served else "has different nodes or connections")
-        for w in manifest.workflows
-        if served.get(w.id) != w.digest
-    ]
+def workflow_mismatches(
+    manifest: Manifest, served: dict[str, str], expected: dict[str, str] | None = None
+) -> list[str]:
+    """Workflows of the manifest that n8n does not serve, or serves changed. ``expected`` holds
+    the digests to compare with after an upgrade (the migrated rows); else the manifest's."""
+    problems = []
+    for workflow in manifest.workflows:
+        wanted = workflow.digest if expected is None else expected.get(workflow.id)
+        label = f"workflow {workflow.id} ({workflow.name!r})"
+        if workflow.id not in served:
+            problems.append(f"{label} is not served")
+        elif wanted is None:
+            problems.append(f"{label} is missing from the migrated database")
+        elif served[workflow.id] != wanted:
+            against = "its database row" if expected is not None else "the snapshot"
+            problems.append(f"{label} has different nodes or connections than {against}")
+    return problems
 
 
 def credential_mismatches(manifest: Manifest, n8n_digests: dict[str, str]) -> list[str]:

@@ -254,7 +254,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             continue
         snapshot_ids[case.folder] = summary.snapshot_id
         by_folder.setdefault(case.folder, []).append(
-            TargetResult(summary.target_version, summary.runtime, summary.result, summary.failed)
+            TargetResult(
+                summary.target_version,
+                summary.runtime,
+                summary.result,
+                summary.failed,
+                summary.upgrade_changes or {},
+            )
         )
     report = str(session.config.option.htmlpath)
     for folder, targets in by_folder.items():

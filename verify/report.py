@@ -28,6 +28,8 @@ class SnapshotSummary:
     found_credentials: int | None = None
     active_in_snapshot: list[str] = field(default_factory=list)
     migrations_run: list[str] | None = None  # by the target n8n on the restored data
+    # What those migrations changed, per workflow ("id (name)" -> changes); None: no upgrade.
+    upgrade_changes: dict[str, list[str]] | None = None
     boot_seconds: float | None = None
     test_seconds: float = 0.0
     failed: list[str] = field(default_factory=list)
@@ -83,6 +85,7 @@ COLUMNS = (
     "credentials expected / found",
     "active in snapshot (not activated)",
     "migrations run on restore",
+    "changed by the upgrade",
     "key fingerprint",
     "boot s",
     "tests s",
@@ -102,6 +105,13 @@ def _migrations(names: list[str] | None) -> str:
     if names is None:
         return "-"
     return f"{len(names)}" + (": " + ", ".join(names) if names else "")
+
+
+def _changes(changes: dict[str, list[str]] | None) -> str:
+    if changes is None:
+        return "-"
+    listed = " | ".join(f"{name}: {'; '.join(said)}" for name, said in changes.items())
+    return f"{len(changes)} workflow(s)" + (f": {listed}" if listed else "")
 
 
 def summary_table(summaries: list[SnapshotSummary]) -> str:
@@ -124,6 +134,7 @@ def summary_table(summaries: list[SnapshotSummary]) -> str:
             f"{_fmt(item.expected_credentials)} / {_fmt(item.found_credentials)}",
             f"{len(item.active_in_snapshot)}: {active}",
             _migrations(item.migrations_run),
+            _changes(item.upgrade_changes),
             item.key_fingerprint,
             _fmt(item.boot_seconds),
             _fmt(item.test_seconds),

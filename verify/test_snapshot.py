@@ -98,7 +98,7 @@ def test_workflows_load(
             restored.instance.base_url, api_key, [w.id for w in manifest.workflows]
         )
     summary.found_workflows = len(served)
-    problems = workflow_mismatches(manifest, served)
+    problems = workflow_mismatches(manifest, served, restored.expected_digests)
     assert not problems, f"workflows: {_listing(problems)}"
     assert len(served) == manifest.counts.workflows, (
         f"n8n serves {len(served)} workflows, the manifest counts {manifest.counts.workflows}"

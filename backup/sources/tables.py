@@ -71,6 +71,10 @@ class N8nTables(ABC):
             if (kind := self.table_kind(name)) not in (None, "table")
         ]
 
+    def server_version(self) -> str | None:
+        """The database server's version (PostgreSQL: "15.10"); None for a SQLite file."""
+        return None
+
     def data_keys(self) -> dict[str, DataKey]:
         """The data keys of n8n 2.x's key rotation (``deployment_key``), still wrapped; none on
         n8n 1.x, which has no such table."""
