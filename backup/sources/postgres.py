@@ -8,6 +8,7 @@ tools through the environment (PGPASSWORD), never on a command line that others 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
@@ -304,16 +305,18 @@ def _restore_to_older_server(dump_file: Path, options: list[str], target: Postgr
         stderr=subprocess.PIPE,
         env=target.client_env(),
     )
-    assert restore.stdout is not None and psql.stdin is not None
-    try:
+    assert restore.stdout is not None and restore.stderr is not None
+    assert psql.stdin is not None and psql.stderr is not None
+    with contextlib.suppress(BrokenPipeError):  # psql stopped at an error: it says which
         for line in restore.stdout:
             if line.strip() not in NEWER_SESSION_SETTINGS:
                 psql.stdin.write(line)
+    with contextlib.suppress(BrokenPipeError):
         psql.stdin.close()
-    except BrokenPipeError:
-        pass  # psql stopped at an error: its message says which
-    restore_error = restore.communicate(timeout=3600)[1]
-    psql_error = psql.communicate(timeout=3600)[1]
+    restore.stdout.close()
+    restore_error, psql_error = restore.stderr.read(), psql.stderr.read()
+    restore.wait(timeout=3600)
+    psql.wait(timeout=3600)
     for code, said, what in (
         (psql.returncode, psql_error, "psql"),
         (restore.returncode, restore_error, "pg_restore"),
