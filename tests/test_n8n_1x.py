@@ -8,15 +8,21 @@ from __future__ import annotations
 import html
 import json
 import re
+import shutil
+import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from backup import runtime
-from backup.manifest import Manifest
+from backup.digests import sha256_file
+from backup.manifest import FileEntry, Manifest
 from tests.conftest import (
+    BOOT_TIMEOUT,
     Canary,
     SourceInstance,
     arm_canary,
@@ -27,13 +33,17 @@ from tests.conftest import (
     start_source,
 )
 from tests.docker_support import DOCKER_ARGS, PROCESS_ARGS, build_image
+from tests.postgres_support import PostgresServer
 from tests.verify_runner import (
     VERIFY_CHECKS,
     assert_wrong_key_caught_before_boot,
     report_with_attachments,
+    resign_manifest,
     run_verify,
     wrong_key_store,
 )
+from verify.bootstrap import PublicApi, create_owner_and_api_key
+from verify.runtime.process import N8nProcess
 
 N8N_1X = "1.123.81"
 SUB_WORKFLOW: dict[str, Any] = {
@@ -140,7 +150,7 @@ def test_1x_snapshot_verifies_on_1x_and_after_the_upgrade_to_2x(
     assert same_version["upgrade_changes"] == {}
 
 
-def test_1x_wrong_key_starts_but_fails_naming_the_key(
+def test_1x_wrong_key_is_caught_before_boot(
     pytester: pytest.Pytester,
     snapshot_1x: tuple[Path, Path, SourceInstance],
     tmp_path: Path,
@@ -157,3 +167,112 @@ def test_1x_wrong_key_starts_but_fails_naming_the_key(
     text = report_with_attachments(run.report)
     for secret in [wrong_key, source.encryption_key, *source.seeded_secrets]:
         assert secret not in text, "a key or secret reached the HTML report"
+
+
+@pytest.fixture(scope="module")
+def pg_snapshot_1x(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Path, Path, PostgresServer]]:
+    """n8n 1.x on PostgreSQL (schema public) holding the corpus and a sub-workflow."""
+    server = PostgresServer().start()
+    launcher = runtime.install(N8N_1X, log=False)
+    with psycopg.connect(server.dsn(), autocommit=True) as admin:
+        admin.execute("CREATE DATABASE n8n_1x")
+    env = {
+        "DB_TYPE": "postgresdb",
+        "DB_POSTGRESDB_HOST": "127.0.0.1",
+        "DB_POSTGRESDB_PORT": str(server.port),
+        "DB_POSTGRESDB_DATABASE": "n8n_1x",
+        "DB_POSTGRESDB_USER": "postgres",
+        "DB_POSTGRESDB_PASSWORD": server.password,
+    }
+    base = tmp_path_factory.mktemp("pg-1x")
+    process = N8nProcess(launcher, base / "n8n", None, extra_env=env)
+    try:
+        process.start(timeout=BOOT_TIMEOUT)
+        api_key = create_owner_and_api_key(process.base_url)
+        api = PublicApi(process.base_url, api_key)
+        try:
+            seed(api, corpus=True, generated=2)
+            api.create_workflow(SUB_WORKFLOW)
+        finally:
+            api.close()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("PGPASSWORD", server.password)
+            path = run_snapshot_cli(
+                api_key,
+                base / "snapshots",
+                base / "keys",
+                "--postgres",
+                f"postgresql://postgres@127.0.0.1:{server.port}/n8n_1x",
+                "--n8n-folder",
+                str(process.user_folder),
+                "--api-url",
+                process.base_url,
+            )
+    finally:
+        process.close()
+    yield path, base / "keys", server
+    server.stop()
+
+
+def test_1x_on_postgres_upgrades_to_2x_with_nothing_active(
+    pytester: pytest.Pytester,
+    pg_snapshot_1x: tuple[Path, Path, PostgresServer],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path, keys, server = pg_snapshot_1x
+    monkeypatch.setenv("PGPASSWORD", server.password)
+    dsn = f"postgresql://postgres@127.0.0.1:{server.port}/postgres"
+    run = run_verify(
+        pytester,
+        path,
+        keys,
+        "--n8n-version",
+        runtime.DEFAULT_N8N_VERSION,
+        "--postgres-dsn",
+        dsn,
+        "--quiet-seconds",
+        "3",
+        *PROCESS_ARGS,
+    )
+    assert run.failures == {}
+    run.result.assert_outcomes(passed=VERIFY_CHECKS)
+    record = json.loads((path.parent / f"{path.name}.verified.json").read_text())
+    changed = record["targets"][0]["upgrade_changes"]
+    activated = [name for name, said in changed.items() if said[0].startswith("activated by")]
+    assert any(name.endswith("(Called by others)") for name in activated), sorted(changed)
+
+
+def test_a_damaged_workflow_row_fails_the_upgrade_with_its_name(
+    pytester: pytest.Pytester, snapshot_1x: tuple[Path, Path, SourceInstance], tmp_path: Path
+) -> None:
+    """A workflow row cut short in the database copy (the manifest re-signed by a writer that
+    did not notice) is damage, not a change made by the upgrade."""
+    path, keys, _ = snapshot_1x
+    damaged = tmp_path / path.name
+    shutil.copytree(path, damaged)
+    victim = Manifest.load(damaged).workflows[0]
+    with closing(sqlite3.connect(damaged / "database.sqlite")) as conn:
+        conn.execute("UPDATE workflow_entity SET nodes = '[]' WHERE id = ?", (victim.id,))
+        conn.commit()
+    database = damaged / "database.sqlite"
+    files = [
+        FileEntry(e.path, sha256_file(database), database.stat().st_size)
+        if e.path == "database.sqlite"
+        else e
+        for e in Manifest.load(damaged).files
+    ]
+    resign_manifest(damaged, keys, files=files)
+    run = run_verify(
+        pytester,
+        damaged,
+        keys,
+        "--n8n-version",
+        runtime.DEFAULT_N8N_VERSION,
+        "--quiet-seconds",
+        "2",
+        *PROCESS_ARGS,
+    )
+    counts = run.failures[f"test_counts[{path.name}@{runtime.DEFAULT_N8N_VERSION}]"]
+    assert f"workflow {victim.id} ({victim.name!r}) in the database copy differs" in counts
