@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from backup.manifest import Counts, Manifest
 from tests.conftest import ROOT
+from verify.cases import SnapshotCase
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
@@ -38,3 +40,29 @@ def test_bad_target_version(pytester: pytest.Pytester, tmp_path: Path) -> None:
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*n8n version 'latest' is not a release version*"])
+
+
+@pytest.mark.parametrize(
+    ("server_version", "expected"),
+    [("15.10", "postgres:15"), ("16.4", "postgres:16"), (None, "postgres:18")],
+)
+def test_postgres_image_follows_the_source_major(
+    tmp_path: Path, server_version: str | None, expected: str
+) -> None:
+    manifest = Manifest(
+        snapshot_id="s",
+        created="2026-11-26T00:00:00+00:00",
+        source_n8n_version="2.40.7",
+        database_kind="postgres",
+        database_file="database.dump",
+        key_fingerprint="0" * 32,
+        counts=Counts(0, 0, 0),
+        workflows=[],
+        credentials=[],
+        database_schema="public",
+        database_server_version=server_version,
+    )
+    template = SnapshotCase(tmp_path, tmp_path, None, 1.0, 1.0, postgres_image="postgres:{major}")
+    assert template.postgres_image_for(manifest) == expected
+    fixed = SnapshotCase(tmp_path, tmp_path, None, 1.0, 1.0, postgres_image="pg:local")
+    assert fixed.postgres_image_for(manifest) == "pg:local"

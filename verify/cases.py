@@ -15,6 +15,8 @@ from verify.report import SnapshotSummary
 from verify.runtime.base import N8nInstance
 
 REDACTED = "[redacted]"
+# When a snapshot does not say which PostgreSQL it came from (older manifests).
+DEFAULT_POSTGRES_MAJOR = 18
 
 
 class DowngradeError(ValueError):
@@ -76,6 +78,13 @@ class SnapshotCase:
     def image(self, version: str) -> str:
         """The container image for ``version`` (docker runtime)."""
         return self.image_template.replace("{version}", version)
+
+    def postgres_image_for(self, manifest: Manifest) -> str:
+        """The PostgreSQL image for a snapshot: ``{major}`` becomes the major of the server the
+        snapshot came from, so that the restore runs on what production runs."""
+        source = manifest.database_server_version
+        major = source.split(".")[0] if source else str(DEFAULT_POSTGRES_MAJOR)
+        return self.postgres_image.replace("{major}", major)
 
     def stored_key(self, fingerprint: str) -> StoredKey:
         """Look the snapshot's key up in the key store."""

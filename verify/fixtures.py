@@ -142,11 +142,11 @@ def database_file_check(case: SnapshotCase, manifest: Manifest) -> list[str]:
 
 @pytest.fixture(scope="session")
 def postgres_container(
-    case: SnapshotCase, docker_network: IsolatedNetwork
+    case: SnapshotCase, manifest: Manifest, docker_network: IsolatedNetwork
 ) -> Iterator[PostgresTarget]:
-    """A PostgreSQL server in a container on the internal network (docker runtime), for the
-    session's PostgreSQL snapshots; removed at the end."""
-    server = PostgresContainer(case.postgres_image, docker_network)
+    """A PostgreSQL server in a container on the internal network (docker runtime), of the
+    snapshot's source major by default; removed at the end."""
+    server = PostgresContainer(case.postgres_image_for(manifest), docker_network)
     try:
         yield server.start(timeout=case.boot_timeout)
     finally:
@@ -168,13 +168,14 @@ def _major_mismatch(manifest: Manifest, major: int) -> str:
 
 
 def _postgres_server(
-    case: SnapshotCase, request: pytest.FixtureRequest
+    case: SnapshotCase, manifest: Manifest, request: pytest.FixtureRequest
 ) -> tuple[PostgresTarget, str]:
     """Where PostgreSQL snapshots are restored: --postgres-dsn, or on the docker runtime a
     PostgreSQL container (n8n's container could not reach a server outside its network)."""
     if case.runtime == "docker" and case.postgres_dsn is None:
         server: PostgresTarget = request.getfixturevalue("postgres_container")
-        return server, f"PostgreSQL container ({case.postgres_image}) on the internal network"
+        image = case.postgres_image_for(manifest)
+        return server, f"PostgreSQL container ({image}) on the internal network"
     if case.postgres_dsn is None:
         pytest.fail(
             "this is a PostgreSQL snapshot: give --postgres-dsn of a server where verify may "
@@ -201,7 +202,7 @@ def snapshot_database(
     if manifest.database_kind == "sqlite":
         yield N8nDatabase(case.folder / manifest.database_file, manifest.table_prefix)
         return
-    admin, where = _postgres_server(case, request)
+    admin, where = _postgres_server(case, manifest, request)
     server = replace(
         admin, schema=manifest.database_schema or DEFAULT_SCHEMA, table_prefix=manifest.table_prefix
     )

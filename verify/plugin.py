@@ -54,7 +54,8 @@ POSTGRES_HELP = (
     "snapshots into throwaway databases"
 )
 POSTGRES_IMAGE_HELP = (
-    f"PostgreSQL image for PostgreSQL snapshots on the docker runtime ({OFFICIAL_POSTGRES_IMAGE})"
+    "PostgreSQL image for PostgreSQL snapshots on the docker runtime; {major} is the source "
+    f"server's major version ({OFFICIAL_POSTGRES_IMAGE})"
 )
 IMAGE_HELP = f"image for the docker runtime; {{version}} is the target version ({OFFICIAL_IMAGE})"
 

@@ -29,7 +29,7 @@ from verify.runtime.base import QUIET_ENV, log_tail
 from verify.runtime.wait import N8nStartError, wait_until_ready
 
 OFFICIAL_IMAGE = "docker.n8n.io/n8nio/n8n:{version}"
-OFFICIAL_POSTGRES_IMAGE = "postgres:18"
+OFFICIAL_POSTGRES_IMAGE = "postgres:{major}"
 POSTGRES_PORT = 5432
 CONTAINER_N8N_FOLDER = "/home/node/.n8n"
 N8N_PORT = 5678
