@@ -39,7 +39,7 @@ from verify.cases import SUMMARIES_KEY, DowngradeError, SnapshotCase, StoredKey
 from verify.n8n_side import N8nCheckError, active_before_start
 from verify.report import SnapshotSummary
 from verify.restore import RestoredFolder, restore_to_temp
-from verify.runtime.base import OUTBOUND_OFF, N8nInstance, outbound_env
+from verify.runtime.base import OUTBOUND_OFF, OUTBOUND_SINK, N8nInstance, outbound_env
 from verify.runtime.docker import IsolatedNetwork, N8nContainer, PostgresContainer
 from verify.runtime.process import N8nProcess
 from verify.runtime.wait import N8nStartError
@@ -252,8 +252,11 @@ def _new_instance(
     except BackupError as exc:
         pytest.fail(f"cannot install n8n {version}: {exc}", pytrace=False)
     summary.runtime = f"process (n8n {version} from npm, Node.js {runtime.NODE_VERSION})"
-    summary.isolation = "local process on 127.0.0.1 with n8n's outbound features off: " + ", ".join(
-        sorted(OUTBOUND_OFF)
+    summary.isolation = (
+        "local process on 127.0.0.1; n8n's outbound features off ("
+        + ", ".join(sorted(OUTBOUND_OFF))
+        + f"); configurable endpoints and the HTTP(S) proxy point at {OUTBOUND_SINK} (closed)"
+        + ("" if version.startswith("1.") else "; the MCP registry module is disabled")
     )
     return N8nProcess(launcher, folder.user_folder, key.reveal(), extra_env=extra_env)
 
