@@ -46,6 +46,37 @@ from verify.bootstrap import PublicApi, create_owner_and_api_key
 from verify.runtime.process import N8nProcess
 
 N8N_1X = "1.123.81"
+
+
+def caller_of(workflow_id: str) -> dict[str, Any]:
+    """A workflow that calls ``workflow_id`` through an Execute Workflow node."""
+    return {
+        "name": "Calls the sub-workflow",
+        "nodes": [
+            {
+                "id": "ca110000-0000-4000-8000-000000000001",
+                "name": "Manual start",
+                "type": "n8n-nodes-base.manualTrigger",
+                "typeVersion": 1,
+                "position": [0, 0],
+                "parameters": {},
+            },
+            {
+                "id": "ca110000-0000-4000-8000-000000000002",
+                "name": "Call it",
+                "type": "n8n-nodes-base.executeWorkflow",
+                "typeVersion": 1,
+                "position": [220, 0],
+                "parameters": {"source": "database", "workflowId": workflow_id},
+            },
+        ],
+        "connections": {
+            "Manual start": {"main": [[{"node": "Call it", "type": "main", "index": 0}]]}
+        },
+        "settings": {"executionOrder": "v1"},
+    }
+
+
 SUB_WORKFLOW: dict[str, Any] = {
     "name": "Called by others",
     "nodes": [
@@ -87,7 +118,8 @@ def snapshot_1x(
         source.seeded_secrets = seed(source.api, corpus=True, generated=5)
         # n8n 2.x's migrations publish every sub-workflow (active, with an activeVersionId):
         # the upgrade must still boot with nothing active.
-        source.api.create_workflow(SUB_WORKFLOW)
+        called = source.api.create_workflow(SUB_WORKFLOW)
+        source.api.create_workflow(caller_of(str(called["id"])))
         base = tmp_path_factory.mktemp("backups-1x")
         arm_canary(source, canary)
         path = run_snapshot_cli(

@@ -136,6 +136,12 @@ def test_nothing_fires(restored: RestoredInstance, case: SnapshotCase, manifest:
         time.sleep(remaining)
     active = restored.database.active_workflow_ids()
     executions = restored.database.count("execution_entity")
+    webhooks = (
+        restored.database.count("webhook_entity")
+        if restored.database.has_table("webhook_entity")
+        else 0
+    )
+    assert webhooks == 0, f"n8n registered {webhooks} webhook(s) on the restored instance"
     assert not active, (
         f"{len(active)} workflow(s) are active on the restored instance: {active[:10]}"
     )

@@ -154,6 +154,14 @@ class PostgresTables(N8nTables):
             return None
         return "table" if rows[0][0] == "BASE TABLE" else str(rows[0][0]).lower()
 
+    def columns(self, name: str) -> set[str]:
+        rows = self._query(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = %s",
+            (self.target.schema, self.target.table_prefix + name),
+        )
+        return {str(row[0]) for row in rows}
+
     def server_version(self) -> str | None:
         return str(self._query("SHOW server_version")[0][0]).split()[0]
 
@@ -360,25 +368,10 @@ def deactivate_postgres(tables: PostgresTables) -> None:
     decoys = tables.decoy_tables()
     if decoys:
         raise SourceError(f"the restored database is not n8n's: {decoys[0]}; not booted")
-    workflow_table = tables.table_sql("workflow_entity")
-    execution_table = tables.table_sql("execution_entity")
-    with tables.target.connect(autocommit=True) as connection:
-        columns = {
-            str(row[0])
-            for row in connection.execute(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_schema = %s AND table_name = %s",
-                (tables.target.schema, f"{tables.target.table_prefix}workflow_entity"),
-            )
-        }
-        assignments = ["active = false"]
-        if "activeVersionId" in columns:
-            assignments.append('"activeVersionId" = NULL')
-        connection.execute(f"UPDATE {workflow_table} SET {', '.join(assignments)}")
-        connection.execute(
-            f"UPDATE {execution_table} SET status = 'canceled', \"waitTill\" = NULL "
-            "WHERE status IN ('waiting', 'new', 'running') OR \"waitTill\" IS NOT NULL"
-        )
+    statements = tables.deactivation_statements()
+    with tables.target.connect() as connection, connection.transaction():
+        for statement in statements:
+            connection.execute(statement)
     if tables.active_workflow_ids():
         raise SourceError("workflows stay active after deactivation; not booted")
 

@@ -59,10 +59,6 @@ def integrity_problems(path: Path) -> list[str]:
     return [] if messages == ["ok"] else messages
 
 
-def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
-    return {str(row[0]) for row in conn.execute("SELECT name FROM pragma_table_info(?)", (table,))}
-
-
 class N8nDatabase(N8nTables):
     """Read-only view of n8n's tables in a SQLite file (a copy, normally)."""
 
@@ -83,6 +79,10 @@ class N8nDatabase(N8nTables):
         rows = self._query("SELECT type FROM sqlite_master WHERE name = ?", (self.prefix + name,))
         return str(rows[0][0]) if rows else None
 
+    def columns(self, name: str) -> set[str]:
+        rows = self._query("SELECT name FROM pragma_table_info(?)", (self.prefix + name,))
+        return {str(row[0]) for row in rows}
+
 
 def deactivate_for_restore(path: Path, table_prefix: str = "") -> int:
     """Make a restored copy inert: no workflow activates and no waiting execution resumes.
@@ -95,24 +95,14 @@ def deactivate_for_restore(path: Path, table_prefix: str = "") -> int:
     decoys = tables.decoy_tables()
     if decoys:
         raise SqliteBackupError(f"the restored copy is not n8n's: {decoys[0]}; not booted")
-    workflow_table = tables.table_sql("workflow_entity")
-    execution_table = tables.table_sql("execution_entity")
+    active = len(tables.active_workflow_ids())
+    statements = tables.deactivation_statements()
     with (
         map_sqlite_errors(f"preparing restored copy {path}"),
         closing(sqlite3.connect(path)) as conn,
     ):
-        columns = _columns(conn, f"{table_prefix}workflow_entity")
-        active = int(
-            conn.execute(f"SELECT COUNT(*) FROM {workflow_table} WHERE active").fetchone()[0]
-        )
-        assignments = ["active = 0"]
-        if "activeVersionId" in columns:  # n8n 2.x publishes workflows through this column
-            assignments.append('"activeVersionId" = NULL')
-        conn.execute(f"UPDATE {workflow_table} SET {', '.join(assignments)}")
-        conn.execute(
-            f"UPDATE {execution_table} SET status = 'canceled', \"waitTill\" = NULL "
-            "WHERE status IN ('waiting', 'new', 'running') OR \"waitTill\" IS NOT NULL"
-        )
+        for statement in statements:
+            conn.execute(statement)
         conn.commit()
     if tables.active_workflow_ids():
         raise SqliteBackupError(f"workflows of {path} stay active after deactivation; not booted")

@@ -58,9 +58,33 @@ class N8nTables(ABC):
     def table_kind(self, name: str) -> str | None:
         """What one of n8n's tables is: "table", "view" or another kind; None when absent."""
 
+    @abstractmethod
+    def columns(self, name: str) -> set[str]:
+        """The column names of one of n8n's tables."""
+
     def has_table(self, name: str) -> bool:
         """Whether one of n8n's tables exists (some are newer than others)."""
         return self.table_kind(name) is not None
+
+    def deactivation_statements(self) -> list[str]:
+        """What makes a restored copy inert, in SQL both dialects run: every workflow inactive
+        (and unpublished on 2.x), waiting executions canceled, registered webhooks removed.
+
+        n8n activates every active workflow when it starts and has no switch to skip that; a
+        webhook row left behind would still route production calls to its workflow.
+        """
+        assignments = ["active = false"]
+        if "activeVersionId" in self.columns("workflow_entity"):  # n8n 2.x publishes with it
+            assignments.append('"activeVersionId" = NULL')
+        statements = [
+            f"UPDATE {self.table_sql('workflow_entity')} SET {', '.join(assignments)}",
+            f"UPDATE {self.table_sql('execution_entity')} SET status = 'canceled', "
+            '"waitTill" = NULL '
+            "WHERE status IN ('waiting', 'new', 'running') OR \"waitTill\" IS NOT NULL",
+        ]
+        if self.has_table("webhook_entity"):
+            statements.append(f"DELETE FROM {self.table_sql('webhook_entity')}")
+        return statements
 
     def decoy_tables(self) -> list[str]:
         """n8n's core tables that exist as something other than a plain table (a hostile
