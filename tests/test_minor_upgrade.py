@@ -1,0 +1,55 @@
+"""A minor upgrade rehearsal: a snapshot of an earlier n8n 2.x, with the real-workflow corpus,
+verified on the default 2.x, and what the report says about it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from backup import runtime
+from backup.manifest import Manifest
+from tests.conftest import process_source_args, run_snapshot_cli, seed, start_source
+from tests.docker_support import PROCESS_ARGS
+from tests.verify_runner import VERIFY_CHECKS, run_verify
+
+# An earlier 2.x release that installs from the registry here (scripts/test.sh installs it).
+EARLIER_2X = "2.39.10"
+
+
+def test_minor_upgrade_rehearsal_passes_and_reports_the_upgrade(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    source = start_source(runtime.install(EARLIER_2X, log=False), tmp_path / "n8n")
+    try:
+        seed(source.api, corpus=True, generated=2)
+        path = run_snapshot_cli(
+            source.api_key, tmp_path / "snapshots", tmp_path / "keys", *process_source_args(source)
+        )
+    finally:
+        source.api.close()
+        source.process.close()
+    assert Manifest.load(path).source_n8n_version == EARLIER_2X
+
+    target = runtime.DEFAULT_N8N_VERSION
+    run = run_verify(
+        pytester,
+        path,
+        tmp_path / "keys",
+        "--n8n-version",
+        target,
+        "--quiet-seconds",
+        "2",
+        *PROCESS_ARGS,
+    )
+
+    assert run.failures == {}
+    run.result.assert_outcomes(passed=VERIFY_CHECKS)
+    text = run.report.read_text(encoding="utf-8")
+    assert f"<td>{EARLIER_2X}</td><td>{target}</td>" in text
+    record = json.loads((path.parent / f"{path.name}.verified.json").read_text())
+    (result,) = record["targets"]
+    assert result["target_version"] == target and result["result"] == "PASSED"
+    # Whatever the migrations between the two did is in the record (nothing, if none ran).
+    assert isinstance(result["upgrade_changes"], dict)
