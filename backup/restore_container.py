@@ -17,6 +17,7 @@ from docker.errors import DockerException
 from docker.models.containers import Container
 
 from backup.check import trusted_snapshot
+from backup.data_lock import exclusive
 from backup.database_slot import DatabaseSlot, PostgresSlot, SqliteSlot
 from backup.digests import key_fingerprint
 from backup.errors import BackupError, InputError, KeyStoreError
@@ -25,9 +26,12 @@ from backup.n8n_folder import read_encryption_key
 from backup.secret import Secret
 from backup.sources.container import (
     ContainerCli,
+    ContainerSource,
+    containers_sharing_data,
     docker_client,
     get_container,
     inspect_n8n_container,
+    runs_n8n,
 )
 from backup.sources.postgres import DEFAULT_SCHEMA, PostgresTarget
 from backup.sources.tables import N8nTables
@@ -83,7 +87,55 @@ def restore_into_container(
     """Restore ``snapshot_dir`` into the n8n container ``container_name`` (its SQLite file, or
     the PostgreSQL database at ``postgres_dsn`` it runs on); see the module doc.
 
-    Schema and table prefix default to the snapshot's own."""
+    Schema and table prefix default to the snapshot's own. Only one n8n-backup works on a data
+    folder at a time; the container must run n8n and no other running container may share its
+    data (it would keep writing to the replaced files)."""
+    _refuse_foreign_or_shared(container_name)
+    source = inspect_n8n_container(container_name)
+    with exclusive(source.folder.path, "restore"):
+        return _restore_locked(
+            snapshot_dir,
+            source,
+            postgres_dsn=postgres_dsn,
+            postgres_schema=postgres_schema,
+            table_prefix=table_prefix,
+            force=force,
+            api_url=api_url,
+            boot_timeout=boot_timeout,
+            say=say,
+        )
+
+
+def _refuse_foreign_or_shared(container_name: str) -> None:
+    with docker_client() as client:
+        container = get_container(client, container_name)
+        if not runs_n8n(container):
+            raise InputError(
+                f"container {container_name} does not run n8n: give the n8n container itself; "
+                "nothing was changed"
+            )
+        sharing = containers_sharing_data(client, container)
+    if sharing:
+        raise InputError(
+            f"container(s) {', '.join(sharing)} also mount the data of {container_name} and "
+            f"would keep writing to it: stop them (docker stop {' '.join(sharing)}) and restore "
+            "again; nothing was changed"
+        )
+
+
+def _restore_locked(
+    snapshot_dir: Path,
+    source: ContainerSource,
+    *,
+    postgres_dsn: str | None,
+    postgres_schema: str | None,
+    table_prefix: str | None,
+    force: bool,
+    api_url: str | None,
+    boot_timeout: float,
+    say: Callable[[str], None],
+) -> RestoreResult:
+    container_name = source.name
     manifest = Manifest.load(snapshot_dir)
     postgres = (
         PostgresTarget.from_dsn(
@@ -94,7 +146,6 @@ def restore_into_container(
         if postgres_dsn
         else None
     )
-    source = inspect_n8n_container(container_name)
     if source.database_kind != manifest.database_kind:
         raise InputError(
             f"container {container_name} runs n8n on {source.database_kind}, the snapshot holds "
@@ -187,6 +238,13 @@ def _check_restored(
     problems = workflow_mismatches(manifest, served)
     digests = n8n_credential_digests(ContainerCli(container), key, manifest.key_fingerprint)
     problems += credential_mismatches(manifest, digests)
+    # Exactly the snapshot: anything more means the running data is not what was restored.
+    extra_workflows = sorted(set(served) - {w.id for w in manifest.workflows})
+    extra_credentials = sorted(set(digests) - {c.id for c in manifest.credentials})
+    if extra_workflows:
+        problems.append(f"n8n serves workflows the snapshot does not have: {extra_workflows[:5]}")
+    if extra_credentials:
+        problems.append(f"n8n has credentials the snapshot does not have: {extra_credentials[:5]}")
     if problems:
         raise N8nCheckError(f"{len(problems)} problem(s), first: {problems[0]}")
     return len(manifest.workflows), len(digests)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
@@ -21,6 +22,7 @@ from backup.atomic import (
     write_bytes_atomic,
 )
 from backup.cipher import CredentialDecryptError, DataKey, decrypt_credential_data
+from backup.data_lock import exclusive
 from backup.digests import credential_digest, key_fingerprint, sha256_file, workflow_digest
 from backup.errors import ApiError, InputError, KeyStoreError, SqliteBackupError
 from backup.execution_guard import wait_for_idle
@@ -137,26 +139,33 @@ def create_snapshot(request: SnapshotRequest) -> Path:
     encryption_key = read_encryption_key(request.n8n_folder, request.key_environ)
     request.api.check_access()  # nothing is written before the API answered
     source_version = request.api.version()
-    request.key_store.prepare(request.say)
-    _make_out_dir(request.out_dir)
-    forced_with = wait_for_idle(
-        request.api, request.wait_timeout, force=request.force, say=request.say
+    # One n8n-backup at a time per data folder (a restore swaps the database under it).
+    lock = (
+        exclusive(request.n8n_folder.path, "snapshot")
+        if request.n8n_folder is not None
+        else contextlib.nullcontext()
     )
-    snapshot_id = new_snapshot_id()
-    staging = make_private_dir(request.out_dir / f"{INCOMPLETE_PREFIX}{snapshot_id}")
-    try:
-        manifest = _fill_staging(staging, snapshot_id, source_version, encryption_key, request)
-        manifest = replace(manifest, forced_with_running_executions=forced_with)
-        write_bytes_atomic(staging / MANIFEST_NAME, manifest.to_json(encryption_key).encode())
-        # The key is stored before the snapshot gets its name: never a snapshot without a key.
-        request.key_store.save(encryption_key)
-        final = request.out_dir / snapshot_id
-        staging.rename(final)
-        fsync_dir(request.out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return final
+    with lock:
+        request.key_store.prepare(request.say)
+        _make_out_dir(request.out_dir)
+        forced_with = wait_for_idle(
+            request.api, request.wait_timeout, force=request.force, say=request.say
+        )
+        snapshot_id = new_snapshot_id()
+        staging = make_private_dir(request.out_dir / f"{INCOMPLETE_PREFIX}{snapshot_id}")
+        try:
+            manifest = _fill_staging(staging, snapshot_id, source_version, encryption_key, request)
+            manifest = replace(manifest, forced_with_running_executions=forced_with)
+            write_bytes_atomic(staging / MANIFEST_NAME, manifest.to_json(encryption_key).encode())
+            # The key is stored before the snapshot gets its name: never a snapshot without a key.
+            request.key_store.save(encryption_key)
+            final = request.out_dir / snapshot_id
+            staging.rename(final)
+            fsync_dir(request.out_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return final
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from docker.client import DockerClient
 
+from backup.data_lock import exclusive
+from backup.keystore import KeyStore
 from backup.manifest import Manifest, WorkflowEntry
 from backup.sources.container import inspect_n8n_container
 from tests.conftest import ROOT, run_backup_cli, seed, snapshot_under_load
@@ -252,3 +254,64 @@ def test_failed_restore_puts_the_old_database_back(
         assert names == [own["name"]], "the target does not have its own data back"
     finally:
         remove(docker_client, target)
+
+
+def test_restore_refuses_a_container_that_is_not_n8n_or_shares_its_data(
+    docker_client: DockerClient, n8n_image: str, container_snapshot: tuple[Path, Path]
+) -> None:
+    """A sidecar on n8n's volume: restoring 'into' it, or into n8n while it runs beside, would
+    leave a process writing to replaced files. Both are refused before anything changes."""
+    path, _ = container_snapshot
+    source, _ = container_snapshot_source(container_snapshot)
+    target = run_n8n_container(docker_client, n8n_image, encryption_key=source)
+    sidecar = docker_client.containers.run(
+        "n8n-restore-verify/debian-base:bookworm",
+        command=["sleep", "600"],
+        name=f"sidecar-{target.name}",
+        detach=True,
+        volumes={target.volume: {"bind": "/home/node/.n8n", "mode": "rw"}},
+        labels=TEST_LABEL,
+    )
+    try:
+        before = database_digest(target)
+        into_sidecar = run_backup_cli("restore", str(path), "--container", str(sidecar.name))
+        assert into_sidecar.returncode == 2, into_sidecar.stderr
+        assert f"container {sidecar.name} does not run n8n" in into_sidecar.stderr
+        beside = run_backup_cli("restore", str(path), "--container", target.name)
+        assert beside.returncode == 2, beside.stderr
+        lines = beside.stderr.strip().splitlines()
+        assert (
+            len(lines) == 1 and f"{sidecar.name} also mount the data of {target.name}" in lines[0]
+        )
+        assert database_digest(target) == before
+        target.container.reload()
+        assert target.container.status == "running"
+    finally:
+        sidecar.remove(force=True)
+        remove(docker_client, target)
+
+
+def test_restore_waits_for_no_one_while_another_holds_the_lock(
+    docker_client: DockerClient, n8n_image: str, container_snapshot: tuple[Path, Path]
+) -> None:
+    """Two restores (or a snapshot and a restore) of one data folder never run at once."""
+    path, _ = container_snapshot
+    source, _ = container_snapshot_source(container_snapshot)
+    target = run_n8n_container(docker_client, n8n_image, encryption_key=source)
+    try:
+        before = database_digest(target)
+        folder = inspect_n8n_container(target.name).folder.path
+        with exclusive(folder, "restore"):  # another n8n-backup, as far as the CLI can tell
+            result = run_backup_cli("restore", str(path), "--container", target.name)
+        assert result.returncode == 2, result.stderr
+        assert f"another n8n-backup is working on {folder}" in result.stderr
+        assert database_digest(target) == before
+    finally:
+        remove(docker_client, target)
+
+
+def container_snapshot_source(snapshot: tuple[Path, Path]) -> tuple[str, str]:
+    """The encryption key of the container snapshot (from its key store) and its fingerprint."""
+    path, keys = snapshot
+    fingerprint = Manifest.load(path).key_fingerprint
+    return KeyStore(keys).load(fingerprint), fingerprint

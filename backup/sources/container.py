@@ -87,6 +87,35 @@ def _data_mount(attrs: dict[str, Any], user_folder: str) -> tuple[Path, str]:
     return best[1], best[2]
 
 
+def runs_n8n(container: Container) -> bool:
+    """Whether the container is n8n: its processes (running) or its command (stopped)."""
+    container.reload()
+    if container.status == "running":
+        with contextlib.suppress(DockerException):
+            processes = container.top().get("Processes") or []
+            return any("n8n" in " ".join(map(str, row)) for row in processes)
+    config = container.attrs.get("Config") or {}
+    command = [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]
+    return any("n8n" in str(part) for part in command)
+
+
+def containers_sharing_data(client: DockerClient, n8n: Container) -> list[str]:
+    """Running containers, other than ``n8n``, that mount the host folder holding n8n's data
+    (the same volume or bind, or a folder inside or around it)."""
+    user_folder = _environment(n8n.attrs).get("N8N_USER_FOLDER", DEFAULT_USER_FOLDER)
+    data, _ = _data_mount(n8n.attrs, user_folder)
+    sharing = []
+    for other in client.containers.list():
+        if other.id == n8n.id:
+            continue
+        for mount in other.attrs.get("Mounts") or []:
+            source = Path(str(mount.get("Source", "")))
+            if source == data or data in source.parents or source in data.parents:
+                sharing.append(str(other.name))
+                break
+    return sharing
+
+
 def _published_api_url(attrs: dict[str, Any]) -> str | None:
     bindings = (attrs.get("NetworkSettings", {}).get("Ports") or {}).get(N8N_PORT) or []
     for binding in bindings:
