@@ -15,12 +15,14 @@ from pathlib import Path
 from psycopg import sql
 
 from backup.atomic import PRIVATE_FILE_MODE, fsync_dir, fsync_file, make_private_dir
+from backup.errors import InputError
 from backup.n8n_folder import N8nFolder
 from backup.sources.postgres import PostgresTables, PostgresTarget, restore_dump, with_database
 from backup.sources.sqlite import N8nDatabase, online_copy
 from backup.sources.tables import N8nTables
 
 ROLLBACK_DIR = "restore-rollback"
+SPACE_MARGIN_BYTES = 16 << 20
 SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
@@ -35,9 +37,15 @@ class DatabaseSlot(ABC):
     def tables(self) -> N8nTables:
         """The live database's tables (read-only use)."""
 
+    def check_space(self) -> None:
+        """Before anything is written: refuse when the copies the restore makes cannot fit.
+        A database on a server (PostgreSQL) has nothing to check here."""
+        return None
+
     @abstractmethod
     def prepare(self) -> str:
-        """While n8n runs: make the rollback copy or stage the new database; say where it is."""
+        """While n8n runs: make the rollback copy or stage the new database; say where it is.
+        Leaves nothing behind when it fails or is interrupted."""
 
     @abstractmethod
     def swap(self) -> None:
@@ -60,10 +68,27 @@ class SqliteSlot(DatabaseSlot):
     def tables(self) -> N8nTables:
         return N8nDatabase(self.folder.database, self.table_prefix)
 
+    def check_space(self) -> None:
+        # The rollback copy of the live database and the staged copy of the snapshot's live
+        # side by side in n8n's folder for a moment, plus a margin for n8n's own writes.
+        needed = self.folder.database.stat().st_size + self.replacement.stat().st_size
+        needed += needed // 10 + SPACE_MARGIN_BYTES
+        free = shutil.disk_usage(self.folder.path).free
+        if free < needed:
+            raise InputError(
+                f"not enough free space for the restore in {self.folder.path}: it needs "
+                f"{needed / 1e6:.1f} MB (rollback copy and new database), {free / 1e6:.1f} MB "
+                "are free; free some space and restore again; nothing was changed"
+            )
+
     def prepare(self) -> str:
         make_private_dir(self.rollback_copy.parent)
-        online_copy(self.folder.database, self.rollback_copy)
-        self.rollback_copy.chmod(PRIVATE_FILE_MODE)
+        try:
+            online_copy(self.folder.database, self.rollback_copy)
+            self.rollback_copy.chmod(PRIVATE_FILE_MODE)
+        except BaseException:
+            shutil.rmtree(self.rollback_copy.parent, ignore_errors=True)
+            raise
         return str(self.rollback_copy)
 
     def swap(self) -> None:
@@ -77,10 +102,14 @@ class SqliteSlot(DatabaseSlot):
         live = self.folder.database
         info = live.stat()
         staged = live.with_name(f".{live.name}.restoring")
-        shutil.copyfile(source, staged)
-        os.chown(staged, info.st_uid, info.st_gid)
-        os.chmod(staged, info.st_mode & 0o777)
-        fsync_file(staged)
+        try:
+            shutil.copyfile(source, staged)
+            os.chown(staged, info.st_uid, info.st_gid)
+            os.chmod(staged, info.st_mode & 0o777)
+            fsync_file(staged)
+        except BaseException:
+            staged.unlink(missing_ok=True)  # a partial copy must never look like a database
+            raise
         for suffix in SIDE_FILES:  # a stale WAL would be replayed into the new database
             live.with_name(live.name + suffix).unlink(missing_ok=True)
         staged.replace(live)

@@ -8,7 +8,9 @@ container was stopped puts the old database back and starts the container again.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import signal
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +52,37 @@ STOP_TIMEOUT_SECONDS = 30
 
 class RestoreError(BackupError):
     """The restore failed; the message says whether the previous database was put back."""
+
+
+class RestoreInterrupted(RestoreError):
+    """SIGINT or SIGTERM during a restore: rolled back, n8n running on its previous data."""
+
+    exit_code = 130
+
+
+@contextlib.contextmanager
+def interrupts_as_keyboard_interrupt() -> Iterator[None]:
+    """SIGTERM (a service manager, docker, kill) is handled like Ctrl-C while this is open."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def interrupts_ignored() -> Iterator[None]:
+    """SIGINT and SIGTERM are ignored while this is open (a rollback in progress)."""
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @dataclass(frozen=True)
@@ -177,10 +210,17 @@ def _restore_locked(
             f"{running} execution(s) are running in {container_name}: wait for them to finish, "
             "or pass --force to restore anyway; nothing was changed"
         )
-    rollback = slot.prepare()
+    slot.check_space()
+    with interrupts_as_keyboard_interrupt():
+        try:
+            rollback = slot.prepare()
+        except KeyboardInterrupt:
+            raise RestoreInterrupted(
+                f"interrupted before {container_name} was touched; nothing was changed"
+            ) from None
     say(f"restore: previous database will be kept as {rollback}")
 
-    with docker_client() as client:
+    with docker_client() as client, interrupts_as_keyboard_interrupt():
         container = get_container(client, container_name)
         step = "stopping the container"
         try:
@@ -207,6 +247,13 @@ def _restore_locked(
             raise RestoreError(
                 f"restore failed while {step}: {exc}; the previous database was put back "
                 f"and {container_name} started again"
+            ) from None
+        except KeyboardInterrupt:
+            with interrupts_ignored():  # the rollback itself must not be cut short
+                _roll_back(container, slot, rollback, api_url, boot_timeout)
+            raise RestoreInterrupted(
+                f"restore interrupted while {step}; the previous database was put back and "
+                f"{container_name} started again"
             ) from None
     return RestoreResult(container_name, manifest.snapshot_id, workflows, credentials, rollback)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from docker.client import DockerClient
@@ -74,6 +75,7 @@ def run_n8n_container(
     extra_env: dict[str, str] | None = None,
     host_network: bool = False,
     network_name: str | None = None,
+    bind_folder: Path | None = None,
 ) -> N8nTestContainer:
     """Start an n8n container like an operator would (named volume, port on 127.0.0.1).
 
@@ -87,6 +89,7 @@ def run_n8n_container(
         env["N8N_ENCRYPTION_KEY"] = encryption_key
     name = f"n8n-test-{secrets.token_hex(4)}"
     volume = client.volumes.create(name=f"{name}-data", labels=TEST_LABEL).name
+    data: str = volume if bind_folder is None else str(bind_folder)  # a host folder instead
     network: dict[str, Any] = {"ports": {"5678/tcp": ("127.0.0.1", None)}}
     if network_name:
         network["network"] = network_name
@@ -103,7 +106,7 @@ def run_n8n_container(
         name=name,
         detach=True,
         environment=env,
-        volumes={volume: {"bind": "/home/node/.n8n", "mode": "rw"}},
+        volumes={data: {"bind": "/home/node/.n8n", "mode": "rw"}},
         labels=TEST_LABEL,
         **network,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -23,7 +24,7 @@ from backup.data_lock import exclusive
 from backup.keystore import KeyStore
 from backup.manifest import Manifest, WorkflowEntry
 from backup.sources.container import inspect_n8n_container
-from tests.conftest import ROOT, run_backup_cli, seed, snapshot_under_load
+from tests.conftest import ROOT, backup_command, run_backup_cli, seed, snapshot_under_load
 from tests.docker_support import (
     DOCKER_ARGS,
     TEST_LABEL,
@@ -315,3 +316,81 @@ def container_snapshot_source(snapshot: tuple[Path, Path]) -> tuple[str, str]:
     path, keys = snapshot
     fingerprint = Manifest.load(path).key_fingerprint
     return KeyStore(keys).load(fingerprint), fingerprint
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_restore_puts_the_old_data_back_and_n8n_runs(
+    docker_client: DockerClient,
+    n8n_image: str,
+    container_snapshot: tuple[Path, Path],
+    signum: signal.Signals,
+) -> None:
+    """Ctrl-C or a service manager's SIGTERM after the container was stopped: the restore rolls
+    back, starts n8n on its own data again and exits 130 with one line saying so."""
+    path, _ = container_snapshot
+    key, _ = container_snapshot_source(container_snapshot)
+    target = run_n8n_container(docker_client, n8n_image, encryption_key=key)
+    try:
+        set_up_owner(target)
+        own = target.api().create_workflow(sample_workflow("Only on the target"))
+        restore = subprocess.Popen(
+            backup_command("restore", str(path), "--container", target.name),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and restore.poll() is None:
+            target.container.reload()
+            if target.container.status != "running":  # stopped by the restore
+                break
+            time.sleep(0.1)
+        assert restore.poll() is None, "the restore ended before the container was stopped"
+        restore.send_signal(signum)
+        _, stderr = restore.communicate(timeout=300)
+        assert restore.returncode == 130, stderr
+        lines = stderr.strip().splitlines()
+        assert len(lines) == 1 and "restore interrupted while" in lines[0], stderr
+        assert "the previous database was put back" in lines[0]
+        target.container.reload()
+        assert target.container.status == "running"
+        url = inspect_n8n_container(target.name).api_url
+        assert url is not None
+        served = PublicApi(url, target.api_key).client.get("/workflows").json()["data"]
+        assert [w["name"] for w in served] == [own["name"]], "the target's own data is not back"
+    finally:
+        remove(docker_client, target)
+
+
+def test_restore_without_room_for_its_copies_is_refused_before_anything_changes(
+    docker_client: DockerClient,
+    n8n_image: str,
+    container_snapshot: tuple[Path, Path],
+    tmp_path: Path,
+) -> None:
+    """n8n's data on a small filesystem (a 12 MB tmpfs bind mount): the rollback copy and the
+    new database cannot both fit, so the restore refuses while n8n still runs untouched."""
+    path, _ = container_snapshot
+    key, _ = container_snapshot_source(container_snapshot)
+    small = tmp_path / "small-disk"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(small)], check=True)
+    try:
+        os.chown(small, 1000, 1000)
+        target = run_n8n_container(docker_client, n8n_image, encryption_key=key, bind_folder=small)
+        try:
+            set_up_owner(target)
+            before = sorted(p.name for p in small.iterdir())
+            result = run_backup_cli("restore", str(path), "--container", target.name)
+            assert result.returncode == 2, result.stderr
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1 and "not enough free space for the restore" in lines[0]
+            assert "nothing was changed" in lines[0]
+            left = {p.name for p in small.iterdir()} - set(before)
+            assert "restore-rollback" not in left and not any(".restoring" in n for n in left)
+            target.container.reload()
+            assert target.container.status == "running"
+        finally:
+            remove(docker_client, target)
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
