@@ -136,6 +136,15 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     """Full restore into a container (--container), or workflows only through the API."""
+    if args.resume:
+        if not args.container:
+            raise InputError("--resume needs --container NAME, the n8n container to put right")
+        from backup.restore_container import resume_restore
+
+        print(resume_restore(args.container))
+        return 0
+    if args.snapshot is None:
+        raise InputError("give the snapshot folder to restore (or --resume --container NAME)")
     if not args.container:
         if not args.api_url:
             raise InputError(
@@ -265,7 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
     snap.set_defaults(handler=cmd_snapshot)
 
     restore = commands.add_parser("restore", help="restore a snapshot into n8n in a container")
-    restore.add_argument("snapshot", type=Path, help="snapshot folder")
+    restore.add_argument("snapshot", type=Path, nargs="?", help="snapshot folder")
+    restore.add_argument(
+        "--resume",
+        action="store_true",
+        help="after a killed restore: put the previous database back and start n8n",
+    )
     restore.add_argument("--container", help="name of the n8n container (full restore)")
     restore.add_argument(
         "--api-key-file", type=Path, help=f"API key for a workflows-only restore (or {API_KEY_ENV})"

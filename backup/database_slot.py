@@ -37,6 +37,11 @@ class DatabaseSlot(ABC):
     def tables(self) -> N8nTables:
         """The live database's tables (read-only use)."""
 
+    @property
+    def journal_dir(self) -> Path | None:
+        """Where the restore journal of this slot lives (None: no resume for this kind)."""
+        return None
+
     def check_space(self) -> None:
         """Before anything is written: refuse when the copies the restore makes cannot fit.
         A database on a server (PostgreSQL) has nothing to check here."""
@@ -91,29 +96,47 @@ class SqliteSlot(DatabaseSlot):
             raise
         return str(self.rollback_copy)
 
+    @property
+    def journal_dir(self) -> Path | None:
+        return self.folder.path / ROLLBACK_DIR
+
     def swap(self) -> None:
+        # n8n is stopped now: copy the previous database again, so that the rollback holds
+        # every write n8n made after the first copy (the first stays if this one fails).
+        fresh = self.rollback_copy.with_name(f".{self.rollback_copy.name}.fresh")
+        try:
+            online_copy(self.folder.database, fresh)
+            fresh.chmod(PRIVATE_FILE_MODE)
+            fsync_file(fresh)
+            fresh.replace(self.rollback_copy)
+        finally:
+            fresh.unlink(missing_ok=True)
         self._put(self.replacement)
 
     def swap_back(self) -> None:
         self._put(self.rollback_copy)
 
     def _put(self, source: Path) -> None:
-        """Copy ``source`` over the database, keeping owner and mode; drop its side files."""
-        live = self.folder.database
-        info = live.stat()
-        staged = live.with_name(f".{live.name}.restoring")
-        try:
-            shutil.copyfile(source, staged)
-            os.chown(staged, info.st_uid, info.st_gid)
-            os.chmod(staged, info.st_mode & 0o777)
-            fsync_file(staged)
-        except BaseException:
-            staged.unlink(missing_ok=True)  # a partial copy must never look like a database
-            raise
-        for suffix in SIDE_FILES:  # a stale WAL would be replayed into the new database
-            live.with_name(live.name + suffix).unlink(missing_ok=True)
-        staged.replace(live)
-        fsync_dir(live.parent)
+        replace_database(self.folder, source)
+
+
+def replace_database(folder: N8nFolder, source: Path) -> None:
+    """Copy ``source`` over n8n's database, keeping owner and mode; drop its side files."""
+    live = folder.database
+    info = live.stat()
+    staged = live.with_name(f".{live.name}.restoring")
+    try:
+        shutil.copyfile(source, staged)
+        os.chown(staged, info.st_uid, info.st_gid)
+        os.chmod(staged, info.st_mode & 0o777)
+        fsync_file(staged)
+    except BaseException:
+        staged.unlink(missing_ok=True)  # a partial copy must never look like a database
+        raise
+    for suffix in SIDE_FILES:  # a stale WAL would be replayed into the new database
+        live.with_name(live.name + suffix).unlink(missing_ok=True)
+    staged.replace(live)
+    fsync_dir(live.parent)
 
 
 class PostgresSlot(DatabaseSlot):

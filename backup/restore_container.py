@@ -20,11 +20,26 @@ from docker.models.containers import Container
 
 from backup.check import trusted_snapshot
 from backup.data_lock import exclusive
-from backup.database_slot import DatabaseSlot, PostgresSlot, SqliteSlot
+from backup.database_slot import (
+    ROLLBACK_DIR,
+    DatabaseSlot,
+    PostgresSlot,
+    SqliteSlot,
+    replace_database,
+)
 from backup.digests import key_fingerprint
 from backup.errors import BackupError, InputError, KeyStoreError
 from backup.manifest import Manifest
 from backup.n8n_folder import read_encryption_key
+from backup.restore_journal import (
+    PREPARED,
+    REPLACED,
+    STOPPING,
+    RestoreJournal,
+    clear_journal,
+    read_journal,
+    write_journal,
+)
 from backup.secret import Secret
 from backup.sources.container import (
     ContainerCli,
@@ -169,6 +184,13 @@ def _restore_locked(
     say: Callable[[str], None],
 ) -> RestoreResult:
     container_name = source.name
+    pending = read_journal(source.folder.path / ROLLBACK_DIR)
+    if pending is not None:
+        raise InputError(
+            f"an interrupted restore of snapshot {pending.snapshot_id} into {pending.container} "
+            f"is pending (step {pending.step}): run n8n-backup restore --resume --container "
+            f"{container_name} first; nothing was changed"
+        )
     manifest = Manifest.load(snapshot_dir)
     postgres = (
         PostgresTarget.from_dsn(
@@ -210,6 +232,13 @@ def _restore_locked(
             f"{running} execution(s) are running in {container_name}: wait for them to finish, "
             "or pass --force to restore anyway; nothing was changed"
         )
+    journal_dir = slot.journal_dir
+
+    def record(step: str) -> None:
+        if journal_dir is not None:
+            journal = RestoreJournal(container_name, manifest.snapshot_id, rollback, step)
+            write_journal(journal_dir, journal)
+
     slot.check_space()
     with interrupts_as_keyboard_interrupt():
         try:
@@ -218,15 +247,18 @@ def _restore_locked(
             raise RestoreInterrupted(
                 f"interrupted before {container_name} was touched; nothing was changed"
             ) from None
+    record(PREPARED)
     say(f"restore: previous database will be kept as {rollback}")
 
     with docker_client() as client, interrupts_as_keyboard_interrupt():
         container = get_container(client, container_name)
         step = "stopping the container"
         try:
+            record(STOPPING)
             container.stop(timeout=STOP_TIMEOUT_SECONDS)
             step = "replacing the database"
             slot.swap()
+            record(REPLACED)
             step = "starting the container"
             container.start()
             step = "waiting for n8n"
@@ -235,6 +267,8 @@ def _restore_locked(
             workflows, credentials = _check_restored(
                 container, slot.tables(), url, manifest, Secret(target_key)
             )
+            if journal_dir is not None:
+                clear_journal(journal_dir)
         except (
             BackupError,
             DockerException,
@@ -244,6 +278,8 @@ def _restore_locked(
             psycopg.Error,
         ) as exc:
             _roll_back(container, slot, rollback, api_url, boot_timeout)
+            if journal_dir is not None:
+                clear_journal(journal_dir)
             raise RestoreError(
                 f"restore failed while {step}: {exc}; the previous database was put back "
                 f"and {container_name} started again"
@@ -251,11 +287,43 @@ def _restore_locked(
         except KeyboardInterrupt:
             with interrupts_ignored():  # the rollback itself must not be cut short
                 _roll_back(container, slot, rollback, api_url, boot_timeout)
+                if journal_dir is not None:
+                    clear_journal(journal_dir)
             raise RestoreInterrupted(
                 f"restore interrupted while {step}; the previous database was put back and "
                 f"{container_name} started again"
             ) from None
     return RestoreResult(container_name, manifest.snapshot_id, workflows, credentials, rollback)
+
+
+def resume_restore(container_name: str, *, boot_timeout: float = 180.0) -> str:
+    """Finish what a killed restore left (SIGKILL, power loss): put the previous database back
+    if it had been touched, start n8n, and say what was done. The restore can then run again."""
+    source = inspect_n8n_container(container_name)
+    journal_dir = source.folder.path / ROLLBACK_DIR
+    with exclusive(source.folder.path, "restore --resume"):
+        journal = read_journal(journal_dir)
+        if journal is None:
+            raise InputError(f"no interrupted restore of {container_name} to resume: nothing to do")
+        with docker_client() as client, interrupts_ignored():
+            container = get_container(client, container_name)
+            if journal.step != PREPARED:
+                container.stop(timeout=STOP_TIMEOUT_SECONDS)
+                replace_database(source.folder, Path(journal.rollback))
+            container.reload()
+            if container.status != "running":
+                container.start()
+            _wait(container, None, boot_timeout)
+            clear_journal(journal_dir)
+    undone = (
+        "nothing had been changed"
+        if journal.step == PREPARED
+        else f"the previous database was put back from {journal.rollback}"
+    )
+    return (
+        f"resumed the interrupted restore of snapshot {journal.snapshot_id} into "
+        f"{container_name}: {undone}; {container_name} is running; run the restore again"
+    )
 
 
 def _wait(container: Container, api_url: str | None, timeout: float) -> str:

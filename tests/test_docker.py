@@ -21,8 +21,10 @@ import pytest
 from docker.client import DockerClient
 
 from backup.data_lock import exclusive
+from backup.database_slot import ROLLBACK_DIR
 from backup.keystore import KeyStore
 from backup.manifest import Manifest, WorkflowEntry
+from backup.restore_journal import read_journal
 from backup.sources.container import inspect_n8n_container
 from tests.conftest import ROOT, backup_command, run_backup_cli, seed, snapshot_under_load
 from tests.docker_support import (
@@ -394,3 +396,45 @@ def test_restore_without_room_for_its_copies_is_refused_before_anything_changes(
             remove(docker_client, target)
     finally:
         subprocess.run(["umount", str(small)], check=False)
+
+
+def test_a_killed_restore_is_undone_by_resume(
+    docker_client: DockerClient, n8n_image: str, container_snapshot: tuple[Path, Path]
+) -> None:
+    """SIGKILL after the container was stopped leaves n8n down; `restore --resume` puts the
+    previous database back, starts n8n and says so; a new restore is refused until then."""
+    path, _ = container_snapshot
+    key, _ = container_snapshot_source(container_snapshot)
+    target = run_n8n_container(docker_client, n8n_image, encryption_key=key)
+    try:
+        set_up_owner(target)
+        own = target.api().create_workflow(sample_workflow("Only on the target"))
+        restore = subprocess.Popen(
+            backup_command("restore", str(path), "--container", target.name),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and restore.poll() is None:
+            target.container.reload()
+            if target.container.status != "running":
+                break
+            time.sleep(0.1)
+        assert restore.poll() is None, "the restore ended before the container was stopped"
+        restore.kill()
+        restore.wait()
+        again = run_backup_cli("restore", str(path), "--container", target.name)
+        assert again.returncode == 2 and "restore --resume --container" in again.stderr
+        resumed = run_backup_cli("restore", "--resume", "--container", target.name, timeout=400)
+        assert resumed.returncode == 0, resumed.stderr
+        assert "resumed the interrupted restore" in resumed.stdout
+        target.container.reload()
+        assert target.container.status == "running"
+        url = inspect_n8n_container(target.name).api_url
+        assert url is not None
+        served = PublicApi(url, target.api_key).client.get("/workflows").json()["data"]
+        assert [w["name"] for w in served] == [own["name"]], "the target's own data is not back"
+        folder = inspect_n8n_container(target.name).folder.path
+        assert read_journal(folder / ROLLBACK_DIR) is None
+    finally:
+        remove(docker_client, target)

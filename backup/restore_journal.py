@@ -1,0 +1,61 @@
+"""Where an interrupted full restore stands, kept beside its rollback copies.
+
+A restore writes its step here before each change to n8n's data; ``restore --resume`` reads it
+after the process was killed (SIGKILL, power loss) and undoes what was done. The file is gone
+once a restore has finished or been rolled back.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from backup.atomic import make_private_dir, write_text_atomic
+from backup.errors import SnapshotError
+
+JOURNAL_NAME = "in-progress.json"
+# The steps, in order: the rollback copy exists (nothing changed yet); the container is being
+# stopped (n8n may be down); the database has been replaced (n8n runs the snapshot, unchecked).
+PREPARED, STOPPING, REPLACED = "prepared", "stopping", "replaced"
+
+
+@dataclass(frozen=True)
+class RestoreJournal:
+    """One restore in progress."""
+
+    container: str
+    snapshot_id: str
+    rollback: str  # the copy of the previous database
+    step: str
+
+
+def journal_path(rollback_dir: Path) -> Path:
+    """The journal of the restores of one n8n data folder."""
+    return rollback_dir / JOURNAL_NAME
+
+
+def write_journal(rollback_dir: Path, journal: RestoreJournal) -> None:
+    """Record the step about to be taken (atomically, before the change it names)."""
+    make_private_dir(rollback_dir)
+    write_text_atomic(journal_path(rollback_dir), json.dumps(asdict(journal), indent=2) + "\n")
+
+
+def read_journal(rollback_dir: Path) -> RestoreJournal | None:
+    """The pending restore of this data folder, or None."""
+    path = journal_path(rollback_dir)
+    if not path.is_file():
+        return None
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        journal = RestoreJournal(**raw)
+    except (OSError, ValueError, TypeError) as exc:
+        raise SnapshotError(f"the restore journal {path} is unreadable ({exc})") from None
+    if journal.step not in (PREPARED, STOPPING, REPLACED):
+        raise SnapshotError(f"the restore journal {path} names an unknown step {journal.step!r}")
+    return journal
+
+
+def clear_journal(rollback_dir: Path) -> None:
+    """The restore has finished or has been undone."""
+    journal_path(rollback_dir).unlink(missing_ok=True)
