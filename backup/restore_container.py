@@ -45,6 +45,7 @@ from backup.sources.container import (
     ContainerCli,
     ContainerSource,
     containers_sharing_data,
+    data_on_tmpfs,
     docker_client,
     get_container,
     inspect_n8n_container,
@@ -162,6 +163,12 @@ def _refuse_foreign_or_shared(container_name: str) -> None:
                 f"container {container_name} does not run n8n: give the n8n container itself; "
                 "nothing was changed"
             )
+        if data_on_tmpfs(container):
+            raise InputError(
+                f"container {container_name} keeps n8n's data on a tmpfs mount, which is emptied "
+                "when the container stops (and a restore must stop it): move the data to a "
+                "volume first; nothing was changed"
+            )
         sharing = containers_sharing_data(client, container)
     if sharing:
         raise InputError(
@@ -206,7 +213,8 @@ def _restore_locked(
             f"container {container_name} runs n8n on {source.database_kind}, the snapshot holds "
             f"a {manifest.database_kind} database; nothing was changed"
         )
-    if (api_url or source.api_url) is None:
+    if (api_url or source.api_url) is None and source.running:
+        # A stopped container's port is only known once it runs again (read after the start).
         raise InputError(f"container {container_name} publishes no port for 5678: give --api-url")
     target_key = read_encryption_key(source.folder, source.environment)
     target_fingerprint = key_fingerprint(target_key)
@@ -267,6 +275,9 @@ def _restore_locked(
             workflows, credentials = _check_restored(
                 container, slot.tables(), url, manifest, Secret(target_key)
             )
+            container.reload()
+            if container.status != "running":  # stopped from outside meanwhile
+                raise N8nStartError(f"{container_name} stopped after the checks")
             if journal_dir is not None:
                 clear_journal(journal_dir)
         except (

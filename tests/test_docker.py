@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -25,7 +26,7 @@ from backup.database_slot import ROLLBACK_DIR
 from backup.keystore import KeyStore
 from backup.manifest import Manifest, WorkflowEntry
 from backup.restore_journal import read_journal
-from backup.sources.container import inspect_n8n_container
+from backup.sources.container import inspect_n8n_container, runs_n8n
 from tests.conftest import ROOT, backup_command, run_backup_cli, seed, snapshot_under_load
 from tests.docker_support import (
     DOCKER_ARGS,
@@ -44,6 +45,7 @@ from tests.verify_runner import (
     wrong_key_store,
 )
 from verify.bootstrap import PublicApi, sample_workflow
+from verify.runtime.base import QUIET_ENV
 from verify.runtime.docker import SESSION_LABEL
 
 
@@ -438,3 +440,30 @@ def test_a_killed_restore_is_undone_by_resume(
         assert read_journal(folder / ROLLBACK_DIR) is None
     finally:
         remove(docker_client, target)
+
+
+def test_restore_refuses_n8n_data_on_a_tmpfs(
+    docker_client: DockerClient, n8n_image: str, container_snapshot: tuple[Path, Path]
+) -> None:
+    """A restore stops the container, and a tmpfs is emptied then: refused before anything."""
+    path, _ = container_snapshot
+    container = docker_client.containers.run(
+        n8n_image,
+        name=f"n8n-test-tmpfs-{secrets.token_hex(3)}",
+        detach=True,
+        environment=QUIET_ENV,
+        tmpfs={"/home/node/.n8n": "size=64m,uid=1000,gid=1000"},
+        labels=TEST_LABEL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not runs_n8n(container):
+            time.sleep(0.5)
+        result = run_backup_cli("restore", str(path), "--container", str(container.name))
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "keeps n8n's data on a tmpfs mount" in lines[0]
+        container.reload()
+        assert container.status == "running"
+    finally:
+        container.remove(force=True)

@@ -37,6 +37,7 @@ class ContainerSource:
     environment: dict[str, str] = field(repr=False)
     api_url: str | None
     database_kind: str = "sqlite"  # or "postgres" (DB_TYPE=postgresdb)
+    running: bool = True
 
 
 @contextlib.contextmanager
@@ -75,6 +76,11 @@ def _data_mount(attrs: dict[str, Any], user_folder: str) -> tuple[Path, str]:
     for mount in attrs.get("Mounts") or []:
         destination = str(mount.get("Destination", "")).rstrip("/")
         if wanted == destination or wanted.startswith(destination + "/"):
+            if mount.get("Type") == "tmpfs":
+                raise InputError(
+                    f"container {attrs['Name'].lstrip('/')} keeps {wanted} on a tmpfs mount, "
+                    "which is emptied when the container stops: move the data to a volume"
+                )
             inner = wanted[len(destination) :].lstrip("/")
             if best is None or len(destination) > best[0]:
                 best = (len(destination), Path(mount["Source"]), inner)
@@ -97,6 +103,21 @@ def runs_n8n(container: Container) -> bool:
     config = container.attrs.get("Config") or {}
     command = [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]
     return any("n8n" in str(part) for part in command)
+
+
+def data_on_tmpfs(container: Container) -> bool:
+    """Whether n8n's data folder lies on a tmpfs mount of the container (lost at its stop)."""
+    user_folder = _environment(container.attrs).get("N8N_USER_FOLDER", DEFAULT_USER_FOLDER)
+    wanted = f"{user_folder.rstrip('/')}/.n8n"
+    mounted = [
+        str(mount.get("Destination", ""))
+        for mount in container.attrs.get("Mounts") or []
+        if mount.get("Type") == "tmpfs"
+    ]
+    mounted += list((container.attrs.get("HostConfig") or {}).get("Tmpfs") or {})
+    return any(
+        wanted == path.rstrip("/") or wanted.startswith(path.rstrip("/") + "/") for path in mounted
+    )
 
 
 def containers_sharing_data(client: DockerClient, n8n: Container) -> list[str]:
@@ -148,6 +169,7 @@ def inspect_n8n_container(name: str) -> ContainerSource:
         environment,
         _published_api_url(attrs),
         kind,
+        running=bool((attrs.get("State") or {}).get("Running")),
     )
 
 
