@@ -22,6 +22,8 @@ from backup.sources.sqlite import N8nDatabase, online_copy
 from backup.sources.tables import N8nTables
 
 ROLLBACK_DIR = "restore-rollback"
+# Rollback copies kept in n8n's folder (the newest ones); older ones are removed.
+KEEP_ROLLBACKS = 3
 SPACE_MARGIN_BYTES = 16 << 20
 SIDE_FILES = ("-wal", "-shm", "-journal")
 
@@ -94,6 +96,7 @@ class SqliteSlot(DatabaseSlot):
         except BaseException:
             shutil.rmtree(self.rollback_copy.parent, ignore_errors=True)
             raise
+        prune_rollbacks(self.folder.path / ROLLBACK_DIR, KEEP_ROLLBACKS, self.rollback_copy.parent)
         return str(self.rollback_copy)
 
     @property
@@ -118,6 +121,20 @@ class SqliteSlot(DatabaseSlot):
 
     def _put(self, source: Path) -> None:
         replace_database(self.folder, source)
+
+
+def prune_rollbacks(rollback_dir: Path, keep: int, current: Path) -> list[Path]:
+    """Remove all but the ``keep`` newest rollback folders (``current`` always stays); never
+    through a link. Returns what was removed."""
+    folders = sorted(
+        (p for p in rollback_dir.iterdir() if p.is_dir() and not p.is_symlink()),
+        key=lambda p: p.name,
+        reverse=True,
+    )
+    removed = [p for p in folders[keep:] if p != current]
+    for folder in removed:
+        shutil.rmtree(folder)
+    return removed
 
 
 def replace_database(folder: N8nFolder, source: Path) -> None:

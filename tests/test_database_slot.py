@@ -1,0 +1,25 @@
+"""Rollback copies in n8n's folder stay bounded (no n8n needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from backup.database_slot import prune_rollbacks
+
+
+def test_only_the_newest_rollback_copies_stay(tmp_path: Path) -> None:
+    names = [f"2026112{day}T000000Z" for day in range(1, 7)]
+    for name in names:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "database.sqlite").write_bytes(b"x")
+    (tmp_path / "in-progress.json").write_text("{}")
+    outside = tmp_path.parent / "outside-keep"
+    outside.mkdir(exist_ok=True)
+    (tmp_path / "zz-link").symlink_to(outside)
+
+    removed = prune_rollbacks(tmp_path, 3, tmp_path / names[0])
+
+    assert sorted(p.name for p in removed) == names[1:3]
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted([names[0], *names[3:], "in-progress.json", "zz-link"])
+    assert outside.is_dir()
