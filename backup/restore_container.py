@@ -51,7 +51,7 @@ from backup.sources.container import (
     inspect_n8n_container,
     runs_n8n,
 )
-from backup.sources.postgres import DEFAULT_SCHEMA, PostgresTarget
+from backup.sources.postgres import DEFAULT_SCHEMA, PostgresTarget, database_lock
 from backup.sources.tables import N8nTables
 from verify.n8n_side import (
     N8nCheckError,
@@ -141,7 +141,10 @@ def restore_into_container(
     data (it would keep writing to the replaced files)."""
     _refuse_foreign_or_shared(container_name)
     source = inspect_n8n_container(container_name)
-    with exclusive(source.folder.path, "restore"):
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(exclusive(source.folder.path, "restore"))
+        if postgres_dsn:
+            locks.enter_context(database_lock(PostgresTarget.from_dsn(postgres_dsn), "restore"))
         return _restore_locked(
             snapshot_dir,
             source,

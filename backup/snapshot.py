@@ -140,12 +140,9 @@ def create_snapshot(request: SnapshotRequest) -> Path:
     request.api.check_access()  # nothing is written before the API answered
     source_version = request.api.version()
     # One n8n-backup at a time per data folder (a restore swaps the database under it).
-    lock = (
-        exclusive(request.n8n_folder.path, "snapshot")
-        if request.n8n_folder is not None
-        else contextlib.nullcontext()
-    )
-    with lock:
+    with contextlib.ExitStack() as locks:
+        if request.n8n_folder is not None:
+            locks.enter_context(exclusive(request.n8n_folder.path, "snapshot"))
         request.key_store.prepare(request.say)
         _make_out_dir(request.out_dir)
         forced_with = wait_for_idle(

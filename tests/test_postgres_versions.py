@@ -10,11 +10,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from backup.errors import InputError
 from backup.manifest import Manifest
 from backup.sources.postgres import (
     PgDumpError,
     PostgresTarget,
     _restore_to_older_server,
+    database_lock,
     drop_database,
     restore_dump,
     server_major,
@@ -132,3 +134,16 @@ def test_restore_into_the_older_server_keeps_real_errors(
             _restore_to_older_server(path / "database.dump", ["--no-owner"], restored)
     finally:
         drop_database(server, "restored_on_15")
+
+
+def test_one_restore_at_a_time_per_database(postgres_18: PostgresServer) -> None:
+    target = PostgresTarget.from_dsn(postgres_18.dsn("n8n"))
+    with database_lock(target, "restore"):
+        refused = pytest.raises(InputError, match="another n8n-backup is working on database")
+        with refused, database_lock(target, "restore"):
+            pass
+        other = PostgresTarget.from_dsn(postgres_18.dsn("another_n8n"))
+        with database_lock(other, "restore"):
+            pass  # another database is another lock
+    with database_lock(target, "restore"):
+        pass  # released when the first holder ended

@@ -16,7 +16,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -174,6 +174,26 @@ class PostgresTables(N8nTables):
                 return connection.execute(sql, params).fetchall()
         except psycopg.Error as exc:
             raise SourceError(f"reading {self.target.describe()}: {str(exc).strip()}") from None
+
+
+LOCK_NAMESPACE = "n8n-backup:"
+
+
+@contextlib.contextmanager
+def database_lock(target: PostgresTarget, what: str) -> Iterator[None]:
+    """One n8n-backup at a time per PostgreSQL database: an advisory lock on the server (held
+    by a session of the maintenance database, released when it ends, however it ends)."""
+    maintenance = with_database(target, "postgres")
+    with maintenance.connect(autocommit=True) as session:
+        row = session.execute(
+            "SELECT pg_try_advisory_lock(hashtext(%s))", (LOCK_NAMESPACE + target.dbname,)
+        ).fetchone()
+        if not (row and row[0]):
+            raise InputError(
+                f"another n8n-backup is working on database {target.describe()}: wait for it "
+                f"to finish, then run the {what} again; nothing was changed"
+            )
+        yield
 
 
 def dump_consistently(
