@@ -6,9 +6,11 @@ stopped, and swapped back if anything after the swap fails.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,7 +19,13 @@ from psycopg import sql
 from backup.atomic import PRIVATE_FILE_MODE, fsync_dir, fsync_file, make_private_dir
 from backup.errors import InputError
 from backup.n8n_folder import N8nFolder
-from backup.sources.postgres import PostgresTables, PostgresTarget, restore_dump, with_database
+from backup.sources.postgres import (
+    PostgresTables,
+    PostgresTarget,
+    drop_database,
+    restore_dump,
+    with_database,
+)
 from backup.sources.sqlite import N8nDatabase, online_copy
 from backup.sources.tables import N8nTables
 
@@ -33,7 +41,13 @@ def _stamp() -> str:
 
 
 class DatabaseSlot(ABC):
-    """Where the live database is, and how to put a snapshot's in its place."""
+    """Where the live database is, and how to put a snapshot's in its place.
+
+    ``swapped`` says whether the live database was replaced: only then does ``swap_back``
+    change anything (a rollback must never overwrite data that was not touched).
+    """
+
+    swapped = False
 
     @abstractmethod
     def tables(self) -> N8nTables:
@@ -55,8 +69,9 @@ class DatabaseSlot(ABC):
         Leaves nothing behind when it fails or is interrupted."""
 
     @abstractmethod
-    def swap(self) -> None:
-        """While n8n is stopped: put the snapshot's database in place, keeping the old one."""
+    def swap(self, on_replace: Callable[[], None] = lambda: None) -> None:
+        """While n8n is stopped: put the snapshot's database in place, keeping the old one;
+        ``on_replace`` runs right before the live database is first changed."""
 
     @abstractmethod
     def swap_back(self) -> None:
@@ -78,7 +93,10 @@ class SqliteSlot(DatabaseSlot):
     def check_space(self) -> None:
         # The rollback copy of the live database and the staged copy of the snapshot's live
         # side by side in n8n's folder for a moment, plus a margin for n8n's own writes.
-        needed = self.folder.database.stat().st_size + self.replacement.stat().st_size
+        # Peak: the first rollback copy beside the fresh one taken after the stop, or the
+        # rollback copy beside the staged new database.
+        live, new = self.folder.database.stat().st_size, self.replacement.stat().st_size
+        needed = max(2 * live, live + new)
         needed += needed // 10 + SPACE_MARGIN_BYTES
         free = shutil.disk_usage(self.folder.path).free
         if free < needed:
@@ -103,7 +121,7 @@ class SqliteSlot(DatabaseSlot):
     def journal_dir(self) -> Path | None:
         return self.folder.path / ROLLBACK_DIR
 
-    def swap(self) -> None:
+    def swap(self, on_replace: Callable[[], None] = lambda: None) -> None:
         # n8n is stopped now: copy the previous database again, so that the rollback holds
         # every write n8n made after the first copy (the first stays if this one fails).
         fresh = self.rollback_copy.with_name(f".{self.rollback_copy.name}.fresh")
@@ -114,10 +132,13 @@ class SqliteSlot(DatabaseSlot):
             fresh.replace(self.rollback_copy)
         finally:
             fresh.unlink(missing_ok=True)
+        on_replace()
+        self.swapped = True  # from here on the live file may be the new one
         self._put(self.replacement)
 
     def swap_back(self) -> None:
-        self._put(self.rollback_copy)
+        if self.swapped:
+            self._put(self.rollback_copy)
 
     def _put(self, source: Path) -> None:
         replace_database(self.folder, source)
@@ -171,22 +192,31 @@ class PostgresSlot(DatabaseSlot):
         return PostgresTables(self.target)
 
     def prepare(self) -> str:
-        restore_dump(self.target, self.dump, self.staging_name)
+        try:
+            restore_dump(self.target, self.dump, self.staging_name)
+        except BaseException:
+            with contextlib.suppress(Exception):  # leave nothing behind on the server
+                drop_database(self.target, self.staging_name)
+            raise
         return f"database {self.rollback_name} on {self.target.host}:{self.target.port}"
 
-    def swap(self) -> None:
+    def swap(self, on_replace: Callable[[], None] = lambda: None) -> None:
+        on_replace()
         self._rename(
             (self.target.dbname, self.rollback_name), (self.staging_name, self.target.dbname)
         )
+        self.swapped = True
 
     def swap_back(self) -> None:
-        self._rename(
-            (self.target.dbname, self.staging_name), (self.rollback_name, self.target.dbname)
-        )
+        if self.swapped:
+            self._rename(
+                (self.target.dbname, self.staging_name), (self.rollback_name, self.target.dbname)
+            )
 
     def _rename(self, *pairs: tuple[str, str]) -> None:
+        """Both renames in one transaction: the live name never points at nothing."""
         maintenance = with_database(self.target, "postgres")
-        with maintenance.connect(autocommit=True) as admin:
+        with maintenance.connect() as admin, admin.transaction():
             for old, new in pairs:
                 admin.execute(
                     sql.SQL("ALTER DATABASE {} RENAME TO {}").format(

@@ -155,6 +155,8 @@ def read_manifest_json(snapshot_dir: Path) -> dict[str, Any]:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise SnapshotError(f"cannot read {path}: {exc}") from None
+    except RecursionError:
+        raise SnapshotError(f"{path} is nested deeper than any manifest: not trusted") from None
     if not isinstance(raw, dict):
         raise SnapshotError(f"{path} does not hold a JSON object")
     return raw
@@ -326,6 +328,10 @@ class _ManifestReader:
         """A non-empty text; ``plain`` ones (ids, types, times) hold no control character."""
         if not isinstance(value, str) or not value or len(value) > limit:
             self._fail(name, f"is not a text of 1 to {limit} characters: {_shown(value)}")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            self._fail(name, "is not valid Unicode text")
         if "\x00" in value or (plain and _CONTROL.search(value)):
             self._fail(name, "holds control characters")
         return value

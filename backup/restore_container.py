@@ -34,7 +34,9 @@ from backup.n8n_folder import read_encryption_key
 from backup.restore_journal import (
     PREPARED,
     REPLACED,
+    REPLACING,
     STOPPING,
+    TOUCHED,
     RestoreJournal,
     clear_journal,
     read_journal,
@@ -181,6 +183,23 @@ def _refuse_foreign_or_shared(container_name: str) -> None:
         )
 
 
+def _refuse_another_database(
+    container_name: str, source: ContainerSource, postgres: PostgresTarget
+) -> None:
+    """--postgres must name the database and user the container's n8n runs on: restoring into
+    another one would leave n8n on its old data, or on a database it may not open."""
+    for setting, given in (
+        ("DB_POSTGRESDB_DATABASE", postgres.dbname),
+        ("DB_POSTGRESDB_USER", postgres.user),
+    ):
+        configured = source.environment.get(setting)
+        if configured is not None and configured != given:
+            raise InputError(
+                f"--postgres names {given!r}, but {container_name} runs n8n with {setting}="
+                f"{configured!r}: give the DSN of n8n's own database and user; nothing was changed"
+            )
+
+
 def _restore_locked(
     snapshot_dir: Path,
     source: ContainerSource,
@@ -216,6 +235,8 @@ def _restore_locked(
             f"container {container_name} runs n8n on {source.database_kind}, the snapshot holds "
             f"a {manifest.database_kind} database; nothing was changed"
         )
+    if postgres is not None:
+        _refuse_another_database(container_name, source, postgres)
     if (api_url or source.api_url) is None and source.running:
         # A stopped container's port is only known once it runs again (read after the start).
         raise InputError(f"container {container_name} publishes no port for 5678: give --api-url")
@@ -268,7 +289,7 @@ def _restore_locked(
             record(STOPPING)
             container.stop(timeout=STOP_TIMEOUT_SECONDS)
             step = "replacing the database"
-            slot.swap()
+            slot.swap(on_replace=lambda: record(REPLACING))
             record(REPLACED)
             step = "starting the container"
             container.start()
@@ -283,17 +304,11 @@ def _restore_locked(
                 raise N8nStartError(f"{container_name} stopped after the checks")
             if journal_dir is not None:
                 clear_journal(journal_dir)
-        except (
-            BackupError,
-            DockerException,
-            N8nStartError,
-            N8nCheckError,
-            OSError,
-            psycopg.Error,
-        ) as exc:
-            _roll_back(container, slot, rollback, api_url, boot_timeout)
-            if journal_dir is not None:
-                clear_journal(journal_dir)
+        except Exception as exc:  # whatever went wrong after the stop: put the old data back
+            with interrupts_ignored():
+                _roll_back(container, slot, rollback, api_url, boot_timeout)
+                if journal_dir is not None:
+                    clear_journal(journal_dir)
             raise RestoreError(
                 f"restore failed while {step}: {exc}; the previous database was put back "
                 f"and {container_name} started again"
@@ -319,20 +334,32 @@ def resume_restore(container_name: str, *, boot_timeout: float = 180.0) -> str:
         journal = read_journal(journal_dir)
         if journal is None:
             raise InputError(f"no interrupted restore of {container_name} to resume: nothing to do")
-        with docker_client() as client, interrupts_ignored():
-            container = get_container(client, container_name)
-            if journal.step != PREPARED:
-                container.stop(timeout=STOP_TIMEOUT_SECONDS)
-                replace_database(source.folder, Path(journal.rollback))
-            container.reload()
-            if container.status != "running":
-                container.start()
-            _wait(container, None, boot_timeout)
-            clear_journal(journal_dir)
+        rollback = Path(journal.rollback)
+        if journal.container != container_name or rollback.parent.parent != journal_dir:
+            raise InputError(
+                f"the restore journal in {journal_dir} is not for {container_name} or names a "
+                "rollback copy outside it: check it by hand; nothing was changed"
+            )
+        try:
+            with docker_client() as client, interrupts_ignored():
+                container = get_container(client, container_name)
+                if journal.step in TOUCHED:
+                    container.stop(timeout=STOP_TIMEOUT_SECONDS)
+                    replace_database(source.folder, rollback)
+                container.reload()
+                if container.status != "running":
+                    container.start()
+                _wait(container, None, boot_timeout)
+                clear_journal(journal_dir)
+        except (DockerException, N8nStartError, OSError) as exc:
+            raise RestoreError(
+                f"resume of the restore into {container_name} failed: {exc}; the journal is "
+                "kept: fix the cause and run restore --resume again"
+            ) from None
     undone = (
-        "nothing had been changed"
-        if journal.step == PREPARED
-        else f"the previous database was put back from {journal.rollback}"
+        f"the previous database was put back from {rollback}"
+        if journal.step in TOUCHED
+        else "its data had not been changed"
     )
     return (
         f"resumed the interrupted restore of snapshot {journal.snapshot_id} into "

@@ -16,8 +16,10 @@ from backup.errors import SnapshotError
 
 JOURNAL_NAME = "in-progress.json"
 # The steps, in order: the rollback copy exists (nothing changed yet); the container is being
-# stopped (n8n may be down); the database has been replaced (n8n runs the snapshot, unchecked).
-PREPARED, STOPPING, REPLACED = "prepared", "stopping", "replaced"
+# stopped (n8n may be down, its data untouched); the live database is being replaced; it has
+# been replaced (n8n runs the snapshot, unchecked).
+PREPARED, STOPPING, REPLACING, REPLACED = "prepared", "stopping", "replacing", "replaced"
+TOUCHED = (REPLACING, REPLACED)  # only these need the previous database put back
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ def read_journal(rollback_dir: Path) -> RestoreJournal | None:
         journal = RestoreJournal(**raw)
     except (OSError, ValueError, TypeError) as exc:
         raise SnapshotError(f"the restore journal {path} is unreadable ({exc})") from None
-    if journal.step not in (PREPARED, STOPPING, REPLACED):
+    if journal.step not in (PREPARED, STOPPING, *TOUCHED):
         raise SnapshotError(f"the restore journal {path} names an unknown step {journal.step!r}")
     return journal
 

@@ -23,7 +23,7 @@ from backup.manifest import (
 )
 from backup.secret import Secret
 from backup.snapshot import safe_file_stem
-from backup.sources.postgres import PostgresTarget
+from backup.sources.postgres import PostgresTarget, error_line
 from backup.sources.sqlite import N8nDatabase, deactivate_for_restore, integrity_problems
 from tests.fake_n8n_db import make_database
 
@@ -161,3 +161,28 @@ def test_hostile_schema_is_refused_by_manifest_and_target(tmp_path: Path, schema
     with pytest.raises(InputError, match="is not a plain identifier"):
         PostgresTarget("127.0.0.1", 5432, "u", "d", "", schema=schema)
     assert manifest.table_prefix == ""
+
+
+def test_deeply_nested_or_invalid_text_manifest_is_a_snapshot_error(tmp_path: Path) -> None:
+    folder = tmp_path / "deep"
+    folder.mkdir()
+    (folder / MANIFEST_NAME).write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(SnapshotError, match=r"nested deeper than any manifest|cannot read"):
+        Manifest.load(folder)
+    build_snapshot(tmp_path / "snap")
+    raw = json.loads((tmp_path / "snap" / MANIFEST_NAME).read_text())
+    raw["workflows"][0]["name"] = "lone surrogate \ud800"
+    with pytest.raises(SnapshotError, match="is not valid Unicode text"):
+        Manifest.from_dict(raw)
+
+
+def test_client_errors_quote_the_error_never_the_row() -> None:
+    said = (
+        "pg_restore: error: could not execute query: ERROR:  invalid input syntax\n"
+        'CONTEXT:  COPY workflow_entity, line 3, column nodes: "{\\"token\\": \\"s3cr3t\\"}"\n'
+    )
+    assert (
+        error_line(said)
+        == "pg_restore: error: could not execute query: ERROR:  invalid input syntax"
+    )
+    assert error_line("") == "no message"

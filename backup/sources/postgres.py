@@ -163,7 +163,9 @@ class PostgresTables(N8nTables):
         return {str(row[0]) for row in rows}
 
     def server_version(self) -> str | None:
-        return str(self._query("SHOW server_version")[0][0]).split()[0]
+        # From the number: "SHOW server_version" says "18rc1" or "17beta2" on test releases.
+        number = int(self._query("SHOW server_version_num")[0][0])
+        return f"{number // 10000}.{number % 10000}"
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         # ``sql`` holds only validated, quoted identifiers; values come as parameters.
@@ -230,8 +232,7 @@ def _table_of_contents(dump_file: Path) -> str:
         check=False,
     )
     if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no message"])[-1]
-        raise PgDumpError(f"pg_restore cannot read {dump_file.name}: {last}")
+        raise PgDumpError(f"pg_restore cannot read {dump_file.name}: {error_line(result.stderr)}")
     return result.stdout
 
 
@@ -320,38 +321,56 @@ def _restore_to_older_server(dump_file: Path, options: list[str], target: Postgr
     """Restore a dump made by newer client tools on an older server: pg_restore writes the SQL,
     the session settings older servers do not know (``SET transaction_timeout``, PostgreSQL
     17+) are left out, and psql runs the rest in one transaction, stopping at the first error."""
-    restore = subprocess.Popen(
-        [str(pg_tool("pg_restore")), *options, "--file=-", str(dump_file)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=target.client_env(),
-    )
-    psql = subprocess.Popen(
-        [str(pg_tool("psql")), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=target.client_env(),
-    )
-    assert restore.stdout is not None and restore.stderr is not None
-    assert psql.stdin is not None and psql.stderr is not None
-    with contextlib.suppress(BrokenPipeError):  # psql stopped at an error: it says which
-        for line in restore.stdout:
-            if line.strip() not in NEWER_SESSION_SETTINGS:
-                psql.stdin.write(line)
-    with contextlib.suppress(BrokenPipeError):
-        psql.stdin.close()
-    restore.stdout.close()
-    restore_error, psql_error = restore.stderr.read(), psql.stderr.read()
-    restore.wait(timeout=3600)
-    psql.wait(timeout=3600)
-    for code, said, what in (
-        (psql.returncode, psql_error, "psql"),
-        (restore.returncode, restore_error, "pg_restore"),
+    pg_restore, psql_tool = str(pg_tool("pg_restore")), str(pg_tool("psql"))
+    env = target.client_env()
+    with (
+        tempfile.TemporaryFile() as restore_said,
+        tempfile.TemporaryFile() as psql_said,
+        subprocess.Popen(
+            [pg_restore, *options, "--file=-", str(dump_file)],
+            stdout=subprocess.PIPE,
+            stderr=restore_said,
+            env=env,
+        ) as restore,
+        subprocess.Popen(
+            [psql_tool, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=psql_said,
+            env=env,
+        ) as psql,
     ):
-        if code != 0:
-            last = (said.decode("utf-8", "replace").strip().splitlines() or ["no message"])[-1]
-            raise PgDumpError(f"{what} of {target.describe()} failed: {last}")
+        assert restore.stdout is not None and psql.stdin is not None
+        try:
+            with contextlib.suppress(BrokenPipeError):  # psql stopped at an error: it says which
+                for line in restore.stdout:
+                    if line.strip() not in NEWER_SESSION_SETTINGS:
+                        psql.stdin.write(line)
+                psql.stdin.close()
+            restore.stdout.close()
+            restore.wait(timeout=3600)
+            psql.wait(timeout=3600)
+        except BaseException:
+            restore.kill()
+            psql.kill()
+            raise
+        for process, said, what in (
+            (psql, psql_said, "psql"),
+            (restore, restore_said, "pg_restore"),
+        ):
+            if process.returncode != 0:
+                said.seek(0)
+                message = error_line(said.read().decode("utf-8", "replace"))
+                raise PgDumpError(f"{what} of {target.describe()} failed: {message}")
+
+
+def error_line(stderr: str) -> str:
+    """The line of a PostgreSQL client's error output that says what failed: its last ERROR
+    line (never a CONTEXT line, which can quote the row's data), else its last line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if "ERROR:" in line or "error:" in line]
+    chosen = (errors or [line for line in lines if not line.startswith("CONTEXT")] or [""])[-1]
+    return chosen or "no message"
 
 
 def create_throwaway_role(server: PostgresTarget) -> PostgresTarget:
@@ -420,5 +439,4 @@ def _run(command: list[str], target: PostgresTarget, what: str) -> None:
         check=False,
     )
     if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no message"])[-1]
-        raise PgDumpError(f"{what} of {target.describe()} failed: {last}")
+        raise PgDumpError(f"{what} of {target.describe()} failed: {error_line(result.stderr)}")
