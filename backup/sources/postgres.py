@@ -346,6 +346,7 @@ def _restore_to_older_server(dump_file: Path, options: list[str], target: Postgr
                 for line in restore.stdout:
                     if line.strip() not in NEWER_SESSION_SETTINGS:
                         psql.stdin.write(line)
+            with contextlib.suppress(BrokenPipeError):  # closes even when the flush fails
                 psql.stdin.close()
             restore.stdout.close()
             restore.wait(timeout=3600)
