@@ -304,24 +304,15 @@ def _restore_locked(
                 raise N8nStartError(f"{container_name} stopped after the checks")
             if journal_dir is not None:
                 clear_journal(journal_dir)
-        except Exception as exc:  # whatever went wrong after the stop: put the old data back
-            with interrupts_ignored():
-                _roll_back(container, slot, rollback, api_url, boot_timeout)
-                if journal_dir is not None:
-                    clear_journal(journal_dir)
-            raise RestoreError(
-                f"restore failed while {step}: {exc}; the previous database was put back "
-                f"and {container_name} started again"
-            ) from None
-        except KeyboardInterrupt:
+        except (Exception, KeyboardInterrupt) as exc:  # after the stop: put the old data back
             with interrupts_ignored():  # the rollback itself must not be cut short
                 _roll_back(container, slot, rollback, api_url, boot_timeout)
                 if journal_dir is not None:
                     clear_journal(journal_dir)
-            raise RestoreInterrupted(
-                f"restore interrupted while {step}; the previous database was put back and "
-                f"{container_name} started again"
-            ) from None
+            back = f"the previous database was put back and {container_name} started again"
+            if isinstance(exc, KeyboardInterrupt):
+                raise RestoreInterrupted(f"restore interrupted while {step}; {back}") from None
+            raise RestoreError(f"restore failed while {step}: {exc}; {back}") from None
     return RestoreResult(container_name, manifest.snapshot_id, workflows, credentials, rollback)
 
 

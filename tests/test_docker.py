@@ -337,19 +337,7 @@ def test_an_interrupted_restore_puts_the_old_data_back_and_n8n_runs(
     try:
         set_up_owner(target)
         own = target.api().create_workflow(sample_workflow("Only on the target"))
-        restore = subprocess.Popen(
-            backup_command("restore", str(path), "--container", target.name),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and restore.poll() is None:
-            target.container.reload()
-            if target.container.status != "running":  # stopped by the restore
-                break
-            time.sleep(0.1)
-        assert restore.poll() is None, "the restore ended before the container was stopped"
+        restore = restore_until_the_stop(path, target)
         restore.send_signal(signum)
         _, stderr = restore.communicate(timeout=300)
         assert restore.returncode == 130, stderr
@@ -411,18 +399,7 @@ def test_a_killed_restore_is_undone_by_resume(
     try:
         set_up_owner(target)
         own = target.api().create_workflow(sample_workflow("Only on the target"))
-        restore = subprocess.Popen(
-            backup_command("restore", str(path), "--container", target.name),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and restore.poll() is None:
-            target.container.reload()
-            if target.container.status != "running":
-                break
-            time.sleep(0.1)
-        assert restore.poll() is None, "the restore ended before the container was stopped"
+        restore = restore_until_the_stop(path, target)
         restore.kill()
         restore.wait()
         again = run_backup_cli("restore", str(path), "--container", target.name)
@@ -467,3 +444,22 @@ def test_restore_refuses_n8n_data_on_a_tmpfs(
         assert container.status == "running"
     finally:
         container.remove(force=True)
+
+
+def restore_until_the_stop(snapshot: Path, target: N8nTestContainer) -> subprocess.Popen[str]:
+    """Start ``restore`` of ``snapshot`` into ``target`` and return once it has stopped the
+    container (the restore is still running then, with its output piped)."""
+    restore = subprocess.Popen(
+        backup_command("restore", str(snapshot), "--container", target.name),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and restore.poll() is None:
+        target.container.reload()
+        if target.container.status != "running":  # stopped by the restore
+            break
+        time.sleep(0.1)
+    assert restore.poll() is None, "the restore ended before the container was stopped"
+    return restore

@@ -21,6 +21,7 @@ import pytest
 from backup import runtime
 from backup.digests import sha256_file
 from backup.manifest import FileEntry, Manifest
+from backup.sources.postgres import PostgresTarget, n8n_database_env
 from tests.conftest import (
     BOOT_TIMEOUT,
     Canary,
@@ -210,14 +211,7 @@ def pg_snapshot_1x(
     launcher = runtime.install(N8N_1X, log=False)
     with psycopg.connect(server.dsn(), autocommit=True) as admin:
         admin.execute("CREATE DATABASE n8n_1x")
-    env = {
-        "DB_TYPE": "postgresdb",
-        "DB_POSTGRESDB_HOST": "127.0.0.1",
-        "DB_POSTGRESDB_PORT": str(server.port),
-        "DB_POSTGRESDB_DATABASE": "n8n_1x",
-        "DB_POSTGRESDB_USER": "postgres",
-        "DB_POSTGRESDB_PASSWORD": server.password,
-    }
+    env = n8n_database_env(PostgresTarget.from_dsn(server.dsn("n8n_1x")))
     base = tmp_path_factory.mktemp("pg-1x")
     process = N8nProcess(launcher, base / "n8n", None, extra_env=env)
     try:

@@ -18,6 +18,7 @@ from backup.sources.postgres import (
     _restore_to_older_server,
     database_lock,
     drop_database,
+    n8n_database_env,
     restore_dump,
     server_major,
 )
@@ -55,14 +56,7 @@ def snapshot_on_15(
     """n8n 2.40.7 on PostgreSQL 15 (schema public), seeded, and a snapshot of it."""
     with psycopg.connect(postgres_15.dsn(), autocommit=True) as admin:
         admin.execute("CREATE DATABASE n8n")
-    env = {
-        "DB_TYPE": "postgresdb",
-        "DB_POSTGRESDB_HOST": "127.0.0.1",
-        "DB_POSTGRESDB_PORT": str(postgres_15.port),
-        "DB_POSTGRESDB_DATABASE": "n8n",
-        "DB_POSTGRESDB_USER": "postgres",
-        "DB_POSTGRESDB_PASSWORD": postgres_15.password,
-    }
+    env = n8n_database_env(PostgresTarget.from_dsn(postgres_15.dsn("n8n")))
     base = tmp_path_factory.mktemp("pg15")
     process = N8nProcess(launcher, base / "n8n", None, extra_env=env)
     try:
