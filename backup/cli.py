@@ -141,7 +141,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
             raise InputError("--resume needs --container NAME, the n8n container to put right")
         from backup.restore_container import resume_restore
 
-        print(resume_restore(args.container))
+        print(resume_restore(args.container, postgres_dsn=args.postgres, api_url=args.api_url))
         return 0
     if args.snapshot is None:
         raise InputError("give the snapshot folder to restore (or --resume --container NAME)")
@@ -196,7 +196,17 @@ def _restore_workflows_only(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    """Print the snapshots of a backup root."""
+    """Print the snapshots of a backup root, or the rollback copies restores kept."""
+    if args.container:
+        from backup.rollback_listing import format_rollbacks, list_rollbacks, pending_restore
+
+        source = inspect_n8n_container(args.container)
+        postgres = PostgresTarget.from_dsn(args.postgres) if args.postgres else None
+        rollbacks = list_rollbacks(source, postgres)
+        print(format_rollbacks(source, rollbacks, pending_restore(source), args.json))
+        return 0
+    if args.root is None:
+        raise InputError("give the folder of snapshots to list (or --container NAME)")
     print(format_listings(list_snapshots(args.root), args.json))
     return 0
 
@@ -306,8 +316,16 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--table-prefix", help="DB_TABLE_PREFIX (default: the snapshot's)")
     restore.set_defaults(handler=cmd_restore)
 
-    listing = commands.add_parser("list", help="list the snapshots of a backup root")
-    listing.add_argument("root", type=Path, help="folder of snapshots")
+    listing = commands.add_parser(
+        "list", help="list the snapshots of a backup root, or a container's rollback copies"
+    )
+    listing.add_argument("root", type=Path, nargs="?", help="folder of snapshots")
+    listing.add_argument(
+        "--container", help="list the rollback copies restores kept for this n8n container"
+    )
+    listing.add_argument(
+        "--postgres", metavar="DSN", help="with --container: its n8n's PostgreSQL database"
+    )
     listing.add_argument("--json", action="store_true", help="JSON for scripts")
     listing.set_defaults(handler=cmd_list)
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,7 +20,9 @@ from psycopg import sql
 
 from backup.atomic import PRIVATE_FILE_MODE, fsync_dir, fsync_file, make_private_dir
 from backup.errors import InputError
+from backup.fault_points import SWAPPING, pause_point
 from backup.n8n_folder import N8nFolder
+from backup.restore_journal import TOUCHED, RestoreJournal, clear_journal, write_journal
 from backup.sources.postgres import (
     PostgresTables,
     PostgresTarget,
@@ -26,7 +30,7 @@ from backup.sources.postgres import (
     restore_dump,
     with_database,
 )
-from backup.sources.sqlite import N8nDatabase, online_copy
+from backup.sources.sqlite import DATABASE_NAME, N8nDatabase, online_copy
 from backup.sources.tables import N8nTables
 
 ROLLBACK_DIR = "restore-rollback"
@@ -36,27 +40,59 @@ SPACE_MARGIN_BYTES = 16 << 20
 SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
+STAMP = r"\d{8}T\d{6}Z(-\d+)?"
+# PostgreSQL cuts longer names short, which would make the staging and rollback names collide.
+POSTGRES_NAME_LIMIT = 63
+
+
 def _stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _owner(path: Path) -> tuple[int, int]:
+    info = path.stat()
+    return info.st_uid, info.st_gid
 
 
 class DatabaseSlot(ABC):
     """Where the live database is, and how to put a snapshot's in its place.
 
     ``swapped`` says whether the live database was replaced: only then does ``swap_back``
-    change anything (a rollback must never overwrite data that was not touched).
+    change anything (a rollback must never overwrite data that was not touched). The restore's
+    journal lives in n8n's folder for both kinds, owned like the rest of n8n's data.
     """
 
-    swapped = False
+    kind: str
+
+    def __init__(self, folder: N8nFolder) -> None:
+        self.folder = folder
+        self.swapped = False
+
+    @property
+    def rollback_dir(self) -> Path:
+        """Where the journal (and, for SQLite, the rollback copies) live."""
+        return self.folder.path / ROLLBACK_DIR
 
     @abstractmethod
     def tables(self) -> N8nTables:
         """The live database's tables (read-only use)."""
 
-    @property
-    def journal_dir(self) -> Path | None:
-        """Where the restore journal of this slot lives (None: no resume for this kind)."""
-        return None
+    @abstractmethod
+    def rollback(self) -> str:
+        """The previous database, as the journal and the operator name it."""
+
+    def journal_entry(self, container: str, snapshot_id: str, step: str) -> RestoreJournal:
+        """What ``record`` writes; the PostgreSQL slot adds its database names."""
+        return RestoreJournal(container, snapshot_id, self.rollback(), step, self.kind)
+
+    def record(self, container: str, snapshot_id: str, step: str) -> None:
+        """Write the journal: ``step`` is about to be taken."""
+        entry = self.journal_entry(container, snapshot_id, step)
+        write_journal(self.rollback_dir, entry, _owner(self.folder.path))
+
+    def forget(self) -> None:
+        """The restore has finished or has been undone: no journal any more."""
+        clear_journal(self.rollback_dir)
 
     def check_space(self) -> None:
         """Before anything is written: refuse when the copies the restore makes cannot fit.
@@ -77,18 +113,52 @@ class DatabaseSlot(ABC):
     def swap_back(self) -> None:
         """While n8n is stopped: put the old database back."""
 
+    def discard(self) -> None:
+        """After a rollback: remove what was staged and is no longer needed."""
+        return None
+
+    def keep_bounded(self) -> None:
+        """After a restore: remove all but the newest rollback copies."""
+        return None
+
 
 class SqliteSlot(DatabaseSlot):
     """``database.sqlite`` in an n8n folder; the old file is kept under restore-rollback/."""
 
+    kind = "sqlite"
+
     def __init__(self, folder: N8nFolder, replacement: Path, table_prefix: str = "") -> None:
-        self.folder = folder
+        super().__init__(folder)
         self.replacement = replacement
         self.table_prefix = table_prefix
-        self.rollback_copy = folder.path / ROLLBACK_DIR / _stamp() / folder.database.name
+        self.rollback_copy = self.rollback_dir / _stamp() / folder.database.name
+
+    @classmethod
+    def from_journal(cls, folder: N8nFolder, journal: RestoreJournal) -> SqliteSlot:
+        """The slot of a killed restore, to undo it; refuses a journal naming a copy that is
+        not one of this folder's rollback copies (the journal lives where n8n can write)."""
+        slot = cls(folder, Path(journal.rollback))
+        copy = Path(journal.rollback)
+        if (
+            copy.parent.parent != slot.rollback_dir
+            or copy.name != folder.database.name
+            or not re.fullmatch(STAMP, copy.parent.name)
+            or copy.is_symlink()
+            or not copy.is_file()
+        ):
+            raise InputError(
+                f"the restore journal in {slot.rollback_dir} names {copy}, which is not a rollback "
+                "copy of this folder: check it by hand; nothing was changed"
+            )
+        slot.rollback_copy = copy
+        slot.swapped = journal.step in TOUCHED
+        return slot
 
     def tables(self) -> N8nTables:
         return N8nDatabase(self.folder.database, self.table_prefix)
+
+    def rollback(self) -> str:
+        return str(self.rollback_copy)
 
     def check_space(self) -> None:
         # The rollback copy of the live database and the staged copy of the snapshot's live
@@ -107,19 +177,39 @@ class SqliteSlot(DatabaseSlot):
             )
 
     def prepare(self) -> str:
-        make_private_dir(self.rollback_copy.parent)
+        owner = _owner(self.folder.path)
+        make_private_dir(self.rollback_dir)
+        os.chown(self.rollback_dir, *owner)
+        folder = self._new_rollback_folder()
+        self.rollback_copy = folder / self.folder.database.name
+        # Copied under a hidden name: a copy cut short (killed, disk full) never looks like one.
+        partial = folder / f".{self.rollback_copy.name}.partial"
         try:
-            online_copy(self.folder.database, self.rollback_copy)
-            self.rollback_copy.chmod(PRIVATE_FILE_MODE)
+            os.chown(folder, *owner)
+            online_copy(self.folder.database, partial)
+            os.chmod(partial, PRIVATE_FILE_MODE)
+            os.chown(partial, *owner)
+            fsync_file(partial)
+            partial.replace(self.rollback_copy)
         except BaseException:
-            shutil.rmtree(self.rollback_copy.parent, ignore_errors=True)
+            shutil.rmtree(folder, ignore_errors=True)
             raise
-        prune_rollbacks(self.folder.path / ROLLBACK_DIR, KEEP_ROLLBACKS, self.rollback_copy.parent)
         return str(self.rollback_copy)
 
-    @property
-    def journal_dir(self) -> Path | None:
-        return self.folder.path / ROLLBACK_DIR
+    def _new_rollback_folder(self) -> Path:
+        """A fresh folder per restore, even for two restores within one second."""
+        base = self.rollback_copy.parent.name
+        for attempt in range(100):
+            folder = self.rollback_dir / (base if attempt == 0 else f"{base}-{attempt}")
+            try:
+                folder.mkdir(mode=0o700)
+            except FileExistsError:
+                continue
+            return folder
+        raise InputError(f"too many rollback folders named {base} in {self.rollback_dir}")
+
+    def keep_bounded(self) -> None:
+        prune_rollbacks(self.rollback_dir, KEEP_ROLLBACKS, self.rollback_copy.parent)
 
     def swap(self, on_replace: Callable[[], None] = lambda: None) -> None:
         # n8n is stopped now: copy the previous database again, so that the rollback holds
@@ -127,7 +217,8 @@ class SqliteSlot(DatabaseSlot):
         fresh = self.rollback_copy.with_name(f".{self.rollback_copy.name}.fresh")
         try:
             online_copy(self.folder.database, fresh)
-            fresh.chmod(PRIVATE_FILE_MODE)
+            os.chmod(fresh, PRIVATE_FILE_MODE)
+            os.chown(fresh, *_owner(self.folder.path))
             fsync_file(fresh)
             fresh.replace(self.rollback_copy)
         finally:
@@ -144,15 +235,38 @@ class SqliteSlot(DatabaseSlot):
         replace_database(self.folder, source)
 
 
+def rollback_copies(rollback_dir: Path) -> list[Path]:
+    """The complete rollback copies in ``rollback_dir``, newest first (never through a link)."""
+    if not rollback_dir.is_dir():
+        return []
+    copies = [
+        folder / DATABASE_NAME
+        for folder in rollback_dir.iterdir()
+        if re.fullmatch(STAMP, folder.name)
+        and folder.is_dir()
+        and not folder.is_symlink()
+        and (folder / DATABASE_NAME).is_file()
+        and not (folder / DATABASE_NAME).is_symlink()
+    ]
+    return sorted(copies, key=lambda p: p.parent.name, reverse=True)
+
+
 def prune_rollbacks(rollback_dir: Path, keep: int, current: Path) -> list[Path]:
-    """Remove all but the ``keep`` newest rollback folders (``current`` always stays); never
-    through a link. Returns what was removed."""
+    """Remove all but the ``keep`` newest rollback folders (``current`` always stays), and
+    folders a killed copy left without a database; never through a link. Returns what was
+    removed."""
     folders = sorted(
-        (p for p in rollback_dir.iterdir() if p.is_dir() and not p.is_symlink()),
+        (
+            p
+            for p in rollback_dir.iterdir()
+            if re.fullmatch(STAMP, p.name) and p.is_dir() and not p.is_symlink()
+        ),
         key=lambda p: p.name,
         reverse=True,
     )
-    removed = [p for p in folders[keep:] if p != current]
+    complete = [p for p in folders if (p / DATABASE_NAME).is_file()]
+    unfinished = [p for p in folders if p not in complete]
+    removed = [p for p in complete[keep:] + unfinished if p != current]
     for folder in removed:
         shutil.rmtree(folder)
     return removed
@@ -168,12 +282,13 @@ def replace_database(folder: N8nFolder, source: Path) -> None:
         os.chown(staged, info.st_uid, info.st_gid)
         os.chmod(staged, info.st_mode & 0o777)
         fsync_file(staged)
+        for suffix in SIDE_FILES:  # a stale WAL would be replayed into the new database
+            live.with_name(live.name + suffix).unlink(missing_ok=True)
+        pause_point(SWAPPING)
+        staged.replace(live)
     except BaseException:
         staged.unlink(missing_ok=True)  # a partial copy must never look like a database
         raise
-    for suffix in SIDE_FILES:  # a stale WAL would be replayed into the new database
-        live.with_name(live.name + suffix).unlink(missing_ok=True)
-    staged.replace(live)
     fsync_dir(live.parent)
 
 
@@ -181,17 +296,58 @@ class PostgresSlot(DatabaseSlot):
     """A PostgreSQL database: the dump is restored beside it under a staging name, then the two
     are renamed; the old one stays on the server as ``<name>_rollback_<time>``."""
 
-    def __init__(self, target: PostgresTarget, dump: Path) -> None:
+    kind = "postgres"
+
+    def __init__(self, target: PostgresTarget, dump: Path | None, folder: N8nFolder) -> None:
+        super().__init__(folder)
+        if len(target.dbname) + len("_restoring_") + len(_stamp()) > POSTGRES_NAME_LIMIT:
+            raise InputError(
+                f"database name {target.dbname!r} is too long to keep a rollback beside it "
+                f"(PostgreSQL names have at most {POSTGRES_NAME_LIMIT} characters); nothing "
+                "was changed"
+            )
         self.target = target
         self.dump = dump
         stamp = _stamp().lower()
         self.staging_name = f"{target.dbname}_restoring_{stamp}"
         self.rollback_name = f"{target.dbname}_rollback_{stamp}"
 
+    @classmethod
+    def from_journal(
+        cls, target: PostgresTarget, folder: N8nFolder, journal: RestoreJournal
+    ) -> PostgresSlot:
+        """The slot of a killed restore, to undo it: swapped only if the rename committed.
+        Refuses names that are not this database's staging and rollback names."""
+        if journal.database != target.dbname:
+            raise InputError(
+                f"the interrupted restore was into database {journal.database!r}, --postgres "
+                f"names {target.dbname!r}: give the DSN of {journal.database!r}; nothing was "
+                "changed"
+            )
+        slot = cls(target, None, folder)
+        for role, name in (("restoring", journal.staging), ("rollback", journal.rollback)):
+            if not re.fullmatch(f"{re.escape(target.dbname)}_{role}_{STAMP.lower()}", name):
+                raise InputError(
+                    f"the restore journal in {slot.rollback_dir} names database {name!r}, which "
+                    f"is not a {role} database of {target.dbname!r}: check it by hand; nothing "
+                    "was changed"
+                )
+        slot.staging_name, slot.rollback_name = journal.staging, journal.rollback
+        slot.swapped = journal.step in TOUCHED and slot.rollback_name in database_names(target)
+        return slot
+
     def tables(self) -> N8nTables:
         return PostgresTables(self.target)
 
+    def rollback(self) -> str:
+        return self.rollback_name
+
+    def journal_entry(self, container: str, snapshot_id: str, step: str) -> RestoreJournal:
+        entry = super().journal_entry(container, snapshot_id, step)
+        return replace(entry, database=self.target.dbname, staging=self.staging_name)
+
     def prepare(self) -> str:
+        assert self.dump is not None, "a resumed slot has nothing to prepare"
         try:
             restore_dump(self.target, self.dump, self.staging_name)
         except BaseException:
@@ -212,14 +368,38 @@ class PostgresSlot(DatabaseSlot):
             self._rename(
                 (self.target.dbname, self.staging_name), (self.rollback_name, self.target.dbname)
             )
+            self.swapped = False
+
+    def discard(self) -> None:
+        drop_database(self.target, self.staging_name)
+
+    def keep_bounded(self) -> None:
+        for name in rollback_databases(self.target)[KEEP_ROLLBACKS:]:
+            if name != self.rollback_name:
+                drop_database(self.target, name)
 
     def _rename(self, *pairs: tuple[str, str]) -> None:
         """Both renames in one transaction: the live name never points at nothing."""
         maintenance = with_database(self.target, "postgres")
         with maintenance.connect() as admin, admin.transaction():
-            for old, new in pairs:
+            for number, (old, new) in enumerate(pairs):
+                if number:
+                    pause_point(SWAPPING)
                 admin.execute(
                     sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
                         sql.Identifier(old), sql.Identifier(new)
                     )
                 )
+
+
+def database_names(target: PostgresTarget) -> set[str]:
+    """The databases on ``target``'s server."""
+    with with_database(target, "postgres").connect(autocommit=True) as admin:
+        return {str(row[0]) for row in admin.execute("SELECT datname FROM pg_database")}
+
+
+def rollback_databases(target: PostgresTarget) -> list[str]:
+    """The rollback databases restores kept beside ``target``'s database, newest first."""
+    pattern = f"{re.escape(target.dbname)}_rollback_{STAMP.lower()}"
+    names = [name for name in database_names(target) if re.fullmatch(pattern, name)]
+    return sorted(names, key=lambda name: name.rsplit("_", 1)[1], reverse=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,15 +21,10 @@ from docker.models.containers import Container
 
 from backup.check import trusted_snapshot
 from backup.data_lock import exclusive
-from backup.database_slot import (
-    ROLLBACK_DIR,
-    DatabaseSlot,
-    PostgresSlot,
-    SqliteSlot,
-    replace_database,
-)
+from backup.database_slot import ROLLBACK_DIR, DatabaseSlot, PostgresSlot, SqliteSlot
 from backup.digests import key_fingerprint
 from backup.errors import BackupError, InputError, KeyStoreError
+from backup.fault_points import STARTED, STOPPED, SWAPPED, pause_point
 from backup.manifest import Manifest
 from backup.n8n_folder import read_encryption_key
 from backup.restore_journal import (
@@ -36,11 +32,8 @@ from backup.restore_journal import (
     REPLACED,
     REPLACING,
     STOPPING,
-    TOUCHED,
     RestoreJournal,
-    clear_journal,
     read_journal,
-    write_journal,
 )
 from backup.secret import Secret
 from backup.sources.container import (
@@ -52,6 +45,7 @@ from backup.sources.container import (
     get_container,
     inspect_n8n_container,
     runs_n8n,
+    stops_since,
 )
 from backup.sources.postgres import DEFAULT_SCHEMA, PostgresTarget, database_lock
 from backup.sources.tables import N8nTables
@@ -218,7 +212,8 @@ def _restore_locked(
         raise InputError(
             f"an interrupted restore of snapshot {pending.snapshot_id} into {pending.container} "
             f"is pending (step {pending.step}): run n8n-backup restore --resume --container "
-            f"{container_name} first; nothing was changed"
+            f"{container_name}{' --postgres DSN' if pending.kind == 'postgres' else ''} first; "
+            "nothing was changed"
         )
     manifest = Manifest.load(snapshot_dir)
     postgres = (
@@ -254,7 +249,7 @@ def _restore_locked(
     manifest = trusted_snapshot(snapshot_dir, Secret(target_key))
     replacement = snapshot_dir / manifest.database_file
     slot: DatabaseSlot = (
-        PostgresSlot(postgres, replacement)
+        PostgresSlot(postgres, replacement, source.folder)
         if postgres
         else SqliteSlot(source.folder, replacement, manifest.table_prefix)
     )
@@ -264,12 +259,9 @@ def _restore_locked(
             f"{running} execution(s) are running in {container_name}: wait for them to finish, "
             "or pass --force to restore anyway; nothing was changed"
         )
-    journal_dir = slot.journal_dir
 
     def record(step: str) -> None:
-        if journal_dir is not None:
-            journal = RestoreJournal(container_name, manifest.snapshot_id, rollback, step)
-            write_journal(journal_dir, journal)
+        slot.record(container_name, manifest.snapshot_id, step)
 
     slot.check_space()
     with interrupts_as_keyboard_interrupt():
@@ -287,75 +279,114 @@ def _restore_locked(
         step = "stopping the container"
         try:
             record(STOPPING)
+            say(f"restore: stopping {container_name}")
             container.stop(timeout=STOP_TIMEOUT_SECONDS)
             step = "replacing the database"
+            pause_point(STOPPED)
+            say("restore: replacing the database")
             slot.swap(on_replace=lambda: record(REPLACING))
             record(REPLACED)
             step = "starting the container"
+            pause_point(SWAPPED)
+            say(f"restore: starting {container_name}")
+            started_at = time.time()
             container.start()
             step = "waiting for n8n"
+            pause_point(STARTED)
             url = _wait(container, api_url, boot_timeout)
             step = "checking workflows and credentials"
+            say("restore: checking that the running n8n serves exactly the snapshot")
             workflows, credentials = _check_restored(
                 container, slot.tables(), url, manifest, Secret(target_key)
             )
-            container.reload()
-            if container.status != "running":  # stopped from outside meanwhile
-                raise N8nStartError(f"{container_name} stopped after the checks")
-            if journal_dir is not None:
-                clear_journal(journal_dir)
+            stops = stops_since(client, container, started_at)
+            if stops:  # someone ran docker stop or kill meanwhile: this n8n will not stay up
+                raise N8nStartError(
+                    f"{container_name} was stopped from outside during the restore ({stops[0]})"
+                )
+            slot.forget()
         except (Exception, KeyboardInterrupt) as exc:  # after the stop: put the old data back
             with interrupts_ignored():  # the rollback itself must not be cut short
-                _roll_back(container, slot, rollback, api_url, boot_timeout)
-                if journal_dir is not None:
-                    clear_journal(journal_dir)
-            back = f"the previous database was put back and {container_name} started again"
+                _roll_back(container, slot, api_url, boot_timeout)
+            back = f"the previous database was put back and {container_name} is running on it again"
             if isinstance(exc, KeyboardInterrupt):
-                raise RestoreInterrupted(f"restore interrupted while {step}; {back}") from None
-            raise RestoreError(f"restore failed while {step}: {exc}; {back}") from None
+                raise RestoreInterrupted(
+                    f"restore interrupted while {step}; {back}; run the restore again when ready"
+                ) from None
+            raise RestoreError(
+                f"restore failed while {step}: {exc}; {back}; fix the cause and restore again"
+            ) from None
+    with contextlib.suppress(OSError, psycopg.Error):  # the restore stands either way
+        slot.keep_bounded()
     return RestoreResult(container_name, manifest.snapshot_id, workflows, credentials, rollback)
 
 
-def resume_restore(container_name: str, *, boot_timeout: float = 180.0) -> str:
+def resume_restore(
+    container_name: str,
+    *,
+    postgres_dsn: str | None = None,
+    api_url: str | None = None,
+    boot_timeout: float = 180.0,
+) -> str:
     """Finish what a killed restore left (SIGKILL, power loss): put the previous database back
-    if it had been touched, start n8n, and say what was done. The restore can then run again."""
+    if it had been touched, start n8n, and say what was done. The restore can then run again.
+    A restore into PostgreSQL needs ``postgres_dsn`` (the journal holds no password)."""
     source = inspect_n8n_container(container_name)
-    journal_dir = source.folder.path / ROLLBACK_DIR
-    with exclusive(source.folder.path, "restore --resume"):
-        journal = read_journal(journal_dir)
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(exclusive(source.folder.path, "restore --resume"))
+        journal = read_journal(source.folder.path / ROLLBACK_DIR)
         if journal is None:
             raise InputError(f"no interrupted restore of {container_name} to resume: nothing to do")
-        rollback = Path(journal.rollback)
-        if journal.container != container_name or rollback.parent.parent != journal_dir:
+        if journal.container != container_name:
             raise InputError(
-                f"the restore journal in {journal_dir} is not for {container_name} or names a "
-                "rollback copy outside it: check it by hand; nothing was changed"
+                f"the restore journal in {source.folder.path / ROLLBACK_DIR} is for container "
+                f"{journal.container}, not {container_name}: check it by hand; nothing was changed"
             )
+        slot = _slot_to_resume(source, journal, postgres_dsn)
+        if isinstance(slot, PostgresSlot):
+            locks.enter_context(database_lock(slot.target, "restore --resume"))
+        touched = slot.swapped
         try:
             with docker_client() as client, interrupts_ignored():
                 container = get_container(client, container_name)
-                if journal.step in TOUCHED:
+                if touched:
                     container.stop(timeout=STOP_TIMEOUT_SECONDS)
-                    replace_database(source.folder, rollback)
+                    slot.swap_back()
+                slot.discard()
                 container.reload()
                 if container.status != "running":
                     container.start()
-                _wait(container, None, boot_timeout)
-                clear_journal(journal_dir)
-        except (DockerException, N8nStartError, OSError) as exc:
+                _wait(container, api_url, boot_timeout)
+                slot.forget()
+        except (BackupError, DockerException, N8nStartError, OSError, psycopg.Error) as exc:
             raise RestoreError(
                 f"resume of the restore into {container_name} failed: {exc}; the journal is "
                 "kept: fix the cause and run restore --resume again"
             ) from None
     undone = (
-        f"the previous database was put back from {rollback}"
-        if journal.step in TOUCHED
+        f"the previous database was put back from {slot.rollback()}"
+        if touched
         else "its data had not been changed"
     )
     return (
         f"resumed the interrupted restore of snapshot {journal.snapshot_id} into "
-        f"{container_name}: {undone}; {container_name} is running; run the restore again"
+        f"{container_name}: {undone}; {container_name} is running on its previous data; "
+        "run the restore again when ready"
     )
+
+
+def _slot_to_resume(
+    source: ContainerSource, journal: RestoreJournal, postgres_dsn: str | None
+) -> DatabaseSlot:
+    if journal.kind == "sqlite":
+        return SqliteSlot.from_journal(source.folder, journal)
+    if not postgres_dsn:
+        raise InputError(
+            f"the interrupted restore into {source.name} was into PostgreSQL database "
+            f"{journal.database!r}: give --postgres with the DSN of it (password in PGPASSWORD); "
+            "nothing was changed"
+        )
+    return PostgresSlot.from_journal(PostgresTarget.from_dsn(postgres_dsn), source.folder, journal)
 
 
 def _wait(container: Container, api_url: str | None, timeout: float) -> str:
@@ -363,7 +394,10 @@ def _wait(container: Container, api_url: str | None, timeout: float) -> str:
     container.reload()
     url = api_url or inspect_n8n_container(str(container.name)).api_url
     if url is None:
-        raise N8nStartError(f"container {container.name} publishes no port for 5678")
+        raise N8nStartError(
+            f"container {container.name} publishes no port for 5678 (give --api-url) or is "
+            "not running"
+        )
 
     def running() -> bool:
         container.reload()
@@ -398,8 +432,10 @@ def _check_restored(
 
 
 def _roll_back(
-    container: Container, slot: DatabaseSlot, rollback: str, api_url: str | None, timeout: float
+    container: Container, slot: DatabaseSlot, api_url: str | None, timeout: float
 ) -> None:
+    """Put the previous database back (only if it was replaced), start n8n on it, drop what
+    was staged, and close the journal."""
     try:
         container.stop(timeout=STOP_TIMEOUT_SECONDS)
         slot.swap_back()
@@ -407,6 +443,10 @@ def _roll_back(
         _wait(container, api_url, timeout)
     except (BackupError, DockerException, N8nStartError, OSError, psycopg.Error) as exc:
         raise RestoreError(
-            f"restore failed and so did putting the previous database back ({exc}): it is kept "
-            f"as {rollback}; stop the container and put it back by hand"
+            f"restore failed and so did putting the previous database back ({exc}); it is kept "
+            f"as {slot.rollback()}: fix the cause, then run n8n-backup restore --resume "
+            f"--container {container.name}"
         ) from None
+    with contextlib.suppress(OSError, psycopg.Error):  # n8n runs on its data; staging is spare
+        slot.discard()
+    slot.forget()

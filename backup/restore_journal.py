@@ -8,6 +8,7 @@ once a restore has finished or been rolled back.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,8 +29,11 @@ class RestoreJournal:
 
     container: str
     snapshot_id: str
-    rollback: str  # the copy of the previous database
+    rollback: str  # the copy of the previous database (SQLite path, PostgreSQL database name)
     step: str
+    kind: str = "sqlite"  # or "postgres"
+    database: str = ""  # PostgreSQL: the live database's name
+    staging: str = ""  # PostgreSQL: the database the snapshot was restored into beside it
 
 
 def journal_path(rollback_dir: Path) -> Path:
@@ -37,10 +41,14 @@ def journal_path(rollback_dir: Path) -> Path:
     return rollback_dir / JOURNAL_NAME
 
 
-def write_journal(rollback_dir: Path, journal: RestoreJournal) -> None:
-    """Record the step about to be taken (atomically, before the change it names)."""
+def write_journal(rollback_dir: Path, journal: RestoreJournal, owner: tuple[int, int]) -> None:
+    """Record the step about to be taken (atomically, before the change it names), owned by
+    ``owner`` (uid, gid) like the rest of n8n's data."""
     make_private_dir(rollback_dir)
-    write_text_atomic(journal_path(rollback_dir), json.dumps(asdict(journal), indent=2) + "\n")
+    os.chown(rollback_dir, *owner)
+    path = journal_path(rollback_dir)
+    write_text_atomic(path, json.dumps(asdict(journal), indent=2) + "\n")
+    os.chown(path, *owner)
 
 
 def read_journal(rollback_dir: Path) -> RestoreJournal | None:
@@ -50,9 +58,13 @@ def read_journal(rollback_dir: Path) -> RestoreJournal | None:
         return None
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+            raise ValueError("not an object of strings")
         journal = RestoreJournal(**raw)
     except (OSError, ValueError, TypeError) as exc:
         raise SnapshotError(f"the restore journal {path} is unreadable ({exc})") from None
+    if journal.kind not in ("sqlite", "postgres"):
+        raise SnapshotError(f"the restore journal {path} names an unknown kind {journal.kind!r}")
     if journal.step not in (PREPARED, STOPPING, *TOUCHED):
         raise SnapshotError(f"the restore journal {path} names an unknown step {journal.step!r}")
     return journal

@@ -159,3 +159,7 @@ def test_restore_through_the_api_needs_the_key_store(tmp_path: Path) -> None:
         "restore", str(tmp_path / "snap"), *api_args(tmp_path, "http://127.0.0.1:9")
     )
     assert_one_line_error(result, "give --key-store DIR")
+
+
+def test_list_needs_a_snapshot_folder_or_a_container() -> None:
+    assert_one_line_error(run_backup_cli("list"), "give the folder of snapshots to list")

@@ -1,13 +1,26 @@
-"""Rollback copies in n8n's folder stay bounded (no n8n needed)."""
+"""Rollback copies and the restore journal in n8n's folder (no n8n needed)."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from contextlib import closing
 from pathlib import Path
 
-from backup.database_slot import SqliteSlot, prune_rollbacks
+import pytest
+
+from backup import database_slot
+from backup.database_slot import (
+    ROLLBACK_DIR,
+    PostgresSlot,
+    SqliteSlot,
+    prune_rollbacks,
+    rollback_copies,
+)
+from backup.errors import InputError
 from backup.n8n_folder import locate
+from backup.restore_journal import PREPARED, REPLACED, RestoreJournal
+from backup.sources.postgres import PostgresTarget
 
 
 def test_only_the_newest_rollback_copies_stay(tmp_path: Path) -> None:
@@ -45,3 +58,71 @@ def test_rolling_back_an_untouched_database_changes_nothing(tmp_path: Path) -> N
     slot.swap_back()
     with closing(sqlite3.connect(live)) as conn:
         assert conn.execute("SELECT COUNT(*) FROM t").fetchone() == (1,)
+
+
+def make_folder(tmp_path: Path) -> Path:
+    folder_path = tmp_path / ".n8n"
+    folder_path.mkdir()
+    with closing(sqlite3.connect(folder_path / "database.sqlite")) as conn:
+        conn.execute("CREATE TABLE t (x)")
+        conn.commit()
+    return folder_path
+
+
+def test_rollback_copies_are_owned_like_the_data_and_listed(tmp_path: Path) -> None:
+    folder_path = make_folder(tmp_path)
+    os.chown(folder_path, 1000, 1000)
+    slot = SqliteSlot(locate(folder_path), folder_path / "database.sqlite")
+    copy = Path(slot.prepare())
+    slot.record("n8n", "snap", PREPARED)
+    for path in (copy, copy.parent, copy.parent.parent, copy.parent.parent / "in-progress.json"):
+        assert (path.stat().st_uid, path.stat().st_gid) == (1000, 1000), path
+    assert rollback_copies(folder_path / ROLLBACK_DIR) == [copy]
+    second = SqliteSlot(locate(folder_path), folder_path / "database.sqlite")
+    assert Path(second.prepare()).parent != copy.parent, "two restores in one second collide"
+
+
+def test_a_copy_cut_short_leaves_nothing_that_looks_like_a_rollback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder_path = make_folder(tmp_path)
+
+    def disk_full(source: Path, destination: Path) -> None:
+        destination.write_bytes(b"")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(database_slot, "online_copy", disk_full)
+    with pytest.raises(OSError):
+        SqliteSlot(locate(folder_path), folder_path / "database.sqlite").prepare()
+    assert list((folder_path / ROLLBACK_DIR).iterdir()) == []
+    # A folder a killed copy left behind (no database in it) is pruned, and never listed.
+    leftover = folder_path / ROLLBACK_DIR / "20261101T000000Z"
+    leftover.mkdir()
+    (leftover / ".database.sqlite.partial").write_bytes(b"")
+    assert rollback_copies(folder_path / ROLLBACK_DIR) == []
+    assert prune_rollbacks(folder_path / ROLLBACK_DIR, 3, folder_path / "none") == [leftover]
+
+
+def test_a_journal_naming_a_foreign_file_is_refused(tmp_path: Path) -> None:
+    """The journal lives where n8n (or anyone with its volume) can write: resume must only
+    ever copy one of this folder's rollback copies over the database."""
+    folder_path = make_folder(tmp_path)
+    foreign = tmp_path / "elsewhere" / "20261101T000000Z" / "database.sqlite"
+    foreign.parent.mkdir(parents=True)
+    foreign.write_bytes(b"not n8n")
+    journal = RestoreJournal("n8n", "snap", str(foreign), REPLACED)
+    with pytest.raises(InputError, match="not a rollback copy of this folder"):
+        SqliteSlot.from_journal(locate(folder_path), journal)
+
+
+def test_a_journal_naming_another_database_is_refused(tmp_path: Path) -> None:
+    folder = locate(make_folder(tmp_path))
+    target = PostgresTarget.from_dsn("postgresql://n8n@127.0.0.1:1/n8n")
+    journal = RestoreJournal(
+        "n8n", "snap", "customers", REPLACED, "postgres", "n8n", "n8n_restoring_20261101t000000z"
+    )
+    with pytest.raises(InputError, match="not a rollback database of 'n8n'"):
+        PostgresSlot.from_journal(target, folder, journal)
+    other = RestoreJournal("n8n", "snap", "x", REPLACED, "postgres", "billing", "y")
+    with pytest.raises(InputError, match="give the DSN of 'billing'"):
+        PostgresSlot.from_journal(target, folder, other)

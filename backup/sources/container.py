@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +136,23 @@ def containers_sharing_data(client: DockerClient, n8n: Container) -> list[str]:
                 sharing.append(str(other.name))
                 break
     return sharing
+
+
+def stops_since(client: DockerClient, container: Container, since: float) -> list[str]:
+    """Stop, kill and die events of ``container`` since the Unix time ``since``: a ``docker
+    stop`` from outside shows here at once, while the container may still be running (n8n
+    can take the whole stop timeout to exit)."""
+    events = client.events(
+        since=int(since),
+        until=int(time.time()) + 1,
+        decode=True,
+        filters={"container": container.id, "event": ["stop", "kill", "die"]},
+    )
+    return [
+        str(event.get("status") or event.get("Action"))
+        for event in events
+        if int(event.get("timeNano", 0)) >= since * 1e9  # the query's seconds are coarse
+    ]
 
 
 def _published_api_url(attrs: dict[str, Any]) -> str | None:

@@ -1,0 +1,328 @@
+"""`restore --container` under injected faults, on a real n8n container with a real volume
+(SQLite) and on a real PostgreSQL server (database swap by rename).
+
+The restore is paused at a named point (backup.fault_points) and then killed (SIGKILL),
+interrupted (SIGINT) or has its container stopped from outside. After each case n8n runs on
+its complete previous data (every workflow and credential that existed before, credentials
+decrypting in n8n), nothing is pending, and the tool's last line says so; a killed restore is
+finished by `restore --resume`, and a plain re-run is refused until then.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import pytest
+from docker.client import DockerClient
+
+from backup.database_slot import ROLLBACK_DIR, database_names, rollback_databases
+from backup.digests import key_fingerprint
+from backup.fault_points import PAUSE_ENV, STARTED, STOPPED, SWAPPED, SWAPPING
+from backup.manifest import Manifest
+from backup.restore_journal import read_journal
+from backup.secret import Secret
+from backup.sources.container import ContainerCli, inspect_n8n_container
+from backup.sources.postgres import PostgresTarget, n8n_database_env
+from tests.conftest import backup_command, run_backup_cli, run_snapshot_cli, seed
+from tests.docker_support import N8nTestContainer, remove, run_n8n_container, set_up_owner
+from tests.postgres_support import PostgresServer
+from verify.bootstrap import PublicApi, sample_credentials, sample_workflow
+from verify.n8n_side import n8n_credential_digests, served_workflow_digests
+
+
+@dataclass
+class FaultTarget:
+    """An n8n container, a snapshot of it, and how the CLI reaches its database."""
+
+    handle: N8nTestContainer
+    snapshot: Path
+    cli_args: tuple[str, ...] = ()  # --postgres DSN (and --api-url on the host network)
+    resume_args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+    postgres: PostgresTarget | None = None
+
+    @property
+    def url(self) -> str:
+        """n8n's address now (a published port changes when the container restarts)."""
+        if self.postgres is not None:
+            return self.handle.url
+        url = inspect_n8n_container(self.handle.name).api_url
+        assert url is not None
+        return url
+
+
+@dataclass(frozen=True)
+class State:
+    """What n8n serves: workflow digests by id, credential digests by id."""
+
+    workflows: dict[str, str]
+    credentials: dict[str, str] = field(repr=False)
+
+
+def current_state(target: FaultTarget) -> State:
+    target.handle.container.reload()
+    assert target.handle.container.status == "running", "n8n was left stopped"
+    workflows = served_workflow_digests(target.url, target.handle.api_key, [])
+    key = target.handle.encryption_key
+    credentials = n8n_credential_digests(
+        ContainerCli(target.handle.container), Secret(key), key_fingerprint(key)
+    )
+    return State(workflows, credentials)
+
+
+def add_own_data(target: FaultTarget) -> State:
+    """A workflow and a credential the snapshot does not have; the state with them."""
+    api = PublicApi(target.url, target.handle.api_key)
+    marker = secrets.token_hex(4)
+    api.create_workflow(sample_workflow(f"Only on the target {marker}"))
+    name, type_, data = sample_credentials(marker)[0]
+    api.create_credential(f"{name} {marker}", type_, data)
+    api.close()
+    state = current_state(target)
+    snapshot_ids = {w.id for w in Manifest.load(target.snapshot).workflows}
+    assert set(state.workflows) - snapshot_ids, "the target must differ from the snapshot"
+    return state
+
+
+def start_paused_restore(
+    target: FaultTarget, point: str, seconds: int = 120
+) -> subprocess.Popen[str]:
+    """Start a restore that pauses at ``point``; return once it has reached it."""
+    restore = subprocess.Popen(
+        backup_command(
+            "restore", str(target.snapshot), "--container", target.handle.name, *target.cli_args
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **target.env, PAUSE_ENV: f"{point}:{seconds}"},
+    )
+    assert restore.stderr is not None
+    said = []
+    while line := restore.stderr.readline():
+        said.append(line)
+        if line.strip() == f"paused at {point}":
+            return restore
+    restore.wait()
+    raise AssertionError(f"the restore ended before {point}: {''.join(said)}")
+
+
+def assert_previous_data_runs(target: FaultTarget, before: State) -> None:
+    after = current_state(target)
+    assert after.workflows == before.workflows, "workflows differ from before the restore"
+    assert after.credentials == before.credentials, "credentials differ or do not decrypt"
+    folder = inspect_n8n_container(target.handle.name).folder.path
+    assert read_journal(folder / ROLLBACK_DIR) is None, "a restore is still pending"
+
+
+def kill_and_resume(target: FaultTarget, point: str) -> None:
+    restore = start_paused_restore(target, point)
+    restore.kill()
+    restore.communicate()
+    env = {**os.environ, **target.env}
+    again = run_backup_cli(
+        "restore",
+        str(target.snapshot),
+        "--container",
+        target.handle.name,
+        *target.cli_args,
+        env=env,
+    )
+    assert again.returncode == 2, again.stderr
+    assert "restore --resume --container" in again.stderr.strip().splitlines()[-1]
+    resumed = run_backup_cli(
+        "restore",
+        "--resume",
+        "--container",
+        target.handle.name,
+        *target.resume_args,
+        env=env,
+        timeout=400,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    last = resumed.stdout.strip().splitlines()[-1]
+    assert "resumed the interrupted restore" in last, last
+    assert f"{target.handle.name} is running on its previous data" in last
+
+
+def interrupt(target: FaultTarget, point: str) -> None:
+    restore = start_paused_restore(target, point)
+    restore.send_signal(signal.SIGINT)
+    _, stderr = restore.communicate(timeout=400)
+    assert restore.returncode == 130, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("n8n-backup: error: restore interrupted while"), last
+    assert f"the previous database was put back and {target.handle.name} is running" in last
+
+
+@pytest.fixture(scope="module")
+def sqlite_target(
+    docker_client: DockerClient, n8n_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FaultTarget]:
+    """n8n on SQLite in a container with the real-world corpus, and a snapshot of it."""
+    handle = run_n8n_container(docker_client, n8n_image, secrets.token_hex(24))
+    try:
+        set_up_owner(handle)
+        seed(handle.api(), corpus=True, generated=0)
+        base = tmp_path_factory.mktemp("fault-sqlite")
+        path = run_snapshot_cli(
+            handle.api_key, base / "snapshots", base / "keys", "--container", handle.name
+        )
+        yield FaultTarget(handle, path)
+    finally:
+        remove(docker_client, handle)
+
+
+@pytest.mark.parametrize("point", [STOPPED, SWAPPING, SWAPPED, STARTED])
+@pytest.mark.parametrize("fault", ["SIGKILL", "SIGINT"])
+def test_sqlite_restore_faults_leave_the_previous_data_running(
+    sqlite_target: FaultTarget, fault: str, point: str
+) -> None:
+    before = add_own_data(sqlite_target)
+    if fault == "SIGKILL":
+        kill_and_resume(sqlite_target, point)
+    else:
+        interrupt(sqlite_target, point)
+    assert_previous_data_runs(sqlite_target, before)
+
+
+def test_docker_stop_during_the_readiness_wait_is_rolled_back(sqlite_target: FaultTarget) -> None:
+    """Someone stops the container while n8n boots on the snapshot: the restore must not claim
+    success; it puts the previous database back and n8n runs on it."""
+    before = add_own_data(sqlite_target)
+    restore = start_paused_restore(sqlite_target, STARTED, seconds=5)
+    sqlite_target.handle.container.stop(timeout=30)
+    _, stderr = restore.communicate(timeout=400)
+    assert restore.returncode == 1, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert "was stopped from outside during the restore" in last, last
+    assert "the previous database was put back" in last and "is running on it again" in last
+    assert_previous_data_runs(sqlite_target, before)
+
+
+def test_a_stopped_container_is_restored_and_left_running(sqlite_target: FaultTarget) -> None:
+    """No --api-url for a stopped container with an ephemeral port: the restore starts it, reads
+    the port it got, checks it serves exactly the snapshot, and lists the rollback copies."""
+    add_own_data(sqlite_target)
+    sqlite_target.handle.container.stop(timeout=30)
+    result = run_backup_cli(
+        "restore", str(sqlite_target.snapshot), "--container", sqlite_target.handle.name
+    )
+    assert result.returncode == 0, result.stderr
+    manifest = Manifest.load(sqlite_target.snapshot)
+    assert f"{manifest.counts.workflows} workflows load" in result.stdout.strip().splitlines()[-1]
+    state = current_state(sqlite_target)
+    assert set(state.workflows) == {w.id for w in manifest.workflows}
+    folder = inspect_n8n_container(sqlite_target.handle.name).folder.path
+    copies = sorted((folder / ROLLBACK_DIR).iterdir())
+    owner = folder.stat()
+    for path in [folder / ROLLBACK_DIR, *copies, *(p for c in copies for p in c.iterdir())]:
+        info = path.stat()
+        assert (info.st_uid, info.st_gid) == (owner.st_uid, owner.st_gid), path
+    listed = run_backup_cli("list", "--container", sqlite_target.handle.name)
+    assert listed.returncode == 0, listed.stderr
+    assert str(copies[-1] / "database.sqlite") in listed.stdout
+    assert len([c for c in copies if c.is_dir()]) <= 3, "rollback copies are not bounded"
+
+
+@pytest.fixture(scope="module")
+def postgres_target(
+    docker_client: DockerClient, n8n_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FaultTarget]:
+    """n8n in a container on a real PostgreSQL server (host network), with the corpus, and a
+    snapshot of it; the password only ever in PGPASSWORD."""
+    server = PostgresServer().start()
+    try:
+        with psycopg.connect(server.dsn(), autocommit=True) as admin:
+            admin.execute("CREATE DATABASE n8n_faults")
+        database = PostgresTarget.from_dsn(server.dsn("n8n_faults"), "public", "")
+        handle = run_n8n_container(
+            docker_client,
+            n8n_image,
+            secrets.token_hex(24),
+            extra_env=n8n_database_env(database),
+            host_network=True,
+        )
+        try:
+            set_up_owner(handle)
+            seed(handle.api(), corpus=True, generated=0)
+            dsn = f"postgresql://postgres@127.0.0.1:{server.port}/n8n_faults"
+            args = ("--postgres", dsn, "--api-url", handle.url)
+            base = tmp_path_factory.mktemp("fault-postgres")
+            env = {"PGPASSWORD": server.password}
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv("PGPASSWORD", server.password)
+                path = run_snapshot_cli(
+                    handle.api_key,
+                    base / "snapshots",
+                    base / "keys",
+                    "--container",
+                    handle.name,
+                    *args,
+                )
+            yield FaultTarget(handle, path, args, args, env, database)
+        finally:
+            remove(docker_client, handle)
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("fault", "point"),
+    [("SIGKILL", SWAPPING), ("SIGKILL", SWAPPED), ("SIGKILL", STARTED), ("SIGINT", SWAPPING)],
+)
+def test_postgres_restore_faults_leave_the_previous_database_running(
+    postgres_target: FaultTarget, fault: str, point: str
+) -> None:
+    """SWAPPING is between the two renames, inside their transaction: a kill there must leave
+    both names as they were."""
+    before = add_own_data(postgres_target)
+    if fault == "SIGKILL":
+        kill_and_resume(postgres_target, point)
+    else:
+        interrupt(postgres_target, point)
+    assert_previous_data_runs(postgres_target, before)
+    assert postgres_target.postgres is not None
+    names = database_names(postgres_target.postgres)
+    assert not [n for n in names if "_restoring_" in n], "a staging database was left behind"
+    assert len(rollback_databases(postgres_target.postgres)) <= 3
+
+
+def test_postgres_rollback_databases_are_listed_and_bounded(postgres_target: FaultTarget) -> None:
+    """Four successful restores: only the three newest rollback databases stay, and `list
+    --container --postgres` names them."""
+    assert postgres_target.postgres is not None
+    env = {**os.environ, **postgres_target.env}
+    for _ in range(4):
+        add_own_data(postgres_target)
+        result = run_backup_cli(
+            "restore",
+            str(postgres_target.snapshot),
+            "--container",
+            postgres_target.handle.name,
+            *postgres_target.cli_args,
+            env=env,
+        )
+        assert result.returncode == 0, result.stderr
+    kept = rollback_databases(postgres_target.postgres)
+    assert len(kept) == 3, kept
+    listed = run_backup_cli(
+        "list",
+        "--container",
+        postgres_target.handle.name,
+        *postgres_target.cli_args[:2],
+        "--json",
+        env=env,
+    )
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)["rollbacks"]
+    assert [row["location"].split()[1] for row in rows] == kept
+    assert postgres_target.env["PGPASSWORD"] not in listed.stdout
