@@ -355,28 +355,29 @@ def build_parser() -> argparse.ArgumentParser:
     rt_install.add_argument("version", nargs="?", default=runtime.DEFAULT_N8N_VERSION)
     rt_install.add_argument("--quiet", action="store_true", help="hide npm's output")
     rt_install.set_defaults(handler=cmd_runtime_install)
-
-    from verify.demo import add_demo_command  # the demo drives the verify suite
-
-    add_demo_command(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``n8n-backup``: one line on stderr for any expected failure."""
+    """Entry point of ``n8n-backup``."""
     args = build_parser().parse_args(argv)
-    handler: Handler = args.handler
+    return run_command("n8n-backup", args.handler, args)
+
+
+def run_command(prog: str, handler: Handler, args: argparse.Namespace) -> int:
+    """Run a command's handler: one line on stderr for any expected failure, exit codes from
+    the error tree, never a traceback (unless N8N_BACKUP_DEBUG is set)."""
     try:
         return handler(args)
     except BackupError as exc:
-        print(f"n8n-backup: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("n8n-backup: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug of ours: still one line, and nothing of the user's changed
         print(
-            f"n8n-backup: internal error ({type(exc).__name__}): please report it with the "
+            f"{prog}: internal error ({type(exc).__name__}): please report it with the "
             "command you ran; set N8N_BACKUP_DEBUG=1 to see the traceback",
             file=sys.stderr,
         )

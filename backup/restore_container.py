@@ -25,7 +25,16 @@ from backup.database_slot import ROLLBACK_DIR, DatabaseSlot, PostgresSlot, Sqlit
 from backup.digests import key_fingerprint
 from backup.errors import BackupError, InputError, KeyStoreError
 from backup.fault_points import STARTED, STOPPED, SWAPPED, pause_point
+from backup.instances.readiness import N8nStartError, wait_until_ready
 from backup.manifest import Manifest
+from backup.n8n_checks import (
+    N8nCheckError,
+    credential_mismatches,
+    n8n_credential_digests,
+    served_workflow_digests,
+    usable_api_key,
+    workflow_mismatches,
+)
 from backup.n8n_folder import read_encryption_key
 from backup.restore_journal import (
     PREPARED,
@@ -49,15 +58,6 @@ from backup.sources.container import (
 )
 from backup.sources.postgres import DEFAULT_SCHEMA, PostgresTarget, database_lock
 from backup.sources.tables import N8nTables
-from verify.n8n_side import (
-    N8nCheckError,
-    credential_mismatches,
-    n8n_credential_digests,
-    served_workflow_digests,
-    usable_api_key,
-    workflow_mismatches,
-)
-from verify.runtime.wait import N8nStartError, wait_until_ready
 
 STOP_TIMEOUT_SECONDS = 30
 

@@ -28,7 +28,7 @@ from backup.n8n_folder import locate  # noqa: E402
 from backup.snapshot import SnapshotRequest, create_snapshot  # noqa: E402
 from backup.sources.api import N8nApi  # noqa: E402
 from verify.bootstrap import PublicApi, create_owner_and_api_key  # noqa: E402
-from verify.runtime.process import N8nProcess  # noqa: E402
+from backup.instances.process import N8nProcess  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "real-workflows"
 

@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-exec .venv/bin/n8n-backup demo "$@"
+exec .venv/bin/n8n-demo "$@"

@@ -25,13 +25,13 @@ from docker.client import DockerClient
 from docker.errors import DockerException
 
 from backup import runtime
+from backup.instances.process import N8nProcess
 from verify.bootstrap import (
     PublicApi,
     create_owner_and_api_key,
     sample_credentials,
     sample_workflow,
 )
-from verify.runtime.process import N8nProcess
 
 pytest_plugins = ["pytester"]
 

@@ -12,14 +12,14 @@ from docker.client import DockerClient
 from docker.models.containers import Container
 
 from backup import runtime
+from backup.instances.base import QUIET_ENV
+from backup.instances.docker import SESSION_LABEL
+from backup.instances.process import free_port
+from backup.instances.readiness import wait_until_ready
 from backup.n8n_folder import read_encryption_key
 from backup.sources.container import inspect_n8n_container
 from tests.conftest import ROOT
 from verify.bootstrap import PublicApi, create_owner_and_api_key
-from verify.runtime.base import QUIET_ENV
-from verify.runtime.docker import SESSION_LABEL
-from verify.runtime.process import free_port
-from verify.runtime.wait import wait_until_ready
 
 IMAGE_TEMPLATE = "n8n-restore-verify/n8n:{version}"
 DOCKER_ARGS = ("--runtime", "docker", "--n8n-image", IMAGE_TEMPLATE)

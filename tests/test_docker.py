@@ -22,6 +22,8 @@ import pytest
 from docker.client import DockerClient
 
 from backup.data_lock import exclusive
+from backup.instances.base import QUIET_ENV
+from backup.instances.docker import SESSION_LABEL
 from backup.keystore import KeyStore
 from backup.manifest import Manifest, WorkflowEntry
 from backup.sources.container import inspect_n8n_container, runs_n8n
@@ -43,8 +45,6 @@ from tests.verify_runner import (
     wrong_key_store,
 )
 from verify.bootstrap import PublicApi, sample_workflow
-from verify.runtime.base import QUIET_ENV
-from verify.runtime.docker import SESSION_LABEL
 
 
 @pytest.fixture(scope="module")

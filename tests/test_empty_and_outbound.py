@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from backup import runtime
+from backup.instances.base import outbound_env
+from backup.instances.process import N8nProcess
 from backup.keystore import KeyStore
 from backup.manifest import Counts, Manifest
 from backup.secret import Secret
@@ -27,8 +29,6 @@ from tests.conftest import (
 from tests.docker_support import PROCESS_ARGS
 from tests.verify_runner import VERIFY_CHECKS, run_verify
 from verify.restore import restore_to_temp
-from verify.runtime.base import outbound_env
-from verify.runtime.process import N8nProcess
 
 QUIET_WINDOW_SECONDS = 20.0
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from backup.instances.process import N8nProcess
 from backup.manifest import Manifest
 from tests.conftest import (
     BOOT_TIMEOUT,
@@ -22,7 +23,6 @@ from tests.conftest import (
 from tests.docker_support import PROCESS_ARGS
 from tests.verify_runner import VERIFY_CHECKS, report_with_attachments, run_verify
 from verify.bootstrap import PublicApi, create_owner_and_api_key
-from verify.runtime.process import N8nProcess
 
 ROTATION_FLAG = {"N8N_ENV_FEAT_ENCRYPTION_KEY_ROTATION": "true"}
 

@@ -20,6 +20,7 @@ import pytest
 
 from backup import runtime
 from backup.digests import sha256_file
+from backup.instances.process import N8nProcess
 from backup.manifest import FileEntry, Manifest
 from backup.sources.postgres import PostgresTarget, n8n_database_env
 from tests.conftest import (
@@ -44,7 +45,6 @@ from tests.verify_runner import (
     wrong_key_store,
 )
 from verify.bootstrap import PublicApi, create_owner_and_api_key
-from verify.runtime.process import N8nProcess
 
 N8N_1X = "1.123.81"
 

@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from docker.client import DockerClient
 
+from backup.instances.process import N8nProcess
 from backup.manifest import Manifest
 from backup.sources.postgres import (
     PostgresTarget,
@@ -53,7 +54,6 @@ from tests.verify_runner import (
     wrong_key_store,
 )
 from verify.bootstrap import PublicApi, create_owner_and_api_key
-from verify.runtime.process import N8nProcess
 
 # n8n's default layout (schema public, no prefix) and a custom one: both must snapshot, verify
 # and restore.

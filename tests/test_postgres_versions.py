@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from backup.errors import InputError
+from backup.instances.process import N8nProcess
 from backup.manifest import Manifest
 from backup.sources.postgres import (
     PgDumpError,
@@ -32,7 +33,6 @@ from tests.docker_support import PROCESS_ARGS
 from tests.postgres_support import DEBIAN_POSTGRES_BIN, PostgresServer
 from tests.verify_runner import VERIFY_CHECKS, run_verify
 from verify.bootstrap import PublicApi, create_owner_and_api_key
-from verify.runtime.process import N8nProcess
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ from backup.database_slot import ROLLBACK_DIR, database_names, rollback_database
 from backup.digests import key_fingerprint
 from backup.fault_points import PAUSE_ENV, STARTED, STOPPED, SWAPPED, SWAPPING
 from backup.manifest import Manifest
+from backup.n8n_checks import n8n_credential_digests, served_workflow_digests
 from backup.restore_journal import read_journal
 from backup.secret import Secret
 from backup.sources.container import ContainerCli, inspect_n8n_container
@@ -35,7 +36,6 @@ from tests.conftest import backup_command, run_backup_cli, run_snapshot_cli, see
 from tests.docker_support import N8nTestContainer, remove, run_n8n_container, set_up_owner
 from tests.postgres_support import PostgresServer
 from verify.bootstrap import PublicApi, sample_credentials, sample_workflow
-from verify.n8n_side import n8n_credential_digests, served_workflow_digests
 
 
 @dataclass

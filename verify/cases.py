@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from backup.errors import KeyStoreError
+from backup.instances.base import N8nInstance
 from backup.keystore import KeyStore
 from backup.manifest import Manifest
 from backup.secret import Secret
 from verify.report import SnapshotSummary
-from verify.runtime.base import N8nInstance
 
 REDACTED = "[redacted]"
 # When a snapshot does not say which PostgreSQL it came from (older manifests).

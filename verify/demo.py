@@ -1,8 +1,8 @@
 """The embedded default: a throwaway n8n with sample content, snapshotted and verified.
 
-``n8n-backup demo`` shows the whole loop on a fresh machine without any n8n of the user's:
-install a runtime, boot a demo n8n, give it workflows and credentials, take a snapshot, stop it,
-then run ``pytest verify`` on the snapshot, which writes the HTML report under reports/.
+``n8n-demo`` (scripts/demo.sh) shows the whole loop on a fresh machine without any n8n of the
+user's: install a runtime, boot a demo n8n, give it workflows and credentials, take a snapshot,
+stop it, then run ``pytest verify`` on the snapshot, which writes the HTML report under reports/.
 """
 
 from __future__ import annotations
@@ -12,10 +12,13 @@ import secrets
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from backup import runtime
 from backup.atomic import make_private_dir, write_text_atomic
+from backup.cli import run_command
+from backup.instances.process import N8nProcess
 from backup.keystore import KeyStore
 from backup.n8n_folder import locate
 from backup.snapshot import SnapshotRequest, create_snapshot
@@ -26,7 +29,6 @@ from verify.bootstrap import (
     sample_credentials,
     sample_workflow,
 )
-from verify.runtime.process import N8nProcess
 
 DEMO_DIR = Path(".demo")
 BOOT_TIMEOUT = 180.0
@@ -80,14 +82,25 @@ def run_demo(work_dir: Path, version: str) -> int:
     return subprocess.run(command, cwd=PROJECT_ROOT, check=False).returncode
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Handler of ``n8n-backup demo``."""
-    return run_demo(make_private_dir(args.work_dir.resolve()), args.version)
+def build_parser() -> argparse.ArgumentParser:
+    """The ``n8n-demo`` command line."""
+    parser = argparse.ArgumentParser(
+        prog="n8n-demo",
+        description="Snapshot a throwaway demo n8n and verify it in a fresh one; the report "
+        "lands in reports/.",
+    )
+    parser.add_argument("--work-dir", type=Path, default=DEMO_DIR, help="demo data (default .demo)")
+    parser.add_argument("--version", default=runtime.DEFAULT_N8N_VERSION, help="n8n version")
+    return parser
 
 
-def add_demo_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``demo`` on the n8n-backup command line."""
-    demo = commands.add_parser("demo", help="snapshot and verify a throwaway demo n8n")
-    demo.add_argument("--work-dir", type=Path, default=DEMO_DIR, help="demo data (default .demo)")
-    demo.add_argument("--version", default=runtime.DEFAULT_N8N_VERSION, help="n8n version")
-    demo.set_defaults(handler=cmd_demo)
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``n8n-demo``."""
+    args = build_parser().parse_args(argv)
+    return run_command(
+        "n8n-demo", lambda a: run_demo(make_private_dir(a.work_dir.resolve()), a.version), args
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

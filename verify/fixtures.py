@@ -19,7 +19,12 @@ from backup import runtime
 from backup.check import database_file_problems
 from backup.digests import workflow_digest
 from backup.errors import BackupError, SnapshotError
+from backup.instances.base import OUTBOUND_OFF, OUTBOUND_SINK, N8nInstance, outbound_env
+from backup.instances.docker import IsolatedNetwork, N8nContainer, PostgresContainer
+from backup.instances.process import N8nProcess
+from backup.instances.readiness import N8nStartError
 from backup.manifest import Manifest, authenticate
+from backup.n8n_checks import N8nCheckError, active_before_start
 from backup.secret import Secret
 from backup.sources.postgres import (
     DEFAULT_SCHEMA,
@@ -36,13 +41,8 @@ from backup.sources.postgres import (
 from backup.sources.sqlite import N8nDatabase, deactivate_for_restore
 from backup.sources.tables import N8nTables
 from verify.cases import SUMMARIES_KEY, DowngradeError, SnapshotCase, StoredKey
-from verify.n8n_side import N8nCheckError, active_before_start
 from verify.report import SnapshotSummary
 from verify.restore import RestoredFolder, restore_to_temp
-from verify.runtime.base import OUTBOUND_OFF, OUTBOUND_SINK, N8nInstance, outbound_env
-from verify.runtime.docker import IsolatedNetwork, N8nContainer, PostgresContainer
-from verify.runtime.process import N8nProcess
-from verify.runtime.wait import N8nStartError
 from verify.upgrade import upgrade_changes
 
 KEY_HINTS = ("encryption key", "encryptionkey", "deployment key")

@@ -15,17 +15,17 @@ from typing import Any
 import pytest
 
 from backup.errors import BackupError, InputError
-from backup.manifest import find_snapshots
-from backup.runtime import validate_version
-from backup.verification_record import TargetResult, VerificationRecord, write_record
-from verify.cases import CASES_KEY, SUMMARIES_KEY, SnapshotCase
-from verify.report import SnapshotSummary, summary_table
-from verify.runtime.docker import (
+from backup.instances.docker import (
     OFFICIAL_IMAGE,
     OFFICIAL_POSTGRES_IMAGE,
     disable_ryuk_without_registry,
     engine_answers,
 )
+from backup.manifest import find_snapshots
+from backup.runtime import validate_version
+from backup.verification_record import TargetResult, VerificationRecord, write_record
+from verify.cases import CASES_KEY, SUMMARIES_KEY, SnapshotCase
+from verify.report import SnapshotSummary, summary_table
 
 VERIFY_DIR = Path(__file__).resolve().parent
 DEFAULT_BOOT_TIMEOUT = 180.0

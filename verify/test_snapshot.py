@@ -13,10 +13,7 @@ import pytest
 
 from backup.check import count_problems, credential_problems, database_problems, file_problems
 from backup.manifest import Manifest
-from backup.sources.tables import N8nTables
-from verify.cases import SnapshotCase, StoredKey
-from verify.fixtures import Authentication, RestoredInstance
-from verify.n8n_side import (
+from backup.n8n_checks import (
     N8nCheckError,
     active_workflows_served,
     credential_mismatches,
@@ -25,6 +22,9 @@ from verify.n8n_side import (
     usable_api_key,
     workflow_mismatches,
 )
+from backup.sources.tables import N8nTables
+from verify.cases import SnapshotCase, StoredKey
+from verify.fixtures import Authentication, RestoredInstance
 from verify.report import SnapshotSummary
 
 MAX_LISTED = 10

@@ -23,10 +23,10 @@ from testcontainers.core.exceptions import ContainerStartException
 from testcontainers.core.network import Network
 
 from backup.errors import BackupError
+from backup.instances.base import QUIET_ENV, log_tail
+from backup.instances.readiness import N8nStartError, wait_until_ready
 from backup.sources.container import exec_n8n
 from backup.sources.postgres import PostgresTarget
-from verify.runtime.base import QUIET_ENV, log_tail
-from verify.runtime.wait import N8nStartError, wait_until_ready
 
 OFFICIAL_IMAGE = "docker.n8n.io/n8nio/n8n:{version}"
 OFFICIAL_POSTGRES_IMAGE = "postgres:{major}"
@@ -95,7 +95,7 @@ class IsolatedNetwork:
 
 
 class N8nContainer:
-    """One n8n container on restored data; same interface as verify.runtime.process.N8nProcess."""
+    """One n8n container on restored data; same interface as backup.instances.process.N8nProcess."""
 
     def __init__(
         self,

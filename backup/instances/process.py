@@ -11,8 +11,8 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
-from verify.runtime.base import QUIET_ENV, log_tail
-from verify.runtime.wait import wait_until_ready
+from backup.instances.base import QUIET_ENV, log_tail
+from backup.instances.readiness import wait_until_ready
 
 STOP_GRACE_SECONDS = 20
 # A local process listens on loopback only.

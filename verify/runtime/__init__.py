@@ -1,1 +1,0 @@
-"""Ways to boot a fresh n8n on restored data."""
