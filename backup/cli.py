@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from backup import runtime
+from backup.about import tool_version
 from backup.errors import BackupError, InputError
 from backup.keystore import KeyStore
 from backup.listing import format_listings, list_snapshots
@@ -237,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 ok, 1 failure, 2 bad input, 3 executions still running, "
         "12 encryption key problem, 130 interrupted",
     )
+    parser.add_argument("--version", action="version", version=f"n8n-backup {tool_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     snap = commands.add_parser("snapshot", help="take a snapshot of a running n8n")

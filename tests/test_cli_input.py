@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,9 @@ def test_restore_through_the_api_needs_the_key_store(tmp_path: Path) -> None:
 
 def test_list_needs_a_snapshot_folder_or_a_container() -> None:
     assert_one_line_error(run_backup_cli("list"), "give the folder of snapshots to list")
+
+
+def test_version_is_the_installed_one() -> None:
+    result = run_backup_cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"n8n-backup {metadata.version('n8n-restore-verify')}"

@@ -90,7 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
         "lands in reports/.",
     )
     parser.add_argument("--work-dir", type=Path, default=DEMO_DIR, help="demo data (default .demo)")
-    parser.add_argument("--version", default=runtime.DEFAULT_N8N_VERSION, help="n8n version")
+    parser.add_argument(
+        "--n8n-version", default=runtime.DEFAULT_N8N_VERSION, help="n8n version of the demo"
+    )
+    # The old spelling, kept for a release.
+    parser.add_argument("--version", dest="n8n_version", help=argparse.SUPPRESS)
     return parser
 
 
@@ -98,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``n8n-demo``."""
     args = build_parser().parse_args(argv)
     return run_command(
-        "n8n-demo", lambda a: run_demo(make_private_dir(a.work_dir.resolve()), a.version), args
+        "n8n-demo", lambda a: run_demo(make_private_dir(a.work_dir.resolve()), a.n8n_version), args
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from backup.about import tool_version
 from backup.errors import BackupError, InputError
 from backup.instances.docker import (
     OFFICIAL_IMAGE,
@@ -183,6 +184,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if cases is None:
         return []
     return [
+        f"n8n-restore-verify {tool_version()}",
         f"n8n snapshots: {len(cases)} under {config.getoption('snapshots')}",
         f"runtime: {cases[0].runtime if cases else '-'}",
         f"key store: {config.getoption('key_store')}; report: {config.option.htmlpath}",
@@ -237,7 +239,7 @@ def pytest_html_results_summary(
 
 def pytest_html_report_title(report: Any) -> None:
     """A title that says what the report is about."""
-    report.title = "n8n restore verification"
+    report.title = f"n8n restore verification (n8n-restore-verify {tool_version()})"
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
