@@ -4,10 +4,16 @@ BackupError                 (exit 1 unless a subclass says otherwise)
  ├─ InputError              bad path, option or argument given by the user (exit 2)
  ├─ SourceError             the running n8n or its files could not be read
  │   ├─ ApiError            the public API is unreachable, refused the key, or answered oddly
- │   └─ SqliteBackupError   the online copy of the SQLite database failed
+ │   ├─ SqliteBackupError   the online copy of the SQLite database failed
+ │   └─ PgDumpError         pg_dump, pg_restore or psql failed
+ ├─ ExecutionsRunningError  executions still ran when the wait ran out (exit 3)
  ├─ SnapshotError           a folder is not a snapshot, or its manifest is unreadable
  ├─ KeyStoreError           the encryption key is missing, unreadable, or does not match (exit 12)
- └─ RuntimeInstallError     an n8n runtime could not be installed or started
+ ├─ RuntimeInstallError     an n8n runtime could not be installed or started
+ ├─ N8nStartError           a fresh or restored n8n did not become ready
+ ├─ N8nCheckError           n8n could not be asked, or its answer shows a restore problem
+ └─ RestoreError            a full restore failed; says whether the previous database is back
+     └─ RestoreInterrupted  SIGINT or SIGTERM during a restore, rolled back (exit 130)
 """
 
 from __future__ import annotations
@@ -37,6 +43,16 @@ class SqliteBackupError(SourceError):
     """The online backup of the SQLite database failed or produced a damaged copy."""
 
 
+class PgDumpError(SourceError):
+    """pg_dump or pg_restore failed; the message carries their last words."""
+
+
+class ExecutionsRunningError(BackupError):
+    """Executions were still running when the wait ran out."""
+
+    exit_code = 3
+
+
 class SnapshotError(BackupError):
     """A folder is not a complete snapshot, or its manifest cannot be read."""
 
@@ -49,3 +65,21 @@ class KeyStoreError(BackupError):
 
 class RuntimeInstallError(BackupError):
     """An n8n runtime could not be installed from the npm registry, or does not run."""
+
+
+class N8nStartError(BackupError):
+    """n8n did not become ready; the message says why and ends with a hint."""
+
+
+class N8nCheckError(BackupError):
+    """n8n could not be asked, or its answer shows a restore problem."""
+
+
+class RestoreError(BackupError):
+    """The restore failed; the message says whether the previous database was put back."""
+
+
+class RestoreInterrupted(RestoreError):
+    """SIGINT or SIGTERM during a restore: rolled back, n8n running on its previous data."""
+
+    exit_code = 130

@@ -5,16 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from backup.errors import BackupError
+from backup.errors import ExecutionsRunningError
 from backup.sources.api import N8nApi
 
 POLL_SECONDS = 2.0
-
-
-class ExecutionsRunningError(BackupError):
-    """Executions were still running when the wait ran out."""
-
-    exit_code = 3
 
 
 def wait_for_idle(

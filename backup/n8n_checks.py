@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import httpx
 
 from backup.digests import credential_digest, workflow_digest
-from backup.errors import ApiError
+from backup.errors import ApiError, N8nCheckError
 from backup.manifest import Manifest
 from backup.secret import Secret
 from backup.sources.api import N8nApi
@@ -28,10 +28,6 @@ class RunsN8nCli(Protocol):
     def run_cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run ``n8n ARGS``."""
         ...
-
-
-class N8nCheckError(AssertionError):
-    """n8n could not be asked, or its answer shows a restore problem."""
 
 
 def usable_api_key(base_url: str, database: N8nTables, key_fingerprint: str) -> str:

@@ -23,12 +23,19 @@ from backup.check import trusted_snapshot
 from backup.data_lock import exclusive
 from backup.database_slot import ROLLBACK_DIR, DatabaseSlot, PostgresSlot, SqliteSlot
 from backup.digests import key_fingerprint
-from backup.errors import BackupError, InputError, KeyStoreError
+from backup.errors import (
+    BackupError,
+    InputError,
+    KeyStoreError,
+    N8nCheckError,
+    N8nStartError,
+    RestoreError,
+    RestoreInterrupted,
+)
 from backup.fault_points import STARTED, STOPPED, SWAPPED, pause_point
-from backup.instances.readiness import N8nStartError, wait_until_ready
+from backup.instances.readiness import wait_until_ready
 from backup.manifest import Manifest
 from backup.n8n_checks import (
-    N8nCheckError,
     credential_mismatches,
     n8n_credential_digests,
     served_workflow_digests,
@@ -60,16 +67,6 @@ from backup.sources.postgres import DEFAULT_SCHEMA, PostgresTarget, database_loc
 from backup.sources.tables import N8nTables
 
 STOP_TIMEOUT_SECONDS = 30
-
-
-class RestoreError(BackupError):
-    """The restore failed; the message says whether the previous database was put back."""
-
-
-class RestoreInterrupted(RestoreError):
-    """SIGINT or SIGTERM during a restore: rolled back, n8n running on its previous data."""
-
-    exit_code = 130
 
 
 @contextlib.contextmanager
@@ -358,7 +355,7 @@ def resume_restore(
                     container.start()
                 _wait(container, api_url, boot_timeout)
                 slot.forget()
-        except (BackupError, DockerException, N8nStartError, OSError, psycopg.Error) as exc:
+        except (BackupError, DockerException, OSError, psycopg.Error) as exc:
             raise RestoreError(
                 f"resume of the restore into {container_name} failed: {exc}; the journal is "
                 "kept: fix the cause and run restore --resume again"
@@ -441,7 +438,7 @@ def _roll_back(
         slot.swap_back()
         container.start()
         _wait(container, api_url, timeout)
-    except (BackupError, DockerException, N8nStartError, OSError, psycopg.Error) as exc:
+    except (BackupError, DockerException, OSError, psycopg.Error) as exc:
         raise RestoreError(
             f"restore failed and so did putting the previous database back ({exc}); it is kept "
             f"as {slot.rollback()}: fix the cause, then run n8n-backup restore --resume "

@@ -24,7 +24,7 @@ from backup.atomic import (
 from backup.cipher import CredentialDecryptError, DataKey, decrypt_credential_data
 from backup.data_lock import exclusive
 from backup.digests import credential_digest, key_fingerprint, sha256_file, workflow_digest
-from backup.errors import ApiError, InputError, KeyStoreError, SqliteBackupError
+from backup.errors import ApiError, InputError, KeyStoreError, PgDumpError, SqliteBackupError
 from backup.execution_guard import wait_for_idle
 from backup.keystore import KeyStore
 from backup.manifest import (
@@ -41,7 +41,6 @@ from backup.progress import progress
 from backup.sources.api import N8nApi
 from backup.sources.postgres import (
     DUMP_NAME,
-    PgDumpError,
     PostgresTarget,
     dump_consistently,
     dump_problems,

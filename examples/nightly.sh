@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The daily routine: snapshot, verify in a fresh n8n, prune. Quiet when all is well (cron mails
-# only output), and on failure prints what failed plus the verify log, then exits non-zero:
-#   1 snapshot failed, 2 verification failed, 3 prune failed.
+# only output), and on failure prints what failed plus the verify log, then exits non-zero with
+# the codes of the README's table: a failed snapshot or prune passes n8n-backup's own code
+# through (1 failure, 2 bad input, 3 executions running, 12 key problem); 20 is a failed
+# verification. The last line on stderr says which step failed.
 #
 # Settings (environment; see the README for each option):
 #   N8N_FOLDER or N8N_CONTAINER   where n8n's data is (folder, or Docker container name)
@@ -26,11 +28,13 @@ fi
 
 # The snapshot verified is the one just taken: the last line snapshot prints, never the
 # last folder by name (an operator's hand-made folder may sort after it).
-if ! taken="$("$backup" snapshot "${source_args[@]}" --api-key-file "${N8N_API_KEY_FILE:?}" \
-        --out "${BACKUP_ROOT:?}" --key-store "${KEY_STORE:?}" 2>"$log")"; then
+taken="$("$backup" snapshot "${source_args[@]}" --api-key-file "${N8N_API_KEY_FILE:?}" \
+    --out "${BACKUP_ROOT:?}" --key-store "${KEY_STORE:?}" 2>"$log")"
+rc=$?
+if [ "$rc" -ne 0 ]; then
     cat "$log" >&2
     echo "nightly: snapshot of n8n failed (see the error above)" >&2
-    exit 1
+    exit "$rc"
 fi
 newest="${taken##*$'\n'}"
 if [ ! -d "$newest" ]; then
@@ -42,10 +46,12 @@ if ! (cd "$here" && .venv/bin/pytest verify --snapshots "$newest" --key-store "$
         -q ${VERIFY_ARGS:-}) >"$log" 2>&1; then
     echo "nightly: verification of $newest FAILED; report and log follow" >&2
     cat "$log" >&2
-    exit 2
+    exit 20
 fi
 # shellcheck disable=SC2086
-if ! "$backup" prune "$BACKUP_ROOT" ${PRUNE_ARGS:-} --quiet; then
-    echo "nightly: prune failed" >&2
-    exit 3
+"$backup" prune "$BACKUP_ROOT" ${PRUNE_ARGS:-} --quiet
+rc=$?
+if [ "$rc" -ne 0 ]; then
+    echo "nightly: prune failed (see the error above)" >&2
+    exit "$rc"
 fi

@@ -18,7 +18,7 @@ from backup.instances.process import free_port
 from backup.instances.readiness import wait_until_ready
 from backup.n8n_folder import read_encryption_key
 from backup.sources.container import inspect_n8n_container
-from tests.conftest import ROOT
+from tests.cli_support import ROOT
 from verify.bootstrap import PublicApi, create_owner_and_api_key
 
 IMAGE_TEMPLATE = "n8n-restore-verify/n8n:{version}"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_backup_cli
+from tests.cli_support import run_backup_cli
 from tests.fake_n8n_db import make_database
 
 

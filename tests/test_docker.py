@@ -27,7 +27,7 @@ from backup.instances.docker import SESSION_LABEL
 from backup.keystore import KeyStore
 from backup.manifest import Manifest, WorkflowEntry
 from backup.sources.container import inspect_n8n_container, runs_n8n
-from tests.conftest import ROOT, backup_command, run_backup_cli, seed, snapshot_under_load
+from tests.cli_support import ROOT, backup_command, run_backup_cli, snapshot_under_load
 from tests.docker_support import (
     DOCKER_ARGS,
     TEST_LABEL,
@@ -36,6 +36,7 @@ from tests.docker_support import (
     run_n8n_container,
     set_up_owner,
 )
+from tests.n8n_support import seed
 from tests.verify_runner import (
     VERIFY_CHECKS,
     assert_wrong_key_caught_before_boot,

@@ -19,14 +19,9 @@ from backup.instances.process import N8nProcess
 from backup.keystore import KeyStore
 from backup.manifest import Counts, Manifest
 from backup.secret import Secret
-from tests.conftest import (
-    Canary,
-    TakenSnapshot,
-    process_source_args,
-    run_snapshot_cli,
-    start_source,
-)
+from tests.cli_support import run_snapshot_cli
 from tests.docker_support import PROCESS_ARGS
+from tests.n8n_support import Canary, TakenSnapshot, process_source_args, start_source
 from tests.verify_runner import VERIFY_CHECKS, run_verify
 from verify.restore import restore_to_temp
 

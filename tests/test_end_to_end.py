@@ -21,21 +21,17 @@ import pytest
 from backup.digests import sha256_file
 from backup.manifest import MANIFEST_NAME, Counts, Manifest, find_snapshots
 from backup.snapshot import CUSTOM_NODES_ARCHIVE
-from tests.conftest import (
+from tests.cli_support import ROOT, backup_command, run_backup_cli, run_snapshot_cli, snapshot_args
+from tests.docker_support import DOCKER_ARGS, PROCESS_ARGS
+from tests.n8n_support import (
     HOSTILE_NAMES,
-    ROOT,
     Canary,
     SourceInstance,
     TakenSnapshot,
-    backup_command,
     copy_variant,
     process_source_args,
-    run_backup_cli,
-    run_snapshot_cli,
-    snapshot_args,
     start_source,
 )
-from tests.docker_support import DOCKER_ARGS, PROCESS_ARGS
 from tests.verify_runner import (
     VERIFY_CHECKS,
     assert_wrong_key_caught_before_boot,

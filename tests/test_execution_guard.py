@@ -13,14 +13,8 @@ import httpx
 import pytest
 
 from backup.manifest import Manifest, find_snapshots
-from tests.conftest import (
-    BOOT_TIMEOUT,
-    SourceInstance,
-    process_source_args,
-    run_backup_cli,
-    snapshot_args,
-    start_source,
-)
+from tests.cli_support import run_backup_cli, snapshot_args
+from tests.n8n_support import BOOT_TIMEOUT, SourceInstance, process_source_args, start_source
 
 WAIT_SECONDS = 12
 

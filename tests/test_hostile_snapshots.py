@@ -21,8 +21,9 @@ from backup.digests import manifest_mac, sha256_file
 from backup.keystore import KeyStore
 from backup.manifest import MANIFEST_NAME, Manifest
 from backup.verification_record import TargetResult, VerificationRecord, write_record
-from tests.conftest import SourceInstance, TakenSnapshot, copy_variant, run_backup_cli
+from tests.cli_support import run_backup_cli
 from tests.docker_support import PROCESS_ARGS
+from tests.n8n_support import SourceInstance, TakenSnapshot, copy_variant
 from tests.verify_runner import report_with_attachments, run_verify
 
 

@@ -13,14 +13,9 @@ import pytest
 
 from backup.instances.process import N8nProcess
 from backup.manifest import Manifest
-from tests.conftest import (
-    BOOT_TIMEOUT,
-    SourceInstance,
-    process_source_args,
-    run_snapshot_cli,
-    seed,
-)
+from tests.cli_support import run_snapshot_cli
 from tests.docker_support import PROCESS_ARGS
+from tests.n8n_support import BOOT_TIMEOUT, SourceInstance, process_source_args, seed
 from tests.verify_runner import VERIFY_CHECKS, report_with_attachments, run_verify
 from verify.bootstrap import PublicApi, create_owner_and_api_key
 

@@ -10,8 +10,9 @@ import pytest
 
 from backup import runtime
 from backup.manifest import Manifest
-from tests.conftest import process_source_args, run_snapshot_cli, seed, start_source
+from tests.cli_support import run_snapshot_cli
 from tests.docker_support import PROCESS_ARGS
+from tests.n8n_support import process_source_args, seed, start_source
 from tests.verify_runner import VERIFY_CHECKS, run_verify
 
 # An earlier 2.x release that installs from the registry here (scripts/test.sh installs it).

@@ -23,18 +23,18 @@ from backup.digests import sha256_file
 from backup.instances.process import N8nProcess
 from backup.manifest import FileEntry, Manifest
 from backup.sources.postgres import PostgresTarget, n8n_database_env
-from tests.conftest import (
+from tests.cli_support import run_snapshot_cli
+from tests.docker_support import DOCKER_ARGS, PROCESS_ARGS, build_image
+from tests.n8n_support import (
     BOOT_TIMEOUT,
     Canary,
     SourceInstance,
     arm_canary,
     disarm_canary,
     process_source_args,
-    run_snapshot_cli,
     seed,
     start_source,
 )
-from tests.docker_support import DOCKER_ARGS, PROCESS_ARGS, build_image
 from tests.postgres_support import PostgresServer
 from tests.verify_runner import (
     VERIFY_CHECKS,

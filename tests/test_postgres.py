@@ -26,16 +26,7 @@ from backup.sources.postgres import (
     n8n_database_env,
     restore_dump,
 )
-from tests.conftest import (
-    BOOT_TIMEOUT,
-    HOSTILE_NAMES,
-    SourceInstance,
-    run_backup_cli,
-    run_snapshot_cli,
-    seed,
-    snapshot_args,
-    snapshot_under_load,
-)
+from tests.cli_support import run_backup_cli, run_snapshot_cli, snapshot_args, snapshot_under_load
 from tests.docker_support import (
     DOCKER_ARGS,
     PROCESS_ARGS,
@@ -45,6 +36,7 @@ from tests.docker_support import (
     run_n8n_container,
     set_up_owner,
 )
+from tests.n8n_support import BOOT_TIMEOUT, HOSTILE_NAMES, SourceInstance, seed
 from tests.postgres_support import PostgresServer
 from tests.verify_runner import (
     VERIFY_CHECKS,

@@ -10,11 +10,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from backup.errors import InputError
+from backup.errors import InputError, PgDumpError
 from backup.instances.process import N8nProcess
 from backup.manifest import Manifest
 from backup.sources.postgres import (
-    PgDumpError,
     PostgresTarget,
     _restore_to_older_server,
     database_lock,
@@ -23,13 +22,9 @@ from backup.sources.postgres import (
     restore_dump,
     server_major,
 )
-from tests.conftest import (
-    BOOT_TIMEOUT,
-    SourceInstance,
-    run_snapshot_cli,
-    seed,
-)
+from tests.cli_support import run_snapshot_cli
 from tests.docker_support import PROCESS_ARGS
+from tests.n8n_support import BOOT_TIMEOUT, SourceInstance, seed
 from tests.postgres_support import DEBIAN_POSTGRES_BIN, PostgresServer
 from tests.verify_runner import VERIFY_CHECKS, run_verify
 from verify.bootstrap import PublicApi, create_owner_and_api_key

@@ -32,8 +32,9 @@ from backup.restore_journal import read_journal
 from backup.secret import Secret
 from backup.sources.container import ContainerCli, inspect_n8n_container
 from backup.sources.postgres import PostgresTarget, n8n_database_env
-from tests.conftest import backup_command, run_backup_cli, run_snapshot_cli, seed
+from tests.cli_support import backup_command, run_backup_cli, run_snapshot_cli
 from tests.docker_support import N8nTestContainer, remove, run_n8n_container, set_up_owner
+from tests.n8n_support import seed
 from tests.postgres_support import PostgresServer
 from verify.bootstrap import PublicApi, sample_credentials, sample_workflow
 

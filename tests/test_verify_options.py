@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from backup.manifest import Counts, Manifest
-from tests.conftest import ROOT
+from tests.cli_support import ROOT
 from verify.cases import SnapshotCase
 
 

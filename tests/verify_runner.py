@@ -12,7 +12,7 @@ import pytest
 
 from backup.keystore import KeyStore
 from backup.manifest import MANIFEST_NAME, Manifest
-from tests.conftest import ROOT
+from tests.cli_support import ROOT
 
 # The checks `pytest verify` runs per snapshot and target (verify/test_snapshot.py).
 VERIFY_CHECKS = 8

@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 
+from backup.errors import BackupError
+
 BROWSER_ID = "n8n-restore-verify"  # n8n ties its auth cookie to this header
 DEMO_OWNER = {
     "email": "owner@example.com",
@@ -18,7 +20,7 @@ DEMO_OWNER = {
 }
 
 
-class BootstrapError(RuntimeError):
+class BootstrapError(BackupError):
     """A fresh instance refused a set-up step."""
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from backup.errors import KeyStoreError
+from backup.errors import InputError, KeyStoreError
 from backup.instances.base import N8nInstance
 from backup.keystore import KeyStore
 from backup.manifest import Manifest
@@ -19,7 +19,7 @@ REDACTED = "[redacted]"
 DEFAULT_POSTGRES_MAJOR = 18
 
 
-class DowngradeError(ValueError):
+class DowngradeError(InputError):
     """The target n8n version is older than the snapshot's source version."""
 
 

@@ -18,13 +18,12 @@ import pytest
 from backup import runtime
 from backup.check import database_file_problems
 from backup.digests import workflow_digest
-from backup.errors import BackupError, SnapshotError
+from backup.errors import BackupError, N8nCheckError, N8nStartError, SnapshotError
 from backup.instances.base import OUTBOUND_OFF, OUTBOUND_SINK, N8nInstance, outbound_env
 from backup.instances.docker import IsolatedNetwork, N8nContainer, PostgresContainer
 from backup.instances.process import N8nProcess
-from backup.instances.readiness import N8nStartError
 from backup.manifest import Manifest, authenticate
-from backup.n8n_checks import N8nCheckError, active_before_start
+from backup.n8n_checks import active_before_start
 from backup.secret import Secret
 from backup.sources.postgres import (
     DEFAULT_SCHEMA,

@@ -12,9 +12,9 @@ from contextlib import contextmanager
 import pytest
 
 from backup.check import count_problems, credential_problems, database_problems, file_problems
+from backup.errors import N8nCheckError
 from backup.manifest import Manifest
 from backup.n8n_checks import (
-    N8nCheckError,
     active_workflows_served,
     credential_mismatches,
     n8n_credential_digests,

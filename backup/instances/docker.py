@@ -22,9 +22,9 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.exceptions import ContainerStartException
 from testcontainers.core.network import Network
 
-from backup.errors import BackupError
+from backup.errors import BackupError, N8nStartError
 from backup.instances.base import QUIET_ENV, log_tail
-from backup.instances.readiness import N8nStartError, wait_until_ready
+from backup.instances.readiness import wait_until_ready
 from backup.sources.container import exec_n8n
 from backup.sources.postgres import PostgresTarget
 

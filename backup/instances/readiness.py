@@ -7,12 +7,10 @@ from collections.abc import Callable
 
 import httpx
 
+from backup.errors import N8nStartError
+
 READINESS_PATHS = ("/healthz/readiness", "/rest/settings")
 POLL_SECONDS = 0.5
-
-
-class N8nStartError(RuntimeError):
-    """n8n did not become ready; the message says why and ends with a hint."""
 
 
 def wait_until_ready(

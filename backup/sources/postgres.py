@@ -25,7 +25,7 @@ import psycopg
 from psycopg import IsolationLevel, sql
 from psycopg.conninfo import conninfo_to_dict
 
-from backup.errors import InputError, SourceError
+from backup.errors import InputError, PgDumpError, SourceError
 from backup.identifiers import quote_identifier, schema_problem, table_prefix_problem
 from backup.sources.tables import N8nTables
 
@@ -36,10 +36,6 @@ TRANSACTION_TIMEOUT_MAJOR = 17
 NEWER_SESSION_SETTINGS = {b"SET transaction_timeout = 0;"}
 DEFAULT_SCHEMA = "public"
 Result = TypeVar("Result")
-
-
-class PgDumpError(SourceError):
-    """pg_dump or pg_restore failed; the message carries their last words."""
 
 
 def pg_tool(name: str) -> Path:
