@@ -53,6 +53,7 @@ from backup.restore_journal import (
 )
 from backup.secret import Secret
 from backup.sources.container import (
+    BootingContainer,
     ContainerCli,
     ContainerSource,
     containers_sharing_data,
@@ -395,16 +396,7 @@ def _wait(container: Container, api_url: str | None, timeout: float) -> str:
             f"container {container.name} publishes no port for 5678 (give --api-url) or is "
             "not running"
         )
-
-    def running() -> bool:
-        container.reload()
-        return bool(container.status == "running")
-
-    def tail() -> str:
-        lines = container.logs(tail=5).decode("utf-8", errors="replace").splitlines()
-        return " | ".join(line.strip() for line in lines if line.strip())
-
-    wait_until_ready(url, timeout, running, tail)
+    wait_until_ready(BootingContainer(container, url), timeout)
     return url
 
 

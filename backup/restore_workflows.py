@@ -19,9 +19,7 @@ from backup.errors import ApiError, SnapshotError
 from backup.keystore import KeyStore
 from backup.manifest import Manifest
 from backup.secret import Secret
-from backup.sources.api import N8nApi
-
-CREATE_FIELDS = ("name", "nodes", "connections", "settings")
+from backup.sources.api import N8nApi, writable_workflow
 
 
 @dataclass
@@ -77,8 +75,7 @@ def restore_workflows(
             exported = json.loads((snapshot_dir / entry.export_file).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise SnapshotError(f"cannot read {entry.export_file}: {exc}") from None
-        body = {key: exported[key] for key in CREATE_FIELDS if key in exported}
-        body.setdefault("settings", {})
+        body = writable_workflow(exported)
         for credential in referenced_credentials(exported):
             result.credentials_needed.setdefault(credential, []).append(entry.name)
         try:

@@ -28,7 +28,7 @@ from backup.keystore import KeyStore  # noqa: E402
 from backup.n8n_folder import locate  # noqa: E402
 from backup.snapshot import SnapshotRequest, create_snapshot  # noqa: E402
 from backup.sources.api import N8nApi  # noqa: E402
-from verify.bootstrap import PublicApi, create_owner_and_api_key  # noqa: E402
+from verify.bootstrap import create_owner_and_api_key  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "real-workflows"
 
@@ -47,7 +47,7 @@ def main() -> None:
         (Path(work) / "n8n").mkdir()
         n8n.start(timeout=240)
         api_key = create_owner_and_api_key(n8n.base_url)
-        seeding = PublicApi(n8n.base_url, api_key)
+        seeding = N8nApi(n8n.base_url, api_key)
         started = time.monotonic()
         for index in range(args.workflows):
             workflow = dict(corpus[index % len(corpus)])

@@ -9,8 +9,8 @@ import threading
 import time
 from pathlib import Path
 
+from backup.sources.api import N8nApi
 from verify.bootstrap import (
-    PublicApi,
     sample_workflow,
 )
 
@@ -70,7 +70,7 @@ def snapshot_under_load(
     """
     stop = threading.Event()
     written: list[str] = []
-    writer_api = PublicApi(base_url, api_key)
+    writer_api = N8nApi(base_url, api_key)
 
     def keep_writing() -> None:
         while not stop.is_set():

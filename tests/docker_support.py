@@ -17,9 +17,10 @@ from backup.instances.docker import SESSION_LABEL
 from backup.instances.process import free_port
 from backup.instances.readiness import wait_until_ready
 from backup.n8n_folder import read_encryption_key
-from backup.sources.container import inspect_n8n_container
+from backup.sources.api import N8nApi
+from backup.sources.container import BootingContainer, inspect_n8n_container
 from tests.cli_support import ROOT
-from verify.bootstrap import PublicApi, create_owner_and_api_key
+from verify.bootstrap import create_owner_and_api_key
 
 IMAGE_TEMPLATE = "n8n-restore-verify/n8n:{version}"
 DOCKER_ARGS = ("--runtime", "docker", "--n8n-image", IMAGE_TEMPLATE)
@@ -63,8 +64,8 @@ class N8nTestContainer:
     def name(self) -> str:
         return str(self.container.name)
 
-    def api(self) -> PublicApi:
-        return PublicApi(self.url, self.api_key)
+    def api(self) -> N8nApi:
+        return N8nApi(self.url, self.api_key)
 
 
 def run_n8n_container(
@@ -121,11 +122,7 @@ def run_n8n_container(
 
 
 def wait_ready(handle: N8nTestContainer, timeout: float = 240) -> None:
-    def running() -> bool:
-        handle.container.reload()
-        return bool(handle.container.status == "running")
-
-    wait_until_ready(handle.url, timeout, running, lambda: handle.container.logs()[-2000:].decode())
+    wait_until_ready(BootingContainer(handle.container, handle.url), timeout)
 
 
 def set_up_owner(handle: N8nTestContainer) -> None:

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from backup.instances.process import N8nProcess
+from backup.sources.api import N8nApi
 from tests.cli_support import ROOT
 from verify.bootstrap import (
-    PublicApi,
     create_owner_and_api_key,
     sample_credentials,
     sample_workflow,
@@ -122,7 +122,7 @@ class SourceInstance:
 
     process: N8nProcess
     api_key: str
-    api: PublicApi
+    api: N8nApi
     seeded_secrets: list[str] = field(default_factory=list)
     canary_workflow_id: str = ""
 
@@ -151,10 +151,10 @@ def start_source(launcher: Path, folder: Path) -> SourceInstance:
     except BaseException:
         process.close()
         raise
-    return SourceInstance(process, api_key, PublicApi(process.base_url, api_key))
+    return SourceInstance(process, api_key, N8nApi(process.base_url, api_key))
 
 
-def seed(api: PublicApi, *, corpus: bool, generated: int) -> list[str]:
+def seed(api: N8nApi, *, corpus: bool, generated: int) -> list[str]:
     """Workflows (corpus, hostile names, generated) and credentials of three types.
 
     Returns the secret values written into the credentials.
@@ -183,8 +183,7 @@ def arm_canary(source: SourceInstance, canary: Canary) -> None:
 
 def disarm_canary(source: SourceInstance) -> None:
     """Deactivate the canary on the source so that any later hit comes from a restore."""
-    response = source.api.client.post(f"/workflows/{source.canary_workflow_id}/deactivate")
-    assert response.status_code == 200, response.text
+    source.api.deactivate_workflow(source.canary_workflow_id)
     time.sleep(6)  # a run already scheduled may still land
 
 

@@ -26,6 +26,7 @@ from backup.instances.base import QUIET_ENV
 from backup.instances.docker import SESSION_LABEL
 from backup.keystore import KeyStore
 from backup.manifest import Manifest, WorkflowEntry
+from backup.sources.api import N8nApi
 from backup.sources.container import inspect_n8n_container, runs_n8n
 from tests.cli_support import ROOT, backup_command, run_backup_cli, snapshot_under_load
 from tests.docker_support import (
@@ -45,7 +46,7 @@ from tests.verify_runner import (
     run_verify,
     wrong_key_store,
 )
-from verify.bootstrap import PublicApi, sample_workflow
+from verify.bootstrap import sample_workflow
 
 
 @pytest.fixture(scope="module")
@@ -169,9 +170,8 @@ def test_restore_into_container_round_trips(
         # published port changed with the restart.
         url = inspect_n8n_container(target.name).api_url
         assert url is not None
-        listed = PublicApi(url, source.api_key).client.get("/workflows", params={"limit": 250})
-        assert listed.status_code == 200
-        names = {w["name"] for w in listed.json()["data"]}
+        with N8nApi(url, source.api_key) as api:
+            names = {w["name"] for w in api.iter_workflows()}
         assert {w.name for w in manifest.workflows} <= names
     finally:
         remove(docker_client, target)
@@ -251,10 +251,8 @@ def test_failed_restore_puts_the_old_database_back(
         assert target.container.status == "running"
         url = inspect_n8n_container(target.name).api_url
         assert url is not None
-        names = [
-            w["name"]
-            for w in PublicApi(url, target.api_key).client.get("/workflows").json()["data"]
-        ]
+        with N8nApi(url, target.api_key) as api:
+            names = [w["name"] for w in api.iter_workflows()]
         assert names == [own["name"]], "the target does not have its own data back"
     finally:
         remove(docker_client, target)
@@ -344,7 +342,8 @@ def test_a_terminated_restore_puts_the_old_data_back_and_n8n_runs(
         assert target.container.status == "running"
         url = inspect_n8n_container(target.name).api_url
         assert url is not None
-        served = PublicApi(url, target.api_key).client.get("/workflows").json()["data"]
+        with N8nApi(url, target.api_key) as api:
+            served = list(api.iter_workflows())
         assert [w["name"] for w in served] == [own["name"]], "the target's own data is not back"
     finally:
         remove(docker_client, target)

@@ -40,7 +40,7 @@ from tests.verify_runner import (
     run_verify,
     wrong_key_store,
 )
-from verify.bootstrap import PublicApi, sample_workflow
+from verify.bootstrap import sample_workflow
 
 
 def test_snapshot_holds_everything_and_no_key(taken: TakenSnapshot, source: SourceInstance) -> None:
@@ -256,20 +256,15 @@ def test_workflows_only_restore_into_another_instance(
         refused = run_backup_cli(*api_restore_args(edited, target, key_folder, taken.key_store))
         assert refused.returncode == 1, refused.stdout + refused.stderr
         assert "is not restored: manifest.json does not match its MAC" in refused.stderr
-        assert target.api.client.get("/workflows").json()["data"] == [], "something was pushed"
+        assert list(target.api.iter_workflows()) == [], "something was pushed"
         args = api_restore_args(taken.path, target, key_folder, taken.key_store)
         first = run_backup_cli(*args)
         assert first.returncode == 0, first.stdout + first.stderr
         exported = [w for w in manifest.workflows if w.export_file]
         assert f"workflows: {len(exported)} created, 0 overwritten, 0 kept" in first.stdout
         assert "credentials to re-create by hand" in first.stdout
-        names = sorted(
-            w["name"]
-            for w in PublicApi(target.process.base_url, target.api_key)
-            .client.get("/workflows", params={"limit": 250})
-            .json()["data"]
-        )
-        assert len(names) == min(250, len(exported))
+        names = sorted(w["name"] for w in target.api.iter_workflows())
+        assert len(names) == len(exported)
         second = run_backup_cli(*args)
         assert second.returncode == 0
         assert f"workflows: 0 created, 0 overwritten, {len(exported)} kept" in second.stdout
@@ -343,10 +338,10 @@ def test_progress_on_a_terminal_and_silence_in_a_pipe(
 def test_workflows_only_restore_keeps_tags_and_overwrites_when_asked(
     launcher: Path, source: SourceInstance, tmp_path: Path
 ) -> None:
-    tag = source.api.client.post("/tags", json={"name": f"tag-{secrets.token_hex(3)}"}).json()
+    tag_name = f"tag-{secrets.token_hex(3)}"
+    tag_id = source.api.create_tag(tag_name)
     tagged = source.api.create_workflow(sample_workflow("Tagged for restore", message="v1"))
-    response = source.api.client.put(f"/workflows/{tagged['id']}/tags", json=[{"id": tag["id"]}])
-    assert response.status_code == 200, response.text
+    source.api.set_workflow_tags(str(tagged["id"]), [tag_id])
     snapshot = run_snapshot_cli(
         source.api_key, tmp_path / "snapshots", tmp_path / "keys", *process_source_args(source)
     )
@@ -356,14 +351,14 @@ def test_workflows_only_restore_keeps_tags_and_overwrites_when_asked(
         args = api_restore_args(snapshot, target, tmp_path, tmp_path / "keys")
         kept = run_backup_cli(*args)
         assert kept.returncode == 0, kept.stdout + kept.stderr
-        body = target.api.client.get(f"/workflows/{mine['id']}").json()
+        body = target.api.workflow(str(mine["id"]))
         assert "mine" in json.dumps(body["nodes"]), "an existing workflow was overwritten"
         overwritten = run_backup_cli(*args, "--overwrite")
         assert overwritten.returncode == 0, overwritten.stdout
         assert "0 created, " in overwritten.stdout and " 0 kept" in overwritten.stdout
-        body = target.api.client.get(f"/workflows/{mine['id']}").json()
+        body = target.api.workflow(str(mine["id"]))
         assert "v1" in json.dumps(body["nodes"]) and "mine" not in json.dumps(body["nodes"])
-        assert [t["name"] for t in body.get("tags", [])] == [tag["name"]]
+        assert [t["name"] for t in body.get("tags", [])] == [tag_name]
     finally:
         target.api.close()
         target.process.close()

@@ -70,8 +70,7 @@ def start_long_execution(source: SourceInstance, webhook: str) -> None:
         time.sleep(0.5)
     deadline = time.monotonic() + BOOT_TIMEOUT
     while time.monotonic() < deadline:
-        running = source.api.client.get("/executions", params={"status": "running"}).json()
-        if running.get("data"):
+        if source.api.running_executions():
             return
         time.sleep(0.2)
     raise AssertionError("the slow execution never showed as running")

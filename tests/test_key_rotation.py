@@ -13,11 +13,12 @@ import pytest
 
 from backup.instances.process import N8nProcess
 from backup.manifest import Manifest
+from backup.sources.api import N8nApi
 from tests.cli_support import run_snapshot_cli
 from tests.docker_support import PROCESS_ARGS
 from tests.n8n_support import BOOT_TIMEOUT, SourceInstance, process_source_args, seed
 from tests.verify_runner import VERIFY_CHECKS, report_with_attachments, run_verify
-from verify.bootstrap import PublicApi, create_owner_and_api_key
+from verify.bootstrap import create_owner_and_api_key
 
 ROTATION_FLAG = {"N8N_ENV_FEAT_ENCRYPTION_KEY_ROTATION": "true"}
 
@@ -32,7 +33,7 @@ def rotating_source(
     try:
         process.start(timeout=BOOT_TIMEOUT)
         api_key = create_owner_and_api_key(process.base_url)
-        source = SourceInstance(process, api_key, PublicApi(process.base_url, api_key))
+        source = SourceInstance(process, api_key, N8nApi(process.base_url, api_key))
         source.seeded_secrets = seed(source.api, corpus=False, generated=3)
         yield source
         source.api.close()

@@ -22,6 +22,7 @@ from backup import runtime
 from backup.digests import sha256_file
 from backup.instances.process import N8nProcess
 from backup.manifest import FileEntry, Manifest
+from backup.sources.api import N8nApi
 from backup.sources.postgres import PostgresTarget, n8n_database_env
 from tests.cli_support import run_snapshot_cli
 from tests.docker_support import DOCKER_ARGS, PROCESS_ARGS, build_image
@@ -44,7 +45,7 @@ from tests.verify_runner import (
     run_verify,
     wrong_key_store,
 )
-from verify.bootstrap import PublicApi, create_owner_and_api_key
+from verify.bootstrap import create_owner_and_api_key
 
 N8N_1X = "1.123.81"
 
@@ -217,7 +218,7 @@ def pg_snapshot_1x(
     try:
         process.start(timeout=BOOT_TIMEOUT)
         api_key = create_owner_and_api_key(process.base_url)
-        api = PublicApi(process.base_url, api_key)
+        api = N8nApi(process.base_url, api_key)
         try:
             seed(api, corpus=True, generated=2)
             api.create_workflow(SUB_WORKFLOW)

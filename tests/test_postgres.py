@@ -19,6 +19,7 @@ from docker.client import DockerClient
 
 from backup.instances.process import N8nProcess
 from backup.manifest import Manifest
+from backup.sources.api import N8nApi
 from backup.sources.postgres import (
     PostgresTarget,
     drop_database,
@@ -45,7 +46,7 @@ from tests.verify_runner import (
     run_verify,
     wrong_key_store,
 )
-from verify.bootstrap import PublicApi, create_owner_and_api_key
+from verify.bootstrap import create_owner_and_api_key
 
 # n8n's default layout (schema public, no prefix) and a custom one: both must snapshot, verify
 # and restore.
@@ -130,7 +131,7 @@ def pg_source(
     try:
         process.start(timeout=BOOT_TIMEOUT)
         api_key = create_owner_and_api_key(process.base_url)
-        instance = SourceInstance(process, api_key, PublicApi(process.base_url, api_key))
+        instance = SourceInstance(process, api_key, N8nApi(process.base_url, api_key))
         seeded = seed(instance.api, corpus=False, generated=25)
         yield PostgresSource(postgres_server, database, instance, seeded, schema, prefix)
         instance.api.close()
@@ -336,11 +337,9 @@ def test_restore_into_postgres_container_round_trips(
             names = [str(r[0]) for r in admin.execute("SELECT datname FROM pg_database")]
         assert any(name.startswith(f"{target_name}_rollback_") for name in names)
         assert not any(name.startswith(f"{target_name}_restoring_") for name in names)
-        listed = PublicApi(target.url, pg_source.instance.api_key).client.get(
-            "/workflows", params={"limit": 250}
-        )
-        assert listed.status_code == 200
-        assert {w["name"] for w in listed.json()["data"]} >= {w.name for w in manifest.workflows}
+        with N8nApi(target.url, pg_source.instance.api_key) as api:
+            names = {w["name"] for w in api.iter_workflows()}
+        assert names >= {w.name for w in manifest.workflows}
     finally:
         remove(docker_client, target)
 

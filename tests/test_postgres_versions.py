@@ -13,6 +13,7 @@ import pytest
 from backup.errors import InputError, PgDumpError
 from backup.instances.process import N8nProcess
 from backup.manifest import Manifest
+from backup.sources.api import N8nApi
 from backup.sources.postgres import (
     PostgresTarget,
     _restore_to_older_server,
@@ -27,7 +28,7 @@ from tests.docker_support import PROCESS_ARGS
 from tests.n8n_support import BOOT_TIMEOUT, SourceInstance, seed
 from tests.postgres_support import DEBIAN_POSTGRES_BIN, PostgresServer
 from tests.verify_runner import VERIFY_CHECKS, run_verify
-from verify.bootstrap import PublicApi, create_owner_and_api_key
+from verify.bootstrap import create_owner_and_api_key
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,7 @@ def snapshot_on_15(
     try:
         process.start(timeout=BOOT_TIMEOUT)
         api_key = create_owner_and_api_key(process.base_url)
-        source = SourceInstance(process, api_key, PublicApi(process.base_url, api_key))
+        source = SourceInstance(process, api_key, N8nApi(process.base_url, api_key))
         seed(source.api, corpus=True, generated=3)
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("PGPASSWORD", postgres_15.password)

@@ -30,13 +30,14 @@ from backup.manifest import Manifest
 from backup.n8n_checks import n8n_credential_digests, served_workflow_digests
 from backup.restore_journal import read_journal
 from backup.secret import Secret
+from backup.sources.api import N8nApi
 from backup.sources.container import ContainerCli, inspect_n8n_container
 from backup.sources.postgres import PostgresTarget, n8n_database_env
 from tests.cli_support import backup_command, run_backup_cli, run_snapshot_cli
 from tests.docker_support import N8nTestContainer, remove, run_n8n_container, set_up_owner
 from tests.n8n_support import seed
 from tests.postgres_support import PostgresServer
-from verify.bootstrap import PublicApi, sample_credentials, sample_workflow
+from verify.bootstrap import sample_credentials, sample_workflow
 
 
 @dataclass
@@ -81,7 +82,7 @@ def current_state(target: FaultTarget) -> State:
 
 def add_own_data(target: FaultTarget) -> State:
     """A workflow and a credential the snapshot does not have; the state with them."""
-    api = PublicApi(target.url, target.handle.api_key)
+    api = N8nApi(target.url, target.handle.api_key)
     marker = secrets.token_hex(4)
     api.create_workflow(sample_workflow(f"Only on the target {marker}"))
     name, type_, data = sample_credentials(marker)[0]

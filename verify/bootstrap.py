@@ -45,38 +45,6 @@ def create_owner_and_api_key(base_url: str, owner: dict[str, str] | None = None)
     return str(created["data"]["rawApiKey"])
 
 
-class PublicApi:
-    """Write access to the public API, for seeding instances."""
-
-    def __init__(self, base_url: str, api_key: str) -> None:
-        self.client = httpx.Client(
-            base_url=f"{base_url}/api/v1", headers={"X-N8N-API-KEY": api_key}, timeout=30
-        )
-
-    def create_workflow(self, workflow: dict[str, Any]) -> dict[str, Any]:
-        """Create a workflow from name, nodes, connections and settings."""
-        body: dict[str, Any] = {
-            key: workflow[key] for key in ("name", "nodes", "connections") if key in workflow
-        }
-        body["settings"] = workflow.get("settings") or {}
-        return dict(_checked(self.client.post("/workflows", json=body), "create workflow"))
-
-    def activate_workflow(self, workflow_id: str) -> None:
-        """Activate (publish) a workflow."""
-        _checked(self.client.post(f"/workflows/{workflow_id}/activate"), "activate workflow")
-
-    def create_credential(self, name: str, type_: str, data: dict[str, Any]) -> dict[str, Any]:
-        """Create a credential; n8n encrypts ``data`` with the instance key."""
-        response = self.client.post(
-            "/credentials", json={"name": name, "type": type_, "data": data}
-        )
-        return dict(_checked(response, f"create credential of type {type_}"))
-
-    def close(self) -> None:
-        """Close the connection pool."""
-        self.client.close()
-
-
 def sample_workflow(name: str, *, message: str = "hello") -> dict[str, Any]:
     """A small manual-trigger workflow with a Set node; nothing in it runs by itself."""
     return {

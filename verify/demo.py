@@ -24,7 +24,6 @@ from backup.n8n_folder import locate
 from backup.snapshot import SnapshotRequest, create_snapshot
 from backup.sources.api import N8nApi
 from verify.bootstrap import (
-    PublicApi,
     create_owner_and_api_key,
     sample_credentials,
     sample_workflow,
@@ -37,7 +36,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 def seed_demo_content(base_url: str, api_key: str) -> None:
     """Sample workflows and three kinds of credentials, each secret unique to this run."""
-    api = PublicApi(base_url, api_key)
+    api = N8nApi(base_url, api_key)
     try:
         for index, name in enumerate(
             ["Hello world", "Nightly report", "Ünïcode ✓ 工作流", "../../x"]

@@ -23,7 +23,7 @@ from testcontainers.core.exceptions import ContainerStartException
 from testcontainers.core.network import Network
 
 from backup.errors import BackupError, N8nStartError
-from backup.instances.base import QUIET_ENV, log_tail
+from backup.instances.base import QUIET_ENV
 from backup.instances.readiness import wait_until_ready
 from backup.sources.container import exec_n8n
 from backup.sources.postgres import PostgresTarget
@@ -157,9 +157,7 @@ class N8nContainer:
             ) from None
         except DockerException as exc:
             raise N8nStartError(f"cannot start a container from {self.image}: {exc}") from None
-        self.ready_seconds = wait_until_ready(
-            self.base_url, timeout, self.is_running, lambda: log_tail(self.logs())
-        )
+        self.ready_seconds = wait_until_ready(self, timeout)
         return self
 
     def is_running(self) -> bool:

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
-from backup.instances.base import QUIET_ENV, log_tail
+from backup.instances.base import QUIET_ENV
 from backup.instances.readiness import wait_until_ready
 
 STOP_GRACE_SECONDS = 20
@@ -95,9 +95,7 @@ class N8nProcess:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # so that stop() reaches the task runner too
             )
-        self.ready_seconds = wait_until_ready(
-            self.base_url, timeout, self.is_running, lambda: log_tail(self.logs())
-        )
+        self.ready_seconds = wait_until_ready(self, timeout)
         return self
 
     def is_running(self) -> bool:

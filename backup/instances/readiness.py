@@ -3,32 +3,50 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from typing import Protocol
 
 import httpx
 
 from backup.errors import N8nStartError
+from backup.instances.base import log_tail
 
 READINESS_PATHS = ("/healthz/readiness", "/rest/settings")
 POLL_SECONDS = 0.5
 
 
-def wait_until_ready(
-    base_url: str,
-    timeout: float,
-    still_running: Callable[[], bool],
-    describe_failure: Callable[[], str],
-) -> float:
+class Booting(Protocol):
+    """What the wait needs of an instance: where it answers, whether it still runs, its log."""
+
+    @property
+    def base_url(self) -> str:
+        """Root URL that reaches n8n from this machine."""
+        ...
+
+    def is_running(self) -> bool:
+        """Whether n8n (its process or container) is still alive."""
+        ...
+
+    def logs(self) -> str:
+        """What n8n printed so far (its tail goes into the error message)."""
+        ...
+
+
+def wait_until_ready(instance: Booting, timeout: float) -> float:
     """Poll readiness, then the REST settings (which can 404 for a moment after readiness).
 
-    Returns the seconds it took. Raises N8nStartError when the process ends or time runs out.
+    Returns the seconds it took. Raises N8nStartError when n8n stops running or time runs out.
     """
+    base_url = instance.base_url
+
+    def describe_failure() -> str:
+        return log_tail(instance.logs())
+
     started = time.monotonic()
     deadline = started + timeout
     with httpx.Client(base_url=base_url, timeout=5.0) as client:
         for path in READINESS_PATHS:
             while True:
-                if not still_running():
+                if not instance.is_running():
                     raise N8nStartError(f"n8n exited before it was ready: {describe_failure()}")
                 try:
                     response = client.get(path)

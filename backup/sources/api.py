@@ -213,6 +213,16 @@ def _settings_version(body: object) -> str | None:
     return version if isinstance(version, str) else None
 
 
+WORKFLOW_FIELDS = ("name", "nodes", "connections", "settings")
+
+
+def writable_workflow(workflow: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a workflow (an export, a file) that the API accepts on create/update."""
+    body = {key: workflow[key] for key in WORKFLOW_FIELDS if key in workflow}
+    body["settings"] = workflow.get("settings") or {}
+    return body
+
+
 class N8nApi:
     """A small client for the calls this project needs; ``transport`` is injectable for tests."""
 
@@ -324,13 +334,33 @@ class N8nApi:
         path = f"/api/v1/workflows/{_segment(workflow_id)}"
         return _object(self._get(path), self._endpoint("GET", path), "the workflow")
 
-    def create_workflow(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Create a workflow; returns it with its new id."""
+    def create_workflow(self, workflow: dict[str, Any]) -> dict[str, Any]:
+        """Create a workflow from the fields the API accepts (name, nodes, connections,
+        settings; others such as an export's id or tags are left out); returns it with its id."""
         endpoint = self._endpoint("POST", "/api/v1/workflows")
+        body = writable_workflow(workflow)
         created = _object(
             self._send("POST", "/api/v1/workflows", body=body), endpoint, "the answer"
         )
         _id_of(created, endpoint, "the created workflow")
+        return created
+
+    def activate_workflow(self, workflow_id: str) -> None:
+        """Activate (publish) a workflow: its triggers start."""
+        self._send("POST", f"/api/v1/workflows/{_segment(workflow_id)}/activate")
+
+    def deactivate_workflow(self, workflow_id: str) -> None:
+        """Deactivate a workflow: its triggers stop."""
+        self._send("POST", f"/api/v1/workflows/{_segment(workflow_id)}/deactivate")
+
+    def create_credential(self, name: str, type_: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Create a credential; n8n encrypts ``data`` with the instance's key."""
+        endpoint = self._endpoint("POST", "/api/v1/credentials")
+        body = {"name": name, "type": type_, "data": data}
+        created = _object(
+            self._send("POST", "/api/v1/credentials", body=body), endpoint, "the answer"
+        )
+        _id_of(created, endpoint, "the created credential")
         return created
 
     def update_workflow(self, workflow_id: str, body: dict[str, Any]) -> None:

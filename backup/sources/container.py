@@ -138,6 +138,24 @@ def containers_sharing_data(client: DockerClient, n8n: Container) -> list[str]:
     return sharing
 
 
+@dataclass(frozen=True)
+class BootingContainer:
+    """An n8n container that was just started, as the readiness wait sees it."""
+
+    container: Container
+    base_url: str
+
+    def is_running(self) -> bool:
+        """Whether the container still runs."""
+        self.container.reload()
+        return bool(self.container.status == "running")
+
+    def logs(self) -> str:
+        """The container's recent output."""
+        raw: bytes = self.container.logs(tail=50)
+        return raw.decode("utf-8", errors="replace")
+
+
 def stops_since(client: DockerClient, container: Container, since: float) -> list[str]:
     """Stop, kill and die events of ``container`` since the Unix time ``since``: a ``docker
     stop`` from outside shows here at once, while the container may still be running (n8n
