@@ -24,7 +24,7 @@ from backup.manifest import (
 from backup.secret import Secret
 from backup.snapshot import safe_file_stem
 from backup.sources.postgres import PostgresTarget, error_line
-from backup.sources.sqlite import N8nDatabase, deactivate_for_restore, integrity_problems
+from backup.sources.sqlite import N8nDatabase, integrity_problems
 from tests.fake_n8n_db import make_database
 
 KEY = "unit-test-key"
@@ -129,7 +129,7 @@ def test_integrity_check_catches_garbage(tmp_path: Path) -> None:
 
 def test_deactivate_for_restore(tmp_path: Path) -> None:
     path = make_database(tmp_path / "db.sqlite", KEY)
-    assert deactivate_for_restore(path) == 1
+    assert N8nDatabase(path).deactivate() == 1
     database = N8nDatabase(path)
     assert database.active_workflow_ids() == []
     assert database.count("execution_entity") == 2

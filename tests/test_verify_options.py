@@ -8,6 +8,7 @@ import pytest
 
 from backup.manifest import Counts, Manifest
 from tests.cli_support import ROOT
+from tests.n8n_support import TakenSnapshot
 from verify.cases import SnapshotCase
 
 
@@ -66,3 +67,19 @@ def test_postgres_image_follows_the_source_major(
     assert template.postgres_image_for(manifest) == expected
     fixed = SnapshotCase(tmp_path, tmp_path, None, 1.0, 1.0, postgres_image="pg:local")
     assert fixed.postgres_image_for(manifest) == "pg:local"
+
+
+def test_runtime_auto_takes_docker_only_with_the_images_here(
+    pytester: pytest.Pytester, taken: TakenSnapshot, n8n_image: str
+) -> None:
+    """With an engine up, auto boots on Docker only when the engine has the image; otherwise
+    (no registry here, every pull would fail) the process runtime, saying why."""
+    snapshot = ("--snapshots", str(taken.path), "--key-store", str(taken.key_store))
+    template = n8n_image.rsplit(":", 1)[0] + ":{version}"
+    present = run(pytester, *snapshot, "--runtime", "auto", "--n8n-image", template, "--co")
+    present.stdout.fnmatch_lines(["runtime: docker (auto: the engine has every image needed)"])
+    absent = "n8n-restore-verify/not-built:{version}"
+    missing = run(pytester, *snapshot, "--runtime", "auto", "--n8n-image", absent, "--co")
+    missing.stdout.fnmatch_lines(
+        ["runtime: process (auto: the Docker engine has no image n8n-restore-verify/not-built:*"]
+    )

@@ -118,3 +118,5 @@ class SnapshotCase:
 
 CASES_KEY = pytest.StashKey[list[SnapshotCase]]()
 SUMMARIES_KEY = pytest.StashKey[dict[str, SnapshotSummary]]()
+# Which runtime boots the restores, and why (said in the header and the report).
+RUNTIME_NOTE_KEY = pytest.StashKey[str]()

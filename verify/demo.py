@@ -2,7 +2,8 @@
 
 ``n8n-demo`` (scripts/demo.sh) shows the whole loop on a fresh machine without any n8n of the
 user's: install a runtime, boot a demo n8n, give it workflows and credentials, take a snapshot,
-stop it, then run ``pytest verify`` on the snapshot, which writes the HTML report under reports/.
+stop it, then run the verify suite (n8n-verify) on the snapshot, which writes the HTML report
+under reports/ in the current folder.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from verify.bootstrap import (
 
 DEMO_DIR = Path(".demo")
 BOOT_TIMEOUT = 180.0
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def seed_demo_content(base_url: str, api_key: str) -> None:
@@ -66,11 +66,12 @@ def run_demo(work_dir: Path, version: str) -> int:
                 SnapshotRequest(locate(source), api, snapshots, KeyStore(key_store))
             )
     print(f"demo: snapshot {snapshot}; verifying it in a fresh n8n", flush=True)
+    # n8n-verify: the installed suite, reports/ under the current folder (the checkout's root
+    # when run by scripts/demo.sh).
     command = [
         sys.executable,
         "-m",
-        "pytest",
-        str(PROJECT_ROOT / "verify"),
+        "verify.command",
         "--snapshots",
         str(snapshot),
         "--key-store",
@@ -78,7 +79,7 @@ def run_demo(work_dir: Path, version: str) -> int:
         "--runtime",
         "process",  # the demo runs on the npm runtime it has just installed
     ]
-    return subprocess.run(command, cwd=PROJECT_ROOT, check=False).returncode
+    return subprocess.run(command, check=False).returncode
 
 
 def build_parser() -> argparse.ArgumentParser:

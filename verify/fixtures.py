@@ -30,14 +30,13 @@ from backup.sources.postgres import (
     PostgresTables,
     PostgresTarget,
     create_throwaway_role,
-    deactivate_postgres,
     drop_database,
     drop_role,
     n8n_database_env,
     restore_dump,
     server_major,
 )
-from backup.sources.sqlite import N8nDatabase, deactivate_for_restore
+from backup.sources.sqlite import N8nDatabase
 from backup.sources.tables import N8nTables
 from verify.cases import SUMMARIES_KEY, DowngradeError, SnapshotCase, StoredKey
 from verify.report import SnapshotSummary
@@ -283,7 +282,7 @@ def restored(
     try:
         folder = restore_to_temp(case.folder, manifest, stored_key.value)
         if isinstance(database, PostgresTables):
-            deactivate_postgres(database)
+            database.deactivate()
             extra_env.update(n8n_database_env(database.target))
         else:
             database = N8nDatabase(folder.database, manifest.table_prefix)
@@ -339,11 +338,7 @@ def _keep_inert_through_migrations(
     activated = active_before_start(instance)
     if not activated:
         return []
-    if isinstance(database, PostgresTables):
-        deactivate_postgres(database)
-    else:
-        assert isinstance(database, N8nDatabase)
-        deactivate_for_restore(database.path, manifest.table_prefix)
+    database.deactivate()
     if isinstance(instance, N8nContainer):
         instance.hand_over_files()  # what we rewrote goes back to the container's user
     still = active_before_start(instance)

@@ -1,11 +1,15 @@
 """pytest plugin behind ``pytest verify``: options, one test group per snapshot, reports.
 
-Registered from the top-level conftest.py. It only acts when the verify suite is collected, so
-the project's own tests run without reports or snapshot options.
+Registered by the ``pytest11`` entry point wherever the package is installed (also ``-p
+verify.plugin``). It only acts when the verify suite is collected, by path or with ``--pyargs
+verify``, from the checkout or the installed package: other tests run without reports, and their
+own ``case`` fixtures and parameters are left alone.
 """
 
 from __future__ import annotations
 
+import html
+import importlib.util
 import os
 from collections.abc import Generator
 from datetime import UTC, datetime
@@ -21,11 +25,12 @@ from backup.instances.docker import (
     OFFICIAL_POSTGRES_IMAGE,
     disable_ryuk_without_registry,
     engine_answers,
+    missing_images,
 )
-from backup.manifest import find_snapshots
+from backup.manifest import Manifest, find_snapshots
 from backup.runtime import validate_version
 from backup.verification_record import TargetResult, VerificationRecord, write_record
-from verify.cases import CASES_KEY, SUMMARIES_KEY, SnapshotCase
+from verify.cases import CASES_KEY, RUNTIME_NOTE_KEY, SUMMARIES_KEY, SnapshotCase
 from verify.report import SnapshotSummary, summary_table
 
 VERIFY_DIR = Path(__file__).resolve().parent
@@ -79,15 +84,39 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--quiet-seconds", type=float, default=DEFAULT_QUIET_SECONDS, help=QUIET_HELP)
 
 
+def _module_path(name: str) -> Path | None:
+    """The file or folder a ``--pyargs`` module name stands for, when it names a module."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    if spec.origin is not None and spec.has_location:
+        return Path(spec.origin)
+    locations = list(spec.submodule_search_locations or [])
+    return Path(locations[0]) if locations else None
+
+
+def _in_suite(path: Path) -> bool:
+    try:
+        path.resolve().relative_to(VERIFY_DIR)
+    except ValueError:
+        return False
+    return True
+
+
 def _runs_verify_suite(config: pytest.Config) -> bool:
+    """Whether the command line collects the verify suite: a path inside it, or with
+    ``--pyargs`` its module name (as pytest does, a name that imports wins over a path)."""
     for arg in config.args:
-        path = Path(arg.split("::")[0])
-        path = path if path.is_absolute() else Path(config.invocation_params.dir) / path
-        try:
-            path.resolve().relative_to(VERIFY_DIR)
-        except ValueError:
-            continue
-        return True
+        name = arg.split("::")[0]
+        path = _module_path(name) if config.option.pyargs else None
+        if path is None:
+            path = Path(name)
+            path = path if path.is_absolute() else Path(config.invocation_params.dir) / path
+        if _in_suite(path):
+            return True
     return False
 
 
@@ -112,29 +141,19 @@ def _load_cases(config: pytest.Config) -> list[SnapshotCase]:
                 validate_version(target)
     except InputError as exc:
         raise pytest.UsageError(str(exc)) from None
-    runtime_name: str = config.getoption("runtime")
-    if runtime_name == "auto":
-        runtime_name = "docker" if engine_answers() else "process"
-    elif runtime_name == "docker" and not engine_answers():
-        raise pytest.UsageError(
-            "--runtime docker: no Docker engine answers; start dockerd or use --runtime process"
-        )
-    if runtime_name == "docker":
-        disable_ryuk_without_registry()
     folders = find_snapshots(snapshots)
     if not folders:
         raise pytest.UsageError(
             f"no snapshot in {snapshots}: a snapshot is a folder with a manifest.json "
             "(made by n8n-backup snapshot)"
         )
-    return [
+    cases = [
         SnapshotCase(
             folder=folder,
             key_store=key_store,
             requested_version=target,
             boot_timeout=config.getoption("boot_timeout"),
             quiet_seconds=config.getoption("quiet_seconds"),
-            runtime=runtime_name,
             image_template=config.getoption("n8n_image"),
             postgres_dsn=config.getoption("postgres_dsn"),
             postgres_image=config.getoption("postgres_image"),
@@ -142,6 +161,61 @@ def _load_cases(config: pytest.Config) -> list[SnapshotCase]:
         for folder in folders
         for target in dict.fromkeys(targets)  # each pair once, in the order given
     ]
+    runtime_name, note = choose_runtime(config.getoption("runtime"), cases)
+    if runtime_name == "docker":
+        disable_ryuk_without_registry()
+    for case in cases:
+        case.runtime = runtime_name
+    config.stash[RUNTIME_NOTE_KEY] = note
+    return cases
+
+
+def choose_runtime(asked: str, cases: list[SnapshotCase]) -> tuple[str, str]:
+    """The runtime to boot on and a note saying why. ``auto`` takes Docker only when an engine
+    answers and has every image the snapshots need (no registry is asked: without one, every
+    boot would fail); else the process runtime, and the note names the missing image."""
+    if asked == "process":
+        return "process", "process (--runtime process)"
+    if not engine_answers():
+        if asked == "docker":
+            raise pytest.UsageError(
+                "--runtime docker: no Docker engine answers; start dockerd or use --runtime process"
+            )
+        return "process", "process (auto: no Docker engine answers)"
+    if asked == "docker":
+        return "docker", "docker (--runtime docker; missing images are pulled)"
+    missing = missing_images(_images_needed(cases))
+    if missing:
+        return "process", (
+            f"process (auto: the Docker engine has no image {missing[0]}; pull it, or pass "
+            "--runtime docker to have it pulled)"
+        )
+    return "docker", "docker (auto: the engine has every image needed)"
+
+
+def _images_needed(cases: list[SnapshotCase]) -> list[str]:
+    """The n8n (and PostgreSQL) images the docker runtime would boot; a snapshot whose
+    manifest does not load is left to its checks."""
+    images = []
+    for case in cases:
+        try:
+            manifest = Manifest.load(case.folder)
+            images.append(case.image(case.target_version(manifest)))
+        except BackupError:
+            continue
+        if manifest.database_kind == "postgres":
+            images.append(case.postgres_image_for(manifest))
+    return images
+
+
+def _reports_base(config: pytest.Config) -> Path:
+    """Where ``reports/`` goes: pytest's root when it was given (``--rootdir``) or found with a
+    configuration file (the checkout), else the folder pytest was started from, rather than the
+    folder pytest guesses from the paths on the command line (the installed package's, the
+    snapshots')."""
+    if config.inipath is None and not config.option.rootdir:
+        return Path(config.invocation_params.dir)
+    return Path(config.rootpath)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -155,11 +229,12 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     config.stash[CASES_KEY] = cases
     config.stash[SUMMARIES_KEY] = {case.case_id: SnapshotSummary(case.case_id) for case in cases}
+    config.pluginmanager.register(VerifyReportTitle(), "verify.report-title")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     # Reports name workflows, credentials and keys' fingerprints: private to the user (0600),
     # like everything else this run writes.
     os.umask(0o077)
-    reports = Path(config.rootpath) / REPORTS_DIR
+    reports = _reports_base(config) / REPORTS_DIR
     reports.mkdir(mode=0o700, exist_ok=True)
     reports.chmod(0o700)
     if not config.option.htmlpath:
@@ -171,7 +246,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """One group of tests per snapshot, with the snapshot's id as the test id."""
-    if "case" in metafunc.fixturenames:
+    if "case" in metafunc.fixturenames and _in_suite(Path(metafunc.definition.path)):
         cases = metafunc.config.stash.get(CASES_KEY, [])
         metafunc.parametrize(
             "case", cases, ids=[case.case_id for case in cases], scope="session", indirect=True
@@ -186,7 +261,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
         f"n8n-restore-verify {tool_version()}",
         f"n8n snapshots: {len(cases)} under {config.getoption('snapshots')}",
-        f"runtime: {cases[0].runtime if cases else '-'}",
+        f"runtime: {config.stash.get(RUNTIME_NOTE_KEY, '-')}",
         f"key store: {config.getoption('key_store')}; report: {config.option.htmlpath}",
     ]
 
@@ -198,10 +273,11 @@ def pytest_runtest_makereport(
     """Count outcomes per snapshot and attach n8n's log to a failing test."""
     report = yield
     callspec = getattr(item, "callspec", None)
-    case: SnapshotCase | None = callspec.params.get("case") if callspec else None
-    if case is None:
-        return report
-    summary = item.config.stash[SUMMARIES_KEY][case.case_id]
+    case = callspec.params.get("case") if callspec else None
+    summaries = item.config.stash.get(SUMMARIES_KEY, None)
+    if not isinstance(case, SnapshotCase) or summaries is None:
+        return report  # not a verify test: another suite's own "case" parameter, say
+    summary = summaries[case.case_id]
     summary.test_seconds += report.duration
     name = item.originalname if isinstance(item, pytest.Function) else item.name
     if not summary.required:
@@ -234,12 +310,17 @@ def pytest_html_results_summary(
     """Open the report with one row per snapshot."""
     summaries = session.config.stash.get(SUMMARIES_KEY, None)
     if summaries:
+        note = session.config.stash.get(RUNTIME_NOTE_KEY, "-")
+        prefix.append(f"<p>Runtime: {html.escape(note)}</p>")
         prefix.append(summary_table(list(summaries.values())))
 
 
-def pytest_html_report_title(report: Any) -> None:
-    """A title that says what the report is about."""
-    report.title = f"n8n restore verification (n8n-restore-verify {tool_version()})"
+class VerifyReportTitle:
+    """Registered for a verify run only: other suites' HTML reports keep their own title."""
+
+    def pytest_html_report_title(self, report: Any) -> None:
+        """A title that says what the report is about."""
+        report.title = f"n8n restore verification (n8n-restore-verify {tool_version()})"
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

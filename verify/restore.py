@@ -13,7 +13,7 @@ from backup.errors import BackupError
 from backup.manifest import Manifest
 from backup.n8n_folder import CONFIG_NAME
 from backup.secret import Secret
-from backup.sources.sqlite import DATABASE_NAME, deactivate_for_restore
+from backup.sources.sqlite import DATABASE_NAME, N8nDatabase
 
 
 @dataclass
@@ -58,7 +58,7 @@ def restore_to_temp(
         shutil.copyfile(snapshot_dir / manifest.database_file, database, follow_symlinks=False)
         database.chmod(PRIVATE_FILE_MODE)
         try:
-            deactivate_for_restore(database, manifest.table_prefix)
+            N8nDatabase(database, manifest.table_prefix).deactivate()
         except BackupError:
             restored.cleanup()
             raise

@@ -50,6 +50,21 @@ def engine_answers() -> bool:
         return False
 
 
+def missing_images(images: list[str]) -> list[str]:
+    """Which of ``images`` this machine's Docker engine does not have (no registry is asked)."""
+    client = DockerClient.from_env()
+    try:
+        missing = []
+        for image in dict.fromkeys(images):
+            try:
+                client.images.get(image)
+            except ImageNotFound:
+                missing.append(image)
+        return missing
+    finally:
+        client.close()
+
+
 def disable_ryuk_without_registry() -> None:
     """Ryuk (testcontainers' reaper) is an image that must be pulled; without a registry it
     cannot start, so our own cleanup (finally blocks and the session sweep) takes its place."""

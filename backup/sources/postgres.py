@@ -163,6 +163,14 @@ class PostgresTables(N8nTables):
         number = int(self._query("SHOW server_version_num")[0][0])
         return f"{number // 10000}.{number % 10000}"
 
+    def _execute_in_one_transaction(self, statements: list[str]) -> None:
+        try:
+            with self.target.connect() as connection, connection.transaction():
+                for statement in statements:
+                    connection.execute(statement)
+        except psycopg.Error as exc:
+            raise SourceError(f"preparing {self.target.describe()}: {str(exc).strip()}") from None
+
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         # ``sql`` holds only validated, quoted identifiers; values come as parameters.
         try:
@@ -397,19 +405,6 @@ def drop_database(server: PostgresTarget, dbname: str) -> None:
         admin.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
         )
-
-
-def deactivate_postgres(tables: PostgresTables) -> None:
-    """The PostgreSQL twin of sources.sqlite.deactivate_for_restore (same reasons)."""
-    decoys = tables.decoy_tables()
-    if decoys:
-        raise SourceError(f"the restored database is not n8n's: {decoys[0]}; not booted")
-    statements = tables.deactivation_statements()
-    with tables.target.connect() as connection, connection.transaction():
-        for statement in statements:
-            connection.execute(statement)
-    if tables.active_workflow_ids():
-        raise SourceError("workflows stay active after deactivation; not booted")
 
 
 def n8n_database_env(target: PostgresTarget) -> dict[str, str]:

@@ -75,6 +75,15 @@ class N8nDatabase(N8nTables):
         with map_sqlite_errors(f"reading {self.path}"), closing(open_read_only(self.path)) as conn:
             return conn.execute(sql, params).fetchall()
 
+    def _execute_in_one_transaction(self, statements: list[str]) -> None:
+        with (
+            map_sqlite_errors(f"preparing restored copy {self.path}"),
+            closing(sqlite3.connect(self.path)) as conn,
+        ):
+            for statement in statements:
+                conn.execute(statement)
+            conn.commit()
+
     def table_kind(self, name: str) -> str | None:
         rows = self._query("SELECT type FROM sqlite_master WHERE name = ?", (self.prefix + name,))
         return str(rows[0][0]) if rows else None
@@ -82,28 +91,3 @@ class N8nDatabase(N8nTables):
     def columns(self, name: str) -> set[str]:
         rows = self._query("SELECT name FROM pragma_table_info(?)", (self.prefix + name,))
         return {str(row[0]) for row in rows}
-
-
-def deactivate_for_restore(path: Path, table_prefix: str = "") -> int:
-    """Make a restored copy inert: no workflow activates and no waiting execution resumes.
-
-    n8n activates every active workflow when it starts and has no switch to skip that, so the
-    restored copy (never the source) is edited before the boot. Returns how many workflows were
-    active. Waiting executions are marked canceled so that n8n's wait tracker leaves them alone.
-    """
-    tables = N8nDatabase(path, table_prefix)
-    decoys = tables.decoy_tables()
-    if decoys:
-        raise SqliteBackupError(f"the restored copy is not n8n's: {decoys[0]}; not booted")
-    active = len(tables.active_workflow_ids())
-    statements = tables.deactivation_statements()
-    with (
-        map_sqlite_errors(f"preparing restored copy {path}"),
-        closing(sqlite3.connect(path)) as conn,
-    ):
-        for statement in statements:
-            conn.execute(statement)
-        conn.commit()
-    if tables.active_workflow_ids():
-        raise SqliteBackupError(f"workflows of {path} stay active after deactivation; not booted")
-    return active

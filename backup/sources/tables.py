@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backup.cipher import DataKey
+from backup.errors import SourceError
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,10 @@ class N8nTables(ABC):
         """Run a read-only query (values as ``params``, never in ``sql``) and return its rows."""
 
     @abstractmethod
+    def _execute_in_one_transaction(self, statements: list[str]) -> None:
+        """Run statements that change the database, all or none (only ever on a copy)."""
+
+    @abstractmethod
     def table_kind(self, name: str) -> str | None:
         """What one of n8n's tables is: "table", "view" or another kind; None when absent."""
 
@@ -85,6 +90,22 @@ class N8nTables(ABC):
         if self.has_table("webhook_entity"):
             statements.append(f"DELETE FROM {self.table_sql('webhook_entity')}")
         return statements
+
+    def deactivate(self) -> int:
+        """Make a restored copy inert: no workflow activates and no waiting execution resumes.
+
+        n8n activates every active workflow when it starts and has no switch to skip that, so
+        the restored copy (never the source) is edited before the boot. Refuses a copy whose
+        core tables are views (decoys). Returns how many workflows were active.
+        """
+        decoys = self.decoy_tables()
+        if decoys:
+            raise SourceError(f"the restored copy is not n8n's: {decoys[0]}; not booted")
+        active = len(self.active_workflow_ids())
+        self._execute_in_one_transaction(self.deactivation_statements())
+        if self.active_workflow_ids():
+            raise SourceError("workflows of the restored copy stay active after deactivation")
+        return active
 
     def decoy_tables(self) -> list[str]:
         """n8n's core tables that exist as something other than a plain table (a hostile
