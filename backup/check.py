@@ -11,14 +11,14 @@ import os
 import stat
 from pathlib import Path
 
-from backup.cipher import CredentialDecryptError, decrypt_credential_data
 from backup.digests import credential_digest, sha256_file, workflow_digest
 from backup.errors import SnapshotError
 from backup.manifest import MANIFEST_NAME, WORKFLOWS_DIR, FileEntry, Manifest, authenticate
+from backup.n8n.cipher import CredentialDecryptError, decrypt_credential_data
+from backup.n8n.postgres import dump_problems
+from backup.n8n.sqlite import integrity_problems
+from backup.n8n.tables import N8nTables
 from backup.secret import Secret
-from backup.sources.postgres import dump_problems
-from backup.sources.sqlite import integrity_problems
-from backup.sources.tables import N8nTables
 
 MAX_EXPORT_BYTES = 64 << 20
 

@@ -13,22 +13,22 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from backup import runtime
 from backup.about import tool_version
 from backup.errors import BackupError, InputError
 from backup.keystore import KeyStore
 from backup.listing import format_listings, list_snapshots
-from backup.n8n_folder import N8nFolder, locate
-from backup.restore_workflows import restore_workflows
-from backup.retention import RetentionPolicy, prune
-from backup.snapshot import SnapshotRequest, create_snapshot
-from backup.sources.api import N8nApi
-from backup.sources.container import (
+from backup.n8n import runtime
+from backup.n8n.api import N8nApi
+from backup.n8n.container import (
     ContainerSource,
     inspect_n8n_container,
     postgres_target_for_container,
 )
-from backup.sources.postgres import PostgresTarget
+from backup.n8n.folder import N8nFolder, locate
+from backup.n8n.postgres import PostgresTarget
+from backup.restore.workflows import restore_workflows
+from backup.retention import RetentionPolicy, prune
+from backup.snapshot import SnapshotRequest, create_snapshot
 
 API_KEY_ENV = "N8N_API_KEY"
 QUIET_HELP = "print nothing but errors (for cron)"
@@ -140,7 +140,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if args.resume:
         if not args.container:
             raise InputError("--resume needs --container NAME, the n8n container to put right")
-        from backup.restore_container import resume_restore
+        from backup.restore.container import resume_restore
 
         print(resume_restore(args.container, postgres_dsn=args.postgres, api_url=args.api_url))
         return 0
@@ -153,9 +153,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
                 "workflows only"
             )
         return _restore_workflows_only(args)
-    from backup.restore_container import restore_into_container
+    from backup.restore.container import RestoreRequest, restore_into_container
 
-    result = restore_into_container(
+    request = RestoreRequest(
         args.snapshot,
         args.container,
         postgres_dsn=args.postgres,
@@ -164,6 +164,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         force=args.force,
         api_url=args.api_url,
     )
+    result = restore_into_container(request)
     print(
         f"restored snapshot {result.snapshot_id} into {result.container}: "
         f"{result.workflows} workflows load, {result.credentials} credentials decrypt; "
@@ -199,7 +200,7 @@ def _restore_workflows_only(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     """Print the snapshots of a backup root, or the rollback copies restores kept."""
     if args.container:
-        from backup.rollback_listing import format_rollbacks, list_rollbacks, pending_restore
+        from backup.restore.rollbacks import format_rollbacks, list_rollbacks, pending_restore
 
         source = inspect_n8n_container(args.container)
         postgres = PostgresTarget.from_dsn(args.postgres) if args.postgres else None

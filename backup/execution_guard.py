@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 
 from backup.errors import ExecutionsRunningError
-from backup.sources.api import N8nApi
+from backup.n8n.api import N8nApi
 
 POLL_SECONDS = 2.0
 

@@ -21,7 +21,6 @@ from backup.atomic import (
     make_private_dir,
     write_bytes_atomic,
 )
-from backup.cipher import CredentialDecryptError, DataKey, decrypt_credential_data
 from backup.data_lock import exclusive
 from backup.digests import credential_digest, key_fingerprint, sha256_file, workflow_digest
 from backup.errors import ApiError, InputError, KeyStoreError, PgDumpError, SqliteBackupError
@@ -36,22 +35,23 @@ from backup.manifest import (
     Manifest,
     WorkflowEntry,
 )
-from backup.n8n_folder import N8nFolder, read_encryption_key
-from backup.progress import progress
-from backup.sources.api import N8nApi
-from backup.sources.postgres import (
+from backup.n8n.api import N8nApi
+from backup.n8n.cipher import CredentialDecryptError, DataKey, decrypt_credential_data
+from backup.n8n.folder import N8nFolder, read_encryption_key
+from backup.n8n.postgres import (
     DUMP_NAME,
     PostgresTarget,
     dump_consistently,
     dump_problems,
 )
-from backup.sources.sqlite import (
+from backup.n8n.sqlite import (
     DATABASE_NAME,
     N8nDatabase,
     integrity_problems,
     online_copy,
 )
-from backup.sources.tables import CredentialRow, N8nTables, WorkflowRow
+from backup.n8n.tables import CredentialRow, N8nTables, WorkflowRow
+from backup.progress import progress
 
 INCOMPLETE_PREFIX = ".incomplete-"
 CUSTOM_NODES_ARCHIVE = "custom-nodes.tar.gz"

@@ -22,12 +22,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backup import runtime  # noqa: E402
-from backup.instances.process import N8nProcess  # noqa: E402
 from backup.keystore import KeyStore  # noqa: E402
-from backup.n8n_folder import locate  # noqa: E402
+from backup.n8n import runtime  # noqa: E402
+from backup.n8n.api import N8nApi  # noqa: E402
+from backup.n8n.folder import locate  # noqa: E402
+from backup.n8n.instances.process import N8nProcess  # noqa: E402
 from backup.snapshot import SnapshotRequest, create_snapshot  # noqa: E402
-from backup.sources.api import N8nApi  # noqa: E402
 from verify.bootstrap import create_owner_and_api_key  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "real-workflows"

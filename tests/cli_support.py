@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from backup.sources.api import N8nApi
+from backup.n8n.api import N8nApi
 from verify.bootstrap import (
     sample_workflow,
 )

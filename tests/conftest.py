@@ -12,7 +12,7 @@ import pytest
 from docker.client import DockerClient
 from docker.errors import DockerException
 
-from backup import runtime
+from backup.n8n import runtime
 from tests.cli_support import snapshot_under_load
 from tests.n8n_support import (
     GENERATED_WORKFLOWS,

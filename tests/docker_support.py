@@ -11,14 +11,14 @@ from typing import Any
 from docker.client import DockerClient
 from docker.models.containers import Container
 
-from backup import runtime
-from backup.instances.base import QUIET_ENV
-from backup.instances.docker import SESSION_LABEL
-from backup.instances.process import free_port
-from backup.instances.readiness import wait_until_ready
-from backup.n8n_folder import read_encryption_key
-from backup.sources.api import N8nApi
-from backup.sources.container import BootingContainer, inspect_n8n_container
+from backup.n8n import runtime
+from backup.n8n.api import N8nApi
+from backup.n8n.container import BootingContainer, inspect_n8n_container
+from backup.n8n.folder import read_encryption_key
+from backup.n8n.instances.base import QUIET_ENV
+from backup.n8n.instances.docker import SESSION_LABEL
+from backup.n8n.instances.process import free_port
+from backup.n8n.instances.readiness import wait_until_ready
 from tests.cli_support import ROOT
 from verify.bootstrap import create_owner_and_api_key
 

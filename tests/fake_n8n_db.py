@@ -10,7 +10,7 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
-from backup.cipher import encrypt_credential_data
+from backup.n8n.cipher import encrypt_credential_data
 
 SCHEMA = """
 CREATE TABLE workflow_entity (id TEXT PRIMARY KEY, name TEXT, active INTEGER, nodes TEXT,

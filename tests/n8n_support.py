@@ -16,8 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from backup.instances.process import N8nProcess
-from backup.sources.api import N8nApi
+from backup.n8n.api import N8nApi
+from backup.n8n.instances.process import N8nProcess
 from tests.cli_support import ROOT
 from verify.bootstrap import (
     create_owner_and_api_key,

@@ -15,8 +15,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from backup.instances.process import free_port
-from backup.sources.postgres import pg_tool
+from backup.n8n.instances.process import free_port
+from backup.n8n.postgres import pg_tool
 
 SERVICE_USER = "n8nrv-postgres"
 DEBIAN_POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from backup.errors import ApiError, InputError
-from backup.sources import api as api_module
-from backup.sources.api import PAGE_LIMIT, N8nApi, normalise_base_url
+from backup.n8n import api as api_module
+from backup.n8n.api import PAGE_LIMIT, N8nApi, normalise_base_url
 
 
 def paging_handler(total: int) -> httpx.MockTransport:

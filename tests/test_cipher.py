@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from backup.cipher import (
+from backup.n8n.cipher import (
     CredentialDecryptError,
     DataKey,
     decrypt_credential_data,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from backup.errors import InputError
-from backup.sources.container import _data_mount, _published_api_url
+from backup.n8n.container import _data_mount, _published_api_url
 
 
 def attrs(*mounts: dict[str, str], ports: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -9,18 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from backup import database_slot
-from backup.database_slot import (
+from backup.errors import InputError
+from backup.n8n.folder import locate
+from backup.n8n.postgres import PostgresTarget
+from backup.restore import database_slot
+from backup.restore.database_slot import (
     ROLLBACK_DIR,
     PostgresSlot,
     SqliteSlot,
     prune_rollbacks,
     rollback_copies,
 )
-from backup.errors import InputError
-from backup.n8n_folder import locate
-from backup.restore_journal import PREPARED, REPLACED, RestoreJournal
-from backup.sources.postgres import PostgresTarget
+from backup.restore.journal import PREPARED, REPLACED, RestoreJournal
 
 
 def test_only_the_newest_rollback_copies_stay(tmp_path: Path) -> None:

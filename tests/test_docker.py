@@ -22,12 +22,12 @@ import pytest
 from docker.client import DockerClient
 
 from backup.data_lock import exclusive
-from backup.instances.base import QUIET_ENV
-from backup.instances.docker import SESSION_LABEL
 from backup.keystore import KeyStore
 from backup.manifest import Manifest, WorkflowEntry
-from backup.sources.api import N8nApi
-from backup.sources.container import inspect_n8n_container, runs_n8n
+from backup.n8n.api import N8nApi
+from backup.n8n.container import inspect_n8n_container, runs_n8n
+from backup.n8n.instances.base import QUIET_ENV
+from backup.n8n.instances.docker import SESSION_LABEL
 from tests.cli_support import ROOT, backup_command, run_backup_cli, snapshot_under_load
 from tests.docker_support import (
     DOCKER_ARGS,

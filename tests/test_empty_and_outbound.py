@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from backup import runtime
-from backup.instances.base import outbound_env
-from backup.instances.process import N8nProcess
 from backup.keystore import KeyStore
 from backup.manifest import Counts, Manifest
+from backup.n8n import runtime
+from backup.n8n.instances.base import outbound_env
+from backup.n8n.instances.process import N8nProcess
 from backup.secret import Secret
 from tests.cli_support import run_snapshot_cli
 from tests.docker_support import PROCESS_ARGS

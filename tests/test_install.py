@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from backup import runtime
+from backup.n8n import runtime
 from tests.cli_support import ROOT
 from tests.n8n_support import TakenSnapshot, copy_variant
 from tests.verify_runner import VERIFY_CHECKS

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from backup.instances.process import N8nProcess
 from backup.manifest import Manifest
-from backup.sources.api import N8nApi
+from backup.n8n.api import N8nApi
+from backup.n8n.instances.process import N8nProcess
 from tests.cli_support import run_snapshot_cli
 from tests.docker_support import PROCESS_ARGS
 from tests.n8n_support import BOOT_TIMEOUT, SourceInstance, process_source_args, seed

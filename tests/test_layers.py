@@ -37,6 +37,33 @@ def test_no_backup_module_imports_verify() -> None:
     assert {path: names for path, names in offenders.items() if names} == {}
 
 
+# What the n8n core (backup/n8n) may use besides itself: the shared basics, never the
+# operations (snapshot, restore, manifest...) built on top of it.
+CORE_MAY_USE = {
+    "backup.errors",
+    "backup.secret",
+    "backup.atomic",
+    "backup.identifiers",
+    "backup.progress",
+}
+
+
+def test_the_n8n_core_uses_no_operation() -> None:
+    files = sorted((ROOT / "backup" / "n8n").rglob("*.py"))
+    assert len(files) > 8
+    upward = {
+        str(path.relative_to(ROOT)): sorted(
+            name
+            for name in imported_modules(path)
+            if name.startswith("backup")
+            and not name.startswith("backup.n8n")
+            and name not in CORE_MAY_USE
+        )
+        for path in files
+    }
+    assert {path: names for path, names in upward.items() if names} == {}
+
+
 def test_every_module_imports() -> None:
     """Each module of both packages imports on its own (no cycle hidden by import order)."""
     for package in (backup, verify):

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from backup.check import count_problems, credential_problems, file_problems
-from backup.cipher import decrypt_credential_data
 from backup.digests import credential_digest, key_fingerprint, sha256_file, workflow_digest
 from backup.errors import InputError, SnapshotError
 from backup.manifest import (
@@ -21,10 +20,11 @@ from backup.manifest import (
     WorkflowEntry,
     find_snapshots,
 )
+from backup.n8n.cipher import decrypt_credential_data
+from backup.n8n.postgres import PostgresTarget, error_line
+from backup.n8n.sqlite import N8nDatabase, integrity_problems
 from backup.secret import Secret
 from backup.snapshot import safe_file_stem
-from backup.sources.postgres import PostgresTarget, error_line
-from backup.sources.sqlite import N8nDatabase, integrity_problems
 from tests.fake_n8n_db import make_database
 
 KEY = "unit-test-key"

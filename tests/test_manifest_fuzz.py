@@ -22,7 +22,7 @@ from backup.check import count_problems, file_problems
 from backup.digests import manifest_mac, sha256_file, workflow_digest
 from backup.errors import SnapshotError
 from backup.manifest import MANIFEST_NAME, FileEntry, Manifest, authenticate
-from backup.sources.sqlite import N8nDatabase
+from backup.n8n.sqlite import N8nDatabase
 from tests.test_manifest_and_check import KEY, build_snapshot
 
 json_values = st.recursive(

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from backup import runtime
 from backup.manifest import Manifest
+from backup.n8n import runtime
 from tests.cli_support import run_snapshot_cli
 from tests.docker_support import PROCESS_ARGS
 from tests.n8n_support import process_source_args, seed, start_source

@@ -18,12 +18,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from backup import runtime
 from backup.digests import sha256_file
-from backup.instances.process import N8nProcess
 from backup.manifest import FileEntry, Manifest
-from backup.sources.api import N8nApi
-from backup.sources.postgres import PostgresTarget, n8n_database_env
+from backup.n8n import runtime
+from backup.n8n.api import N8nApi
+from backup.n8n.instances.process import N8nProcess
+from backup.n8n.postgres import PostgresTarget, n8n_database_env
 from tests.cli_support import run_snapshot_cli
 from tests.docker_support import DOCKER_ARGS, PROCESS_ARGS, build_image
 from tests.n8n_support import (

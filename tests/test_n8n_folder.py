@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from backup.errors import InputError, KeyStoreError
-from backup.n8n_folder import locate, read_encryption_key
+from backup.n8n.folder import locate, read_encryption_key
 
 
 @pytest.fixture

@@ -17,10 +17,10 @@ import psycopg
 import pytest
 from docker.client import DockerClient
 
-from backup.instances.process import N8nProcess
 from backup.manifest import Manifest
-from backup.sources.api import N8nApi
-from backup.sources.postgres import (
+from backup.n8n.api import N8nApi
+from backup.n8n.instances.process import N8nProcess
+from backup.n8n.postgres import (
     PostgresTarget,
     drop_database,
     dump_problems,

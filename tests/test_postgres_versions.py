@@ -11,10 +11,10 @@ import psycopg
 import pytest
 
 from backup.errors import InputError, PgDumpError
-from backup.instances.process import N8nProcess
 from backup.manifest import Manifest
-from backup.sources.api import N8nApi
-from backup.sources.postgres import (
+from backup.n8n.api import N8nApi
+from backup.n8n.instances.process import N8nProcess
+from backup.n8n.postgres import (
     PostgresTarget,
     _restore_to_older_server,
     database_lock,

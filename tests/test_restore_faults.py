@@ -1,7 +1,7 @@
 """`restore --container` under injected faults, on a real n8n container with a real volume
 (SQLite) and on a real PostgreSQL server (database swap by rename).
 
-The restore is paused at a named point (backup.fault_points) and then killed (SIGKILL),
+The restore is paused at a named point (backup.restore.fault_points) and then killed (SIGKILL),
 interrupted (SIGINT) or has its container stopped from outside. After each case n8n runs on
 its complete previous data (every workflow and credential that existed before, credentials
 decrypting in n8n), nothing is pending, and the tool's last line says so; a killed restore is
@@ -23,16 +23,16 @@ import psycopg
 import pytest
 from docker.client import DockerClient
 
-from backup.database_slot import ROLLBACK_DIR, database_names, rollback_databases
 from backup.digests import key_fingerprint
-from backup.fault_points import PAUSE_ENV, STARTED, STOPPED, SWAPPED, SWAPPING
 from backup.manifest import Manifest
-from backup.n8n_checks import n8n_credential_digests, served_workflow_digests
-from backup.restore_journal import read_journal
+from backup.n8n.api import N8nApi
+from backup.n8n.container import ContainerCli, inspect_n8n_container
+from backup.n8n.postgres import PostgresTarget, n8n_database_env
+from backup.restore.checks import n8n_credential_digests, served_workflow_digests
+from backup.restore.database_slot import ROLLBACK_DIR, database_names, rollback_databases
+from backup.restore.fault_points import PAUSE_ENV, STARTED, STOPPED, SWAPPED, SWAPPING
+from backup.restore.journal import read_journal
 from backup.secret import Secret
-from backup.sources.api import N8nApi
-from backup.sources.container import ContainerCli, inspect_n8n_container
-from backup.sources.postgres import PostgresTarget, n8n_database_env
 from tests.cli_support import backup_command, run_backup_cli, run_snapshot_cli
 from tests.docker_support import N8nTestContainer, remove, run_n8n_container, set_up_owner
 from tests.n8n_support import seed

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from backup import runtime
 from backup.errors import RuntimeInstallError
+from backup.n8n import runtime
 
 
 def test_installed_runtime_runs_with_its_own_node(launcher: Path) -> None:

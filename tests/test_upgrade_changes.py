@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backup.sources.tables import WorkflowRow
+from backup.n8n.tables import WorkflowRow
 from verify.upgrade import ACTIVATED, upgrade_changes
 
 

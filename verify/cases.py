@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from backup.errors import InputError, KeyStoreError
-from backup.instances.base import N8nInstance
 from backup.keystore import KeyStore
 from backup.manifest import Manifest
+from backup.n8n.instances.base import N8nInstance
 from backup.secret import Secret
 from verify.report import SnapshotSummary
 

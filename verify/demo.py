@@ -16,14 +16,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from backup import runtime
 from backup.atomic import make_private_dir, write_text_atomic
 from backup.cli import run_command
-from backup.instances.process import N8nProcess
 from backup.keystore import KeyStore
-from backup.n8n_folder import locate
+from backup.n8n import runtime
+from backup.n8n.api import N8nApi
+from backup.n8n.folder import locate
+from backup.n8n.instances.process import N8nProcess
 from backup.snapshot import SnapshotRequest, create_snapshot
-from backup.sources.api import N8nApi
 from verify.bootstrap import (
     create_owner_and_api_key,
     sample_credentials,

@@ -15,17 +15,15 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from backup import runtime
 from backup.check import database_file_problems
 from backup.digests import workflow_digest
 from backup.errors import BackupError, N8nCheckError, N8nStartError, SnapshotError
-from backup.instances.base import OUTBOUND_OFF, OUTBOUND_SINK, N8nInstance, outbound_env
-from backup.instances.docker import IsolatedNetwork, N8nContainer, PostgresContainer
-from backup.instances.process import N8nProcess
 from backup.manifest import Manifest, authenticate
-from backup.n8n_checks import active_before_start
-from backup.secret import Secret
-from backup.sources.postgres import (
+from backup.n8n import runtime
+from backup.n8n.instances.base import OUTBOUND_OFF, OUTBOUND_SINK, N8nInstance, outbound_env
+from backup.n8n.instances.docker import IsolatedNetwork, N8nContainer, PostgresContainer
+from backup.n8n.instances.process import N8nProcess
+from backup.n8n.postgres import (
     DEFAULT_SCHEMA,
     PostgresTables,
     PostgresTarget,
@@ -36,8 +34,10 @@ from backup.sources.postgres import (
     restore_dump,
     server_major,
 )
-from backup.sources.sqlite import N8nDatabase
-from backup.sources.tables import N8nTables
+from backup.n8n.sqlite import N8nDatabase
+from backup.n8n.tables import N8nTables
+from backup.restore.checks import active_before_start
+from backup.secret import Secret
 from verify.cases import SUMMARIES_KEY, DowngradeError, SnapshotCase, StoredKey
 from verify.report import SnapshotSummary
 from verify.restore import RestoredFolder, restore_to_temp

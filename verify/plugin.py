@@ -20,15 +20,15 @@ import pytest
 
 from backup.about import tool_version
 from backup.errors import BackupError, InputError
-from backup.instances.docker import (
+from backup.manifest import Manifest, find_snapshots
+from backup.n8n.instances.docker import (
     OFFICIAL_IMAGE,
     OFFICIAL_POSTGRES_IMAGE,
     disable_ryuk_without_registry,
     engine_answers,
     missing_images,
 )
-from backup.manifest import Manifest, find_snapshots
-from backup.runtime import validate_version
+from backup.n8n.runtime import validate_version
 from backup.verification_record import TargetResult, VerificationRecord, write_record
 from verify.cases import CASES_KEY, RUNTIME_NOTE_KEY, SUMMARIES_KEY, SnapshotCase
 from verify.report import SnapshotSummary, summary_table

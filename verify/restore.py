@@ -11,9 +11,9 @@ from pathlib import Path
 from backup.atomic import PRIVATE_FILE_MODE, make_private_dir, write_text_atomic
 from backup.errors import BackupError
 from backup.manifest import Manifest
-from backup.n8n_folder import CONFIG_NAME
+from backup.n8n.folder import CONFIG_NAME
+from backup.n8n.sqlite import DATABASE_NAME, N8nDatabase
 from backup.secret import Secret
-from backup.sources.sqlite import DATABASE_NAME, N8nDatabase
 
 
 @dataclass

@@ -14,15 +14,13 @@ import pytest
 from backup.check import count_problems, credential_problems, database_problems, file_problems
 from backup.errors import N8nCheckError
 from backup.manifest import Manifest
-from backup.n8n_checks import (
+from backup.n8n.tables import N8nTables
+from backup.restore.checks import (
     active_workflows_served,
-    credential_mismatches,
-    n8n_credential_digests,
-    served_workflow_digests,
+    credentials_decrypted,
     usable_api_key,
-    workflow_mismatches,
+    workflows_served,
 )
-from backup.sources.tables import N8nTables
 from verify.cases import SnapshotCase, StoredKey
 from verify.fixtures import Authentication, RestoredInstance
 from verify.report import SnapshotSummary
@@ -91,17 +89,13 @@ def test_workflows_load(
 ) -> None:
     """The restored n8n serves every workflow of the manifest, unchanged."""
     with failing_plainly():
-        api_key = usable_api_key(
-            restored.instance.base_url, restored.database, manifest.key_fingerprint
+        served, problems = workflows_served(
+            restored.instance.base_url, restored.database, manifest, restored.expected_digests
         )
-        served = served_workflow_digests(
-            restored.instance.base_url, api_key, [w.id for w in manifest.workflows]
-        )
-    summary.found_workflows = len(served)
-    problems = workflow_mismatches(manifest, served, restored.expected_digests)
+    summary.found_workflows = served
     assert not problems, f"workflows: {_listing(problems)}"
-    assert len(served) == manifest.counts.workflows, (
-        f"n8n serves {len(served)} workflows, the manifest counts {manifest.counts.workflows}"
+    assert served == manifest.counts.workflows, (
+        f"n8n serves {served} workflows, the manifest counts {manifest.counts.workflows}"
     )
 
 
@@ -114,15 +108,11 @@ def test_credentials_decrypt_in_n8n(
     """n8n's own code decrypts every credential to the data that was backed up."""
     assert stored_key.value is not None
     with failing_plainly():
-        digests = n8n_credential_digests(
-            restored.instance, stored_key.value, manifest.key_fingerprint
-        )
-    summary.found_credentials = len(digests)
-    problems = credential_mismatches(manifest, digests)
+        decrypted, problems = credentials_decrypted(restored.instance, stored_key.value, manifest)
+    summary.found_credentials = decrypted
     assert not problems, f"credentials in n8n: {_listing(problems)}"
-    assert len(digests) == manifest.counts.credentials, (
-        f"n8n decrypts {len(digests)} credentials, the manifest counts "
-        f"{manifest.counts.credentials}"
+    assert decrypted == manifest.counts.credentials, (
+        f"n8n decrypts {decrypted} credentials, the manifest counts {manifest.counts.credentials}"
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from backup.sources.tables import WorkflowRow
+from backup.n8n.tables import WorkflowRow
 
 ACTIVATED = "activated by the migration (sub-workflow published); deactivated again before start"
 MAX_KEYS = 5

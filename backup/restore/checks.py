@@ -1,4 +1,8 @@
-"""What the restored n8n itself says: the workflows it serves and the credentials it decrypts."""
+"""What the restored n8n itself says: the workflows it serves and the credentials it decrypts.
+
+The same two checks run after `n8n-backup restore --container` and in `pytest verify`: each
+asks the running n8n, compares with the snapshot (exactly: nothing missing, changed or extra)
+and returns what it found with the problems."""
 
 from __future__ import annotations
 
@@ -12,9 +16,9 @@ import httpx
 from backup.digests import credential_digest, workflow_digest
 from backup.errors import ApiError, N8nCheckError
 from backup.manifest import Manifest
+from backup.n8n.api import N8nApi
+from backup.n8n.tables import N8nTables
 from backup.secret import Secret
-from backup.sources.api import N8nApi
-from backup.sources.tables import N8nTables
 
 EXPORT_TIMEOUT_SECONDS = 180
 _WORKFLOW_ID = re.compile(r"\s*[A-Za-z0-9_-]{1,64}\s*")
@@ -121,6 +125,33 @@ def n8n_credential_digests(
         str(item["id"]): credential_digest(item.get("data") or {}, encryption_key.reveal())
         for item in exported
     }
+
+
+def workflows_served(
+    base_url: str, database: N8nTables, manifest: Manifest, expected: dict[str, str] | None = None
+) -> tuple[int, list[str]]:
+    """How many workflows the running n8n serves, and the problems: a workflow of the snapshot
+    missing or changed (against ``expected`` digests after an upgrade), or one it does not have."""
+    api_key = usable_api_key(base_url, database, manifest.key_fingerprint)
+    served = served_workflow_digests(base_url, api_key, [w.id for w in manifest.workflows])
+    problems = workflow_mismatches(manifest, served, expected)
+    extra = sorted(set(served) - {w.id for w in manifest.workflows})
+    if extra:
+        problems.append(f"n8n serves workflows the snapshot does not have: {extra[:5]}")
+    return len(served), problems
+
+
+def credentials_decrypted(
+    instance: RunsN8nCli, key: Secret, manifest: Manifest
+) -> tuple[int, list[str]]:
+    """How many credentials n8n's own code decrypts, and the problems: one of the snapshot
+    missing or decrypting to other data, or one the snapshot does not have."""
+    digests = n8n_credential_digests(instance, key, manifest.key_fingerprint)
+    problems = credential_mismatches(manifest, digests)
+    extra = sorted(set(digests) - {c.id for c in manifest.credentials})
+    if extra:
+        problems.append(f"n8n has credentials the snapshot does not have: {extra[:5]}")
+    return len(digests), problems
 
 
 def workflow_mismatches(

@@ -20,18 +20,18 @@ from psycopg import sql
 
 from backup.atomic import PRIVATE_FILE_MODE, fsync_dir, fsync_file, make_private_dir
 from backup.errors import InputError
-from backup.fault_points import SWAPPING, pause_point
-from backup.n8n_folder import N8nFolder
-from backup.restore_journal import TOUCHED, RestoreJournal, clear_journal, write_journal
-from backup.sources.postgres import (
+from backup.n8n.folder import N8nFolder
+from backup.n8n.postgres import (
     PostgresTables,
     PostgresTarget,
     drop_database,
     restore_dump,
     with_database,
 )
-from backup.sources.sqlite import DATABASE_NAME, N8nDatabase, online_copy
-from backup.sources.tables import N8nTables
+from backup.n8n.sqlite import DATABASE_NAME, N8nDatabase, online_copy
+from backup.n8n.tables import N8nTables
+from backup.restore.fault_points import SWAPPING, pause_point
+from backup.restore.journal import TOUCHED, RestoreJournal, clear_journal, write_journal
 
 ROLLBACK_DIR = "restore-rollback"
 # Rollback copies kept in n8n's folder (the newest ones); older ones are removed.

@@ -18,8 +18,8 @@ from backup.check import trusted_snapshot
 from backup.errors import ApiError, SnapshotError
 from backup.keystore import KeyStore
 from backup.manifest import Manifest
+from backup.n8n.api import N8nApi, writable_workflow
 from backup.secret import Secret
-from backup.sources.api import N8nApi, writable_workflow
 
 
 @dataclass

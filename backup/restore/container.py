@@ -21,7 +21,6 @@ from docker.models.containers import Container
 
 from backup.check import trusted_snapshot
 from backup.data_lock import exclusive
-from backup.database_slot import ROLLBACK_DIR, DatabaseSlot, PostgresSlot, SqliteSlot
 from backup.digests import key_fingerprint
 from backup.errors import (
     BackupError,
@@ -32,27 +31,8 @@ from backup.errors import (
     RestoreError,
     RestoreInterrupted,
 )
-from backup.fault_points import STARTED, STOPPED, SWAPPED, pause_point
-from backup.instances.readiness import wait_until_ready
 from backup.manifest import Manifest
-from backup.n8n_checks import (
-    credential_mismatches,
-    n8n_credential_digests,
-    served_workflow_digests,
-    usable_api_key,
-    workflow_mismatches,
-)
-from backup.n8n_folder import read_encryption_key
-from backup.restore_journal import (
-    PREPARED,
-    REPLACED,
-    REPLACING,
-    STOPPING,
-    RestoreJournal,
-    read_journal,
-)
-from backup.secret import Secret
-from backup.sources.container import (
+from backup.n8n.container import (
     BootingContainer,
     ContainerCli,
     ContainerSource,
@@ -64,8 +44,22 @@ from backup.sources.container import (
     runs_n8n,
     stops_since,
 )
-from backup.sources.postgres import DEFAULT_SCHEMA, PostgresTarget, database_lock
-from backup.sources.tables import N8nTables
+from backup.n8n.folder import read_encryption_key
+from backup.n8n.instances.readiness import wait_until_ready
+from backup.n8n.postgres import DEFAULT_SCHEMA, PostgresTarget, database_lock
+from backup.n8n.tables import N8nTables
+from backup.restore.checks import credentials_decrypted, workflows_served
+from backup.restore.database_slot import ROLLBACK_DIR, DatabaseSlot, PostgresSlot, SqliteSlot
+from backup.restore.fault_points import STARTED, STOPPED, SWAPPED, pause_point
+from backup.restore.journal import (
+    PREPARED,
+    REPLACED,
+    REPLACING,
+    STOPPING,
+    RestoreJournal,
+    read_journal,
+)
+from backup.secret import Secret
 
 STOP_TIMEOUT_SECONDS = 30
 
@@ -115,41 +109,37 @@ def _check_kind(snapshot_dir: Path, manifest: Manifest, postgres: PostgresTarget
         )
 
 
-def restore_into_container(
-    snapshot_dir: Path,
-    container_name: str,
-    *,
-    postgres_dsn: str | None = None,
-    postgres_schema: str | None = None,
-    table_prefix: str | None = None,
-    force: bool = False,
-    api_url: str | None = None,
-    boot_timeout: float = 180.0,
-    say: Callable[[str], None] = print,
-) -> RestoreResult:
-    """Restore ``snapshot_dir`` into the n8n container ``container_name`` (its SQLite file, or
-    the PostgreSQL database at ``postgres_dsn`` it runs on); see the module doc.
+@dataclass(frozen=True)
+class RestoreRequest:
+    """A full restore of a snapshot into the n8n container ``container``: its SQLite file, or
+    the PostgreSQL database at ``postgres_dsn`` it runs on. Schema and table prefix default to
+    the snapshot's own; ``force`` restores while executions run; ``api_url`` is where n8n
+    answers when the container publishes no port."""
 
-    Schema and table prefix default to the snapshot's own. Only one n8n-backup works on a data
-    folder at a time; the container must run n8n and no other running container may share its
-    data (it would keep writing to the replaced files)."""
-    _refuse_foreign_or_shared(container_name)
-    source = inspect_n8n_container(container_name)
+    snapshot_dir: Path
+    container: str
+    postgres_dsn: str | None = None
+    postgres_schema: str | None = None
+    table_prefix: str | None = None
+    force: bool = False
+    api_url: str | None = None
+    boot_timeout: float = 180.0
+
+
+def restore_into_container(
+    request: RestoreRequest, say: Callable[[str], None] = print
+) -> RestoreResult:
+    """Carry out ``request``; see the module doc. Only one n8n-backup works on a data folder
+    (and a PostgreSQL database) at a time; the container must run n8n and no other running
+    container may share its data (it would keep writing to the replaced files)."""
+    _refuse_foreign_or_shared(request.container)
+    source = inspect_n8n_container(request.container)
     with contextlib.ExitStack() as locks:
         locks.enter_context(exclusive(source.folder.path, "restore"))
-        if postgres_dsn:
-            locks.enter_context(database_lock(PostgresTarget.from_dsn(postgres_dsn), "restore"))
-        return _restore_locked(
-            snapshot_dir,
-            source,
-            postgres_dsn=postgres_dsn,
-            postgres_schema=postgres_schema,
-            table_prefix=table_prefix,
-            force=force,
-            api_url=api_url,
-            boot_timeout=boot_timeout,
-            say=say,
-        )
+        if request.postgres_dsn:
+            target = PostgresTarget.from_dsn(request.postgres_dsn)
+            locks.enter_context(database_lock(target, "restore"))
+        return _restore_locked(request, source, say)
 
 
 def _refuse_foreign_or_shared(container_name: str) -> None:
@@ -193,18 +183,15 @@ def _refuse_another_database(
 
 
 def _restore_locked(
-    snapshot_dir: Path,
-    source: ContainerSource,
-    *,
-    postgres_dsn: str | None,
-    postgres_schema: str | None,
-    table_prefix: str | None,
-    force: bool,
-    api_url: str | None,
-    boot_timeout: float,
-    say: Callable[[str], None],
+    request: RestoreRequest, source: ContainerSource, say: Callable[[str], None]
 ) -> RestoreResult:
     container_name = source.name
+    snapshot_dir, api_url, boot_timeout = (
+        request.snapshot_dir,
+        request.api_url,
+        request.boot_timeout,
+    )
+    postgres_dsn, table_prefix = request.postgres_dsn, request.table_prefix
     pending = read_journal(source.folder.path / ROLLBACK_DIR)
     if pending is not None:
         raise InputError(
@@ -217,7 +204,7 @@ def _restore_locked(
     postgres = (
         PostgresTarget.from_dsn(
             postgres_dsn,
-            postgres_schema or manifest.database_schema or DEFAULT_SCHEMA,
+            request.postgres_schema or manifest.database_schema or DEFAULT_SCHEMA,
             manifest.table_prefix if table_prefix is None else table_prefix,
         )
         if postgres_dsn
@@ -252,7 +239,7 @@ def _restore_locked(
         else SqliteSlot(source.folder, replacement, manifest.table_prefix)
     )
     running = slot.tables().running_executions()
-    if running and not force:
+    if running and not request.force:
         raise InputError(
             f"{running} execution(s) are running in {container_name}: wait for them to finish, "
             "or pass --force to restore anyway; nothing was changed"
@@ -403,21 +390,14 @@ def _wait(container: Container, api_url: str | None, timeout: float) -> str:
 def _check_restored(
     container: Container, database: N8nTables, url: str, manifest: Manifest, key: Secret
 ) -> tuple[int, int]:
-    api_key = usable_api_key(url, database, manifest.key_fingerprint)
-    served = served_workflow_digests(url, api_key, [w.id for w in manifest.workflows])
-    problems = workflow_mismatches(manifest, served)
-    digests = n8n_credential_digests(ContainerCli(container), key, manifest.key_fingerprint)
-    problems += credential_mismatches(manifest, digests)
-    # Exactly the snapshot: anything more means the running data is not what was restored.
-    extra_workflows = sorted(set(served) - {w.id for w in manifest.workflows})
-    extra_credentials = sorted(set(digests) - {c.id for c in manifest.credentials})
-    if extra_workflows:
-        problems.append(f"n8n serves workflows the snapshot does not have: {extra_workflows[:5]}")
-    if extra_credentials:
-        problems.append(f"n8n has credentials the snapshot does not have: {extra_credentials[:5]}")
+    """Exactly the snapshot: anything missing, changed or more means the running data is not
+    what was restored."""
+    workflows, problems = workflows_served(url, database, manifest)
+    credentials, more = credentials_decrypted(ContainerCli(container), key, manifest)
+    problems += more
     if problems:
         raise N8nCheckError(f"{len(problems)} problem(s), first: {problems[0]}")
-    return len(manifest.workflows), len(digests)
+    return workflows, credentials
 
 
 def _roll_back(

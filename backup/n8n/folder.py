@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backup.errors import InputError, KeyStoreError
-from backup.sources.sqlite import DATABASE_NAME
+from backup.n8n.sqlite import DATABASE_NAME
 
 CONFIG_NAME = "config"
 CUSTOM_NODE_FOLDERS = ("custom", "nodes")

@@ -21,8 +21,8 @@ from docker.errors import DockerException, NotFound
 from docker.models.containers import Container
 
 from backup.errors import InputError, SourceError
-from backup.n8n_folder import N8nFolder, locate
-from backup.sources.postgres import PostgresTarget
+from backup.n8n.folder import N8nFolder, locate
+from backup.n8n.postgres import PostgresTarget
 
 DEFAULT_USER_FOLDER = "/home/node"
 N8N_PORT = "5678/tcp"

@@ -1,4 +1,4 @@
-"""n8n as a local process from an npm-installed runtime (see backup.runtime)."""
+"""n8n as a local process from an npm-installed runtime (see backup.n8n.runtime)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
-from backup.instances.base import QUIET_ENV
-from backup.instances.readiness import wait_until_ready
+from backup.n8n.instances.base import QUIET_ENV
+from backup.n8n.instances.readiness import wait_until_ready
 
 STOP_GRACE_SECONDS = 20
 # A local process listens on loopback only.

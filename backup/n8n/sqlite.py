@@ -10,7 +10,7 @@ from typing import Any
 
 from backup.errors import InputError, SqliteBackupError
 from backup.identifiers import quote_identifier, table_prefix_problem
-from backup.sources.tables import N8nTables
+from backup.n8n.tables import N8nTables
 
 DATABASE_NAME = "database.sqlite"
 # How long to wait for n8n's write lock before giving up on a step of the copy.

@@ -23,10 +23,10 @@ from testcontainers.core.exceptions import ContainerStartException
 from testcontainers.core.network import Network
 
 from backup.errors import BackupError, N8nStartError
-from backup.instances.base import QUIET_ENV
-from backup.instances.readiness import wait_until_ready
-from backup.sources.container import exec_n8n
-from backup.sources.postgres import PostgresTarget
+from backup.n8n.container import exec_n8n
+from backup.n8n.instances.base import QUIET_ENV
+from backup.n8n.instances.readiness import wait_until_ready
+from backup.n8n.postgres import PostgresTarget
 
 OFFICIAL_IMAGE = "docker.n8n.io/n8nio/n8n:{version}"
 OFFICIAL_POSTGRES_IMAGE = "postgres:{major}"
@@ -110,7 +110,7 @@ class IsolatedNetwork:
 
 
 class N8nContainer:
-    """One n8n container on restored data; same interface as backup.instances.process.N8nProcess."""
+    """One n8n container on restored data; same interface as the process driver's N8nProcess."""
 
     def __init__(
         self,

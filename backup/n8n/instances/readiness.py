@@ -8,7 +8,7 @@ from typing import Protocol
 import httpx
 
 from backup.errors import N8nStartError
-from backup.instances.base import log_tail
+from backup.n8n.instances.base import log_tail
 
 READINESS_PATHS = ("/healthz/readiness", "/rest/settings")
 POLL_SECONDS = 0.5

@@ -11,8 +11,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
-from backup.cipher import DataKey
 from backup.errors import SourceError
+from backup.n8n.cipher import DataKey
 
 
 @dataclass(frozen=True)
