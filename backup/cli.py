@@ -120,7 +120,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
             SnapshotRequest(
                 n8n_folder=folder,
                 api=api,
-                out_dir=args.out,
+                out_dir=_snapshot_folder(args),
                 key_store=KeyStore(args.key_store),
                 table_prefix=args.table_prefix,
                 key_environ=key_environ,
@@ -197,6 +197,21 @@ def _restore_workflows_only(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+def _add_snapshot_folder(command: argparse.ArgumentParser) -> None:
+    """--snapshots DIR, the name every command uses; the positional folder is the old spelling."""
+    command.add_argument("--snapshots", type=Path, metavar="DIR", help="folder of snapshots")
+    command.add_argument("root", type=Path, nargs="?", help=argparse.SUPPRESS)
+
+
+def _snapshot_folder(args: argparse.Namespace) -> Path:
+    """The folder of snapshots, by its name or its old spelling; one of them is required."""
+    folder: Path | None = getattr(args, "snapshots", None) or getattr(args, "root", None)
+    folder = folder or getattr(args, "out", None)
+    if folder is None:
+        raise InputError("give --snapshots DIR, the folder of snapshots")
+    return folder
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     """Print the snapshots of a backup root, or the rollback copies restores kept."""
     if args.container:
@@ -207,16 +222,18 @@ def cmd_list(args: argparse.Namespace) -> int:
         rollbacks = list_rollbacks(source, postgres)
         print(format_rollbacks(source, rollbacks, pending_restore(source), args.json))
         return 0
-    if args.root is None:
-        raise InputError("give the folder of snapshots to list (or --container NAME)")
-    print(format_listings(list_snapshots(args.root), args.json))
+    if args.snapshots is None and args.root is None:
+        raise InputError(
+            "give --snapshots DIR, the folder of snapshots to list (or --container NAME)"
+        )
+    print(format_listings(list_snapshots(_snapshot_folder(args)), args.json))
     return 0
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
     """Apply the retention policy; with --dry-run only say what would go."""
     policy = RetentionPolicy(args.keep_daily, args.keep_weekly, args.keep_monthly)
-    result = prune(args.root, policy, datetime.now(UTC), dry_run=args.dry_run)
+    result = prune(_snapshot_folder(args), policy, datetime.now(UTC), dry_run=args.dry_run)
     if args.quiet and not args.dry_run:
         return 0
     for line in result.report(dry_run=args.dry_run):
@@ -226,8 +243,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def cmd_runtime_install(args: argparse.Namespace) -> int:
     """Install an n8n runtime and print its launcher as the last line."""
-    # npm's own output only on a terminal: in a pipe or a log, the launcher path alone.
-    print(runtime.install(args.version, log=not args.quiet and sys.stderr.isatty()))
+    # npm's own output only on a terminal; the launcher path is the last line (scripts read it).
+    launcher = runtime.install(args.version, log=not args.quiet and sys.stderr.isatty())
+    if not args.quiet:
+        print(launcher)
     return 0
 
 
@@ -267,7 +286,14 @@ def build_parser() -> argparse.ArgumentParser:
         "the published port by default)",
     )
     snap.add_argument("--api-key-file", type=Path, help=f"file with the API key (or {API_KEY_ENV})")
-    snap.add_argument("--out", type=Path, required=True, help="folder that receives snapshots")
+    snap.add_argument(
+        "--snapshots",
+        type=Path,
+        dest="out",
+        metavar="DIR",
+        help="folder of snapshots: the new one goes there",
+    )
+    snap.add_argument("--out", type=Path, dest="out", help=argparse.SUPPRESS)  # old name
     snap.add_argument("--key-store", type=Path, required=True, help="folder for encryption keys")
     snap.add_argument(
         "--wait-timeout",
@@ -322,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser(
         "list", help="list the snapshots of a backup root, or a container's rollback copies"
     )
-    listing.add_argument("root", type=Path, nargs="?", help="folder of snapshots")
+    _add_snapshot_folder(listing)
     listing.add_argument(
         "--container", help="list the rollback copies restores kept for this n8n container"
     )
@@ -338,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
         "prune",
         help="delete snapshots that the policy lets go, and interrupted ones older than 24h",
     )
-    prune_cmd.add_argument("root", type=Path, help="folder of snapshots")
+    _add_snapshot_folder(prune_cmd)
     prune_cmd.add_argument(
         "--keep-daily", type=non_negative_int, default=30, help="days (default 30)"
     )
@@ -356,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     rt_commands = rt.add_subparsers(dest="runtime_command", required=True, metavar="ACTION")
     rt_install = rt_commands.add_parser("install", help="install an n8n version with its Node.js")
     rt_install.add_argument("version", nargs="?", default=runtime.DEFAULT_N8N_VERSION)
-    rt_install.add_argument("--quiet", action="store_true", help="hide npm's output")
+    rt_install.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     rt_install.set_defaults(handler=cmd_runtime_install)
     return parser
 

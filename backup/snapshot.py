@@ -100,23 +100,23 @@ def check_locations(request: SnapshotRequest) -> None:
     keys = request.key_store.root.resolve()
     if out == keys:
         raise InputError(
-            f"--out and --key-store are the same folder {out}: keep the key store apart from the "
-            "snapshots (a snapshot alone must not open its credentials)"
+            f"--snapshots and --key-store are the same folder {out}: keep the key store apart "
+            "from the snapshots (a snapshot alone must not open its credentials)"
         )
     if _inside(keys, out):
         raise InputError(
-            f"--key-store {keys} is inside --out {out}: the key would sit beside the snapshots "
-            "and prune could delete it; give a key store outside the snapshot folder"
+            f"--key-store {keys} is inside --snapshots {out}: the key would sit beside the "
+            "snapshots and prune could delete it; give a key store outside the snapshot folder"
         )
     if _inside(out, keys):
         raise InputError(
-            f"--out {out} is inside --key-store {keys}: give a snapshot folder outside it"
+            f"--snapshots {out} is inside --key-store {keys}: give a snapshot folder outside it"
         )
     if request.n8n_folder is not None:
         data = request.n8n_folder.path.resolve()
         if _inside(out, data) or _inside(data, out):
             raise InputError(
-                f"--out {out} overlaps n8n's data folder {data}: snapshots would be archived "
+                f"--snapshots {out} overlaps n8n's data folder {data}: snapshots would be archived "
                 "into later snapshots and n8n's folder permissions changed; give a folder "
                 "outside n8n's data"
             )
@@ -124,11 +124,11 @@ def check_locations(request: SnapshotRequest) -> None:
 
 def _make_out_dir(out_dir: Path) -> None:
     if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"--out {out_dir} is not a folder: give a folder for snapshots")
+        raise InputError(f"--snapshots {out_dir} is not a folder: give a folder for snapshots")
     try:
         make_private_dir(out_dir)
     except OSError as exc:
-        raise InputError(f"cannot create --out {out_dir}: {exc.strerror}") from None
+        raise InputError(f"cannot create --snapshots {out_dir}: {exc.strerror}") from None
 
 
 def create_snapshot(request: SnapshotRequest) -> Path:

@@ -29,7 +29,7 @@ fi
 # The snapshot verified is the one just taken: the last line snapshot prints, never the
 # last folder by name (an operator's hand-made folder may sort after it).
 taken="$("$backup" snapshot "${source_args[@]}" --api-key-file "${N8N_API_KEY_FILE:?}" \
-    --out "${BACKUP_ROOT:?}" --key-store "${KEY_STORE:?}" 2>"$log")"
+    --snapshots "${BACKUP_ROOT:?}" --key-store "${KEY_STORE:?}" 2>"$log")"
 rc=$?
 if [ "$rc" -ne 0 ]; then
     cat "$log" >&2
@@ -49,7 +49,7 @@ if ! (cd "$here" && .venv/bin/pytest verify --snapshots "$newest" --key-store "$
     exit 20
 fi
 # shellcheck disable=SC2086
-"$backup" prune "$BACKUP_ROOT" ${PRUNE_ARGS:-} --quiet
+"$backup" prune --snapshots "$BACKUP_ROOT" ${PRUNE_ARGS:-} --quiet
 rc=$?
 if [ "$rc" -ne 0 ]; then
     echo "nightly: prune failed (see the error above)" >&2

@@ -47,7 +47,7 @@ def snapshot_args(api_key: str, out: Path, keys: Path, *source: str) -> list[str
         *source,
         "--api-key-file",
         str(key_file),
-        "--out",
+        "--snapshots",
         str(out),
         "--key-store",
         str(keys),

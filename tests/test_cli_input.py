@@ -96,8 +96,8 @@ def api_args(tmp_path: Path, url: str = "http://127.0.0.1:9") -> list[str]:
 @pytest.mark.parametrize(
     ("out", "keys", "expected"),
     [
-        ("store", "store", "--out and --key-store are the same folder"),
-        ("snaps", "snaps/keys", "is inside --out"),
+        ("store", "store", "--snapshots and --key-store are the same folder"),
+        ("snaps", "snaps/keys", "is inside --snapshots"),
         ("snaps/inner-snapshot-folder", "snaps", "is inside --key-store"),
         (".n8n/backups", "keys", "overlaps n8n's data folder"),
         (".n8n", "keys", "overlaps n8n's data folder"),
@@ -163,10 +163,22 @@ def test_restore_through_the_api_needs_the_key_store(tmp_path: Path) -> None:
 
 
 def test_list_needs_a_snapshot_folder_or_a_container() -> None:
-    assert_one_line_error(run_backup_cli("list"), "give the folder of snapshots to list")
+    assert_one_line_error(run_backup_cli("list"), "give --snapshots DIR, the folder of snapshots")
 
 
 def test_version_is_the_installed_one() -> None:
     result = run_backup_cli("--version")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"n8n-backup {metadata.version('n8n-restore-verify')}"
+
+
+def test_the_snapshot_folder_has_one_name_and_the_old_spelling_still_works(
+    tmp_path: Path,
+) -> None:
+    for args in (["--snapshots", str(tmp_path)], [str(tmp_path)]):
+        listed = run_backup_cli("list", *args, "--json")
+        assert listed.returncode == 0 and listed.stdout.strip() == "[]", listed.stderr
+        pruned = run_backup_cli("prune", *args, "--dry-run")
+        assert pruned.returncode == 0, pruned.stderr
+    help_text = run_backup_cli("snapshot", "--help").stdout
+    assert "--snapshots DIR" in help_text and "--out" not in help_text

@@ -368,7 +368,7 @@ def test_workflows_only_restore_keeps_tags_and_overwrites_when_asked(
     ("where", "expected"),
     [
         ("key-store-is-a-file", "key store {keys} is not a folder"),
-        ("out-cannot-be-created", "cannot create --out {out}"),
+        ("out-cannot-be-created", "cannot create --snapshots {out}"),
     ],
 )
 def test_unusable_key_store_or_out_leaves_no_snapshot(

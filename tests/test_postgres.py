@@ -210,13 +210,13 @@ def test_postgres_snapshot_matches_its_dump(
 
 @pytest.fixture(params=["process", "docker"])
 def pg_runtime_args(request: pytest.FixtureRequest, pg_source: PostgresSource) -> tuple[str, ...]:
-    """Process runtime: the test server through --postgres-dsn (password in PGPASSWORD).
+    """Process runtime: the test server through --postgres (password in PGPASSWORD).
     Docker runtime: a PostgreSQL container on the internal network, from the local image."""
     if request.param == "docker":
         request.getfixturevalue("n8n_image")
         return (*DOCKER_ARGS, "--postgres-image", build_postgres_image())
     dsn = f"postgresql://postgres@127.0.0.1:{pg_source.server.port}/postgres"
-    return (*PROCESS_ARGS, "--postgres-dsn", dsn)
+    return (*PROCESS_ARGS, "--postgres", dsn)
 
 
 def test_verify_postgres_snapshot_passes(
@@ -234,7 +234,7 @@ def test_verify_postgres_snapshot_passes(
     text = report_with_attachments(run.report)
     on_docker = "docker" in pg_runtime_args
     assert ("PostgreSQL container" in text) == on_docker
-    assert ("(--postgres-dsn)" in text) != on_docker
+    assert ("(--postgres)" in text) != on_docker
     assert pg_source.server.password not in text
     assert throwaway_databases(pg_source.server) == [], "verify left its database behind"
 

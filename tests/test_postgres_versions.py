@@ -96,7 +96,7 @@ def test_verify_on_the_same_and_a_newer_major(
     path, keys = snapshot_on_15
     monkeypatch.setenv("PGPASSWORD", server.password)
     dsn = f"postgresql://postgres@127.0.0.1:{server.port}/postgres"
-    run = run_verify(pytester, path, keys, *PROCESS_ARGS, "--postgres-dsn", dsn)
+    run = run_verify(pytester, path, keys, *PROCESS_ARGS, "--postgres", dsn)
     assert run.failures == {}
     run.result.assert_outcomes(passed=VERIFY_CHECKS)
     text = run.report.read_text(encoding="utf-8")

@@ -168,7 +168,7 @@ def _major_mismatch(manifest: Manifest, major: int) -> str:
 def _postgres_server(
     case: SnapshotCase, manifest: Manifest, request: pytest.FixtureRequest
 ) -> tuple[PostgresTarget, str]:
-    """Where PostgreSQL snapshots are restored: --postgres-dsn, or on the docker runtime a
+    """Where PostgreSQL snapshots are restored: --postgres, or on the docker runtime a
     PostgreSQL container (n8n's container could not reach a server outside its network)."""
     if case.runtime == "docker" and case.postgres_dsn is None:
         server: PostgresTarget = request.getfixturevalue("postgres_container")
@@ -176,12 +176,12 @@ def _postgres_server(
         return server, f"PostgreSQL container ({image}) on the internal network"
     if case.postgres_dsn is None:
         pytest.fail(
-            "this is a PostgreSQL snapshot: give --postgres-dsn of a server where verify may "
+            "this is a PostgreSQL snapshot: give --postgres DSN of a server where verify may "
             "create and drop a throwaway database (or use --runtime docker)",
             pytrace=False,
         )
     server = PostgresTarget.from_dsn(case.postgres_dsn)
-    return server, f"PostgreSQL {server.host}:{server.port} (--postgres-dsn)"
+    return server, f"PostgreSQL {server.host}:{server.port} (--postgres)"
 
 
 @pytest.fixture(scope="session")

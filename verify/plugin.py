@@ -8,6 +8,7 @@ own ``case`` fixtures and parameters are left alone.
 
 from __future__ import annotations
 
+import argparse
 import html
 import importlib.util
 import os
@@ -79,7 +80,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--runtime", choices=RUNTIMES, default="auto", help=RUNTIME_HELP)
     group.addoption("--n8n-image", default=OFFICIAL_IMAGE, help=IMAGE_HELP)
-    group.addoption("--postgres-dsn", help=POSTGRES_HELP)
+    group.addoption("--postgres", dest="postgres_dsn", help=POSTGRES_HELP)
+    group.addoption("--postgres-dsn", dest="postgres_dsn", help=argparse.SUPPRESS)  # old name
     group.addoption("--postgres-image", default=OFFICIAL_POSTGRES_IMAGE, help=POSTGRES_IMAGE_HELP)
     group.addoption("--quiet-seconds", type=float, default=DEFAULT_QUIET_SECONDS, help=QUIET_HELP)
 
