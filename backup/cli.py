@@ -28,10 +28,23 @@ from backup.n8n.folder import N8nFolder, locate
 from backup.n8n.postgres import PostgresTarget
 from backup.restore.workflows import restore_workflows
 from backup.retention import RetentionPolicy, prune
+from backup.settings import (
+    apply_settings,
+    describe,
+    env_name,
+    read_config,
+    setting_name,
+    unknown_top_level,
+)
 from backup.snapshot import SnapshotRequest, create_snapshot
 
 API_KEY_ENV = "N8N_API_KEY"
 QUIET_HELP = "print nothing but errors (for cron)"
+CONFIG_HELP = "settings file (TOML; default $N8N_BACKUP_CONFIG or ./n8n-backup.toml)"
+SHOW_SETTINGS_HELP = (
+    "print each setting with its value and where it came from (command line, environment "
+    "N8N_BACKUP_*, settings file, default), then stop"
+)
 EXIT_INTERRUPTED = 130
 
 Handler = Callable[[argparse.Namespace], int]
@@ -294,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder of snapshots: the new one goes there",
     )
     snap.add_argument("--out", type=Path, dest="out", help=argparse.SUPPRESS)  # old name
-    snap.add_argument("--key-store", type=Path, required=True, help="folder for encryption keys")
+    snap.add_argument("--key-store", type=Path, help="folder for encryption keys (required)")
     snap.add_argument(
         "--wait-timeout",
         type=float,
@@ -384,13 +397,53 @@ def build_parser() -> argparse.ArgumentParser:
     rt_install.add_argument("version", nargs="?", default=runtime.DEFAULT_N8N_VERSION)
     rt_install.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     rt_install.set_defaults(handler=cmd_runtime_install)
+    by_name = {
+        "snapshot": snap,
+        "restore": restore,
+        "list": listing,
+        "prune": prune_cmd,
+        "runtime": rt_install,
+    }
+    for name, command in by_name.items():
+        command.add_argument("--config", type=Path, metavar="FILE", help=CONFIG_HELP)
+        command.add_argument("--show-settings", action="store_true", help=SHOW_SETTINGS_HELP)
+        command.set_defaults(command_name=name, command_parser=command)
+    parser.set_defaults(all_commands=by_name)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``n8n-backup``."""
-    args = build_parser().parse_args(argv)
-    return run_command("n8n-backup", args.handler, args)
+    given = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(given)
+    return run_command("n8n-backup", lambda a: _run_with_settings(a, given), args)
+
+
+def _run_with_settings(args: argparse.Namespace, given: list[str]) -> int:
+    """Complete ``args`` from the environment and the settings file, then run the command
+    (or, with --show-settings, say where each value came from)."""
+    config, config_path = read_config(args.config, os.environ)
+    commands: dict[str, argparse.ArgumentParser] = args.all_commands
+    names = {n for sub in commands.values() for a in sub._actions if (n := setting_name(a))}
+    stray = unknown_top_level(config, names, set(commands))
+    if stray:
+        raise InputError(
+            f"unknown setting {stray[0]!r} in {config_path}: the names are the long options "
+            "of n8n-backup's commands without the dashes"
+        )
+    origins = apply_settings(
+        args.command_parser, args.command_name, args, given, os.environ, config, config_path
+    )
+    if args.show_settings:
+        print(describe(args, args.command_parser, origins))
+        return 0
+    if args.command_name == "snapshot" and args.key_store is None:
+        raise InputError(
+            f"give --key-store DIR (or {env_name('key-store')}, or key-store in the settings "
+            "file): where the encryption key is kept, apart from the snapshots"
+        )
+    handler: Handler = args.handler
+    return handler(args)
 
 
 def run_command(prog: str, handler: Handler, args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -182,3 +183,33 @@ def test_the_snapshot_folder_has_one_name_and_the_old_spelling_still_works(
         assert pruned.returncode == 0, pruned.stderr
     help_text = run_backup_cli("snapshot", "--help").stdout
     assert "--snapshots DIR" in help_text and "--out" not in help_text
+
+
+def test_settings_come_from_the_command_line_then_the_environment_then_the_file(
+    tmp_path: Path,
+) -> None:
+    settings = tmp_path / "settings.toml"
+    settings.write_text('snapshots = "/from/file"\njson = true\n[prune]\nkeep-daily = 3\n')
+    env = {**os.environ, "N8N_BACKUP_JSON": "false", "N8N_BACKUP_CONFIG": str(settings)}
+    shown = run_backup_cli("list", "--show-settings", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "snapshots = PosixPath('/from/file')  (file " in shown.stdout
+    assert "json = False  (environment N8N_BACKUP_JSON)" in shown.stdout
+    cli = run_backup_cli("list", "--snapshots", "/from/cli", "--show-settings", env=env)
+    assert "snapshots = PosixPath('/from/cli')  (command line)" in cli.stdout
+    pruned = run_backup_cli("prune", "--show-settings", env=env)
+    assert f"keep-daily = 3  (file [prune] of {settings})" in pruned.stdout
+
+
+def test_bad_settings_are_one_line_errors_and_secrets_are_masked(tmp_path: Path) -> None:
+    settings = tmp_path / "settings.toml"
+    settings.write_text("snapshot-folder = 1\n")
+    result = run_backup_cli("list", "--config", str(settings))
+    assert_one_line_error(result, "unknown setting 'snapshot-folder'")
+    settings.write_text("[list]\njson = 'maybe'\n")
+    assert_one_line_error(run_backup_cli("list", "--config", str(settings)), "true or false")
+    env = {**os.environ, "N8N_BACKUP_POSTGRES": "postgresql://n8n:s3cret@127.0.0.1:1/n8n"}
+    shown = run_backup_cli("list", "--show-settings", env=env)
+    assert "s3cret" not in shown.stdout and "n8n:***@127.0.0.1" in shown.stdout
+    missing = run_backup_cli("snapshot", "--n8n-folder", str(tmp_path), "--snapshots", "x")
+    assert_one_line_error(missing, "give --key-store DIR (or N8N_BACKUP_KEY_STORE")

@@ -83,3 +83,24 @@ def test_runtime_auto_takes_docker_only_with_the_images_here(
     missing.stdout.fnmatch_lines(
         ["runtime: process (auto: the Docker engine has no image n8n-restore-verify/not-built:*"]
     )
+
+
+def test_verify_settings_come_from_the_environment_and_the_settings_file(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The suite's options by n8n-backup's names: N8N_BACKUP_<NAME>, then [verify] of the
+    settings file; the command line wins over both."""
+    (tmp_path / "from-env").mkdir()
+    monkeypatch.setenv("N8N_BACKUP_SNAPSHOTS", str(tmp_path / "from-env"))
+    monkeypatch.setenv("N8N_BACKUP_KEY_STORE", str(tmp_path))
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*no snapshot in {tmp_path / 'from-env'}*"])
+    (tmp_path / "from-cli").mkdir()
+    result = run(pytester, "--snapshots", str(tmp_path / "from-cli"))
+    result.stderr.fnmatch_lines([f"*no snapshot in {tmp_path / 'from-cli'}*"])
+    settings = tmp_path / "n8n-backup.toml"
+    settings.write_text('[verify]\nruntime = "sideways"\n')
+    monkeypatch.setenv("N8N_BACKUP_CONFIG", str(settings))
+    result = run(pytester)
+    result.stderr.fnmatch_lines(["*runtime in * must be one of auto, docker, process*"])

@@ -12,7 +12,7 @@ import argparse
 import html
 import importlib.util
 import os
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from backup.n8n.instances.docker import (
     missing_images,
 )
 from backup.n8n.runtime import validate_version
+from backup.settings import env_name, read_config
 from backup.verification_record import TargetResult, VerificationRecord, write_record
 from verify.cases import CASES_KEY, RUNTIME_NOTE_KEY, SUMMARIES_KEY, SnapshotCase
 from verify.report import SnapshotSummary, summary_table
@@ -220,12 +221,64 @@ def _reports_base(config: pytest.Config) -> Path:
     return Path(config.rootpath)
 
 
+# The suite's settings as n8n-backup names them (backup.settings): from the command line, else
+# N8N_BACKUP_<NAME>, else the settings file ([verify] table or top level), else the default.
+VERIFY_SETTINGS: dict[str, tuple[str, Callable[[str], object]]] = {
+    "snapshots": ("snapshots", Path),
+    "key-store": ("key_store", Path),
+    "n8n-version": ("n8n_version", str),
+    "boot-timeout": ("boot_timeout", float),
+    "runtime": ("runtime", str),
+    "n8n-image": ("n8n_image", str),
+    "postgres": ("postgres_dsn", str),
+    "postgres-image": ("postgres_image", str),
+    "quiet-seconds": ("quiet_seconds", float),
+}
+
+
+def apply_verify_settings(config: pytest.Config, environ: Mapping[str, str]) -> None:
+    """Fill the suite's options that the command line did not give."""
+    file_settings, path = read_config(None, environ)
+    table = file_settings.get("verify", {})
+    if not isinstance(table, dict):
+        raise InputError(f"[verify] in {path} must be a table of settings")
+    unknown = sorted(set(table) - set(VERIFY_SETTINGS))
+    if unknown:
+        raise InputError(f"unknown setting {unknown[0]!r} in [verify] of {path}")
+    given = [str(arg).split("=")[0] for arg in config.invocation_params.args]
+    aliases = {"postgres": ("--postgres", "--postgres-dsn")}
+    for name, (dest, convert) in VERIFY_SETTINGS.items():
+        if any(option in given for option in aliases.get(name, (f"--{name}",))):
+            continue
+        if env_name(name) in environ:
+            raw: object = environ[env_name(name)]
+            where = env_name(name)
+        elif name in table or (name in file_settings and not isinstance(file_settings[name], dict)):
+            raw = table.get(name, file_settings.get(name))
+            where = f"{path}"
+        else:
+            continue
+        if isinstance(raw, (dict, bool)):
+            raise InputError(f"{name} in {where} must be a single value or a list of versions")
+        try:
+            if dest == "n8n_version":
+                value: object = [str(v) for v in raw] if isinstance(raw, list) else [str(raw)]
+            else:
+                value = convert(str(raw))
+        except ValueError:
+            raise InputError(f"{name} in {where} is not a valid value: {raw!r}") from None
+        if dest == "runtime" and value not in RUNTIMES:
+            raise InputError(f"runtime in {where} must be one of {', '.join(RUNTIMES)}")
+        setattr(config.option, dest, value)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     """Load the snapshots and, unless told otherwise, point the HTML and JUnit reports."""
     if not _runs_verify_suite(config) or hasattr(config, "workerinput"):
         return
     try:
+        apply_verify_settings(config, os.environ)
         cases = _load_cases(config)
     except BackupError as exc:
         raise pytest.UsageError(str(exc)) from None
