@@ -15,7 +15,6 @@ from backup.digests import credential_digest, sha256_file, workflow_digest
 from backup.errors import SnapshotError
 from backup.manifest import MANIFEST_NAME, WORKFLOWS_DIR, FileEntry, Manifest, authenticate
 from backup.n8n.cipher import CredentialDecryptError, decrypt_credential_data
-from backup.n8n.postgres import dump_problems
 from backup.n8n.sqlite import integrity_problems
 from backup.n8n.tables import N8nTables
 from backup.secret import Secret
@@ -127,6 +126,8 @@ def database_problems(snapshot_dir: Path, manifest: Manifest) -> list[str]:
     pg_restore --list for a PostgreSQL dump."""
     path = snapshot_dir / manifest.database_file
     if manifest.database_kind == "postgres":
+        from backup.n8n.postgres import dump_problems
+
         return dump_problems(path)
     return [f"integrity_check: {message}" for message in integrity_problems(path)]
 

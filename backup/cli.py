@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from backup.about import tool_version
 from backup.errors import BackupError, InputError
@@ -19,13 +20,7 @@ from backup.keystore import KeyStore
 from backup.listing import format_listings, list_snapshots
 from backup.n8n import runtime
 from backup.n8n.api import N8nApi
-from backup.n8n.container import (
-    ContainerSource,
-    inspect_n8n_container,
-    postgres_target_for_container,
-)
 from backup.n8n.folder import N8nFolder, locate
-from backup.n8n.postgres import PostgresTarget
 from backup.restore.workflows import restore_workflows
 from backup.retention import RetentionPolicy, prune
 from backup.settings import (
@@ -37,6 +32,10 @@ from backup.settings import (
     unknown_top_level,
 )
 from backup.snapshot import SnapshotRequest, create_snapshot
+
+if TYPE_CHECKING:  # PostgreSQL and Docker are extras: imported where a command needs them
+    from backup.n8n.container import ContainerSource
+    from backup.n8n.postgres import PostgresTarget
 
 API_KEY_ENV = "N8N_API_KEY"
 QUIET_HELP = "print nothing but errors (for cron)"
@@ -101,8 +100,12 @@ def _postgres_target(
     if args.postgres and args.postgres_container:
         raise InputError("give --postgres or --postgres-container, not both")
     if args.postgres:
+        from backup.n8n.postgres import PostgresTarget
+
         return PostgresTarget.from_dsn(args.postgres, args.postgres_schema, args.table_prefix)
     if args.postgres_container:
+        from backup.n8n.container import postgres_target_for_container
+
         return postgres_target_for_container(
             args.postgres_container, container, args.postgres_schema, args.table_prefix
         )
@@ -121,7 +124,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     if args.container and args.n8n_folder:
         raise InputError("give --container or --n8n-folder, not both")
     # Inspected once: both the data folder and the PostgreSQL settings come from it.
-    container = inspect_n8n_container(args.container) if args.container else None
+    container = _inspect(args.container) if args.container else None
     postgres = _postgres_target(args, container)
     folder, key_environ, api_url = _snapshot_source(
         args, container, on_postgres=postgres is not None
@@ -146,6 +149,12 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(path)
     return 0
+
+
+def _inspect(container: str) -> ContainerSource:
+    from backup.n8n.container import inspect_n8n_container
+
+    return inspect_n8n_container(container)
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -230,8 +239,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.container:
         from backup.restore.rollbacks import format_rollbacks, list_rollbacks, pending_restore
 
-        source = inspect_n8n_container(args.container)
-        postgres = PostgresTarget.from_dsn(args.postgres) if args.postgres else None
+        source = _inspect(args.container)
+        postgres = None
+        if args.postgres:
+            from backup.n8n.postgres import PostgresTarget
+
+            postgres = PostgresTarget.from_dsn(args.postgres)
         rollbacks = list_rollbacks(source, postgres)
         print(format_rollbacks(source, rollbacks, pending_restore(source), args.json))
         return 0

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backup.atomic import (
     PRIVATE_FILE_MODE,
@@ -38,12 +38,6 @@ from backup.manifest import (
 from backup.n8n.api import N8nApi
 from backup.n8n.cipher import CredentialDecryptError, DataKey, decrypt_credential_data
 from backup.n8n.folder import N8nFolder, read_encryption_key
-from backup.n8n.postgres import (
-    DUMP_NAME,
-    PostgresTarget,
-    dump_consistently,
-    dump_problems,
-)
 from backup.n8n.sqlite import (
     DATABASE_NAME,
     N8nDatabase,
@@ -52,6 +46,9 @@ from backup.n8n.sqlite import (
 )
 from backup.n8n.tables import CredentialRow, N8nTables, WorkflowRow
 from backup.progress import progress
+
+if TYPE_CHECKING:
+    from backup.n8n.postgres import PostgresTarget
 
 INCOMPLETE_PREFIX = ".incomplete-"
 CUSTOM_NODES_ARCHIVE = "custom-nodes.tar.gz"
@@ -188,6 +185,8 @@ def _read_contents(tables: N8nTables) -> DatabaseContents:
 def _capture_database(staging: Path, request: SnapshotRequest) -> tuple[str, str, DatabaseContents]:
     """Copy or dump the database into ``staging``; return file name, kind and contents."""
     if request.postgres is not None:
+        from backup.n8n.postgres import DUMP_NAME, dump_consistently, dump_problems
+
         dump = staging / DUMP_NAME
         contents = dump_consistently(request.postgres, dump, _read_contents)
         problems = dump_problems(dump)

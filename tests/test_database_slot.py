@@ -13,14 +13,9 @@ from backup.errors import InputError
 from backup.n8n.folder import locate
 from backup.n8n.postgres import PostgresTarget
 from backup.restore import database_slot
-from backup.restore.database_slot import (
-    ROLLBACK_DIR,
-    PostgresSlot,
-    SqliteSlot,
-    prune_rollbacks,
-    rollback_copies,
-)
+from backup.restore.database_slot import ROLLBACK_DIR, SqliteSlot, prune_rollbacks, rollback_copies
 from backup.restore.journal import PREPARED, REPLACED, RestoreJournal
+from backup.restore.postgres_slot import PostgresSlot
 
 
 def test_only_the_newest_rollback_copies_stay(tmp_path: Path) -> None:

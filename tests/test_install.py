@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -54,10 +55,19 @@ class Installed:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The project's wheel, built once for this module."""
+    """The project's wheel, built once for this module from a clean copy of the source (a
+    build/ folder left in the checkout would slip stale modules into the wheel)."""
     out = tmp_path_factory.mktemp("wheel")
+    source = tmp_path_factory.mktemp("source") / "project"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "reports", ".demo", "__pycache__", "*.egg-info", ".*cache"
+        ),
+    )
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(source)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -174,3 +184,43 @@ def test_n8n_verify_checks_a_real_snapshot_from_any_folder(
     [report] = (work / "reports").glob("verify-*.html")
     assert report.with_suffix(".xml").is_file()
     assert "n8n restore verification" in report.read_text(encoding="utf-8")
+
+
+def test_without_extras_postgres_and_docker_commands_name_the_extra(
+    installed: Installed, taken: TakenSnapshot, tmp_path: Path
+) -> None:
+    """The plain install has neither psycopg nor docker: SQLite and the process runtime work
+    (the tests above), and a command that needs an extra says which, in one line."""
+    absent = installed.run("python", "-c", "import psycopg", cwd=tmp_path)
+    assert absent.returncode != 0, "the plain install must not bring the postgres extra"
+    for args, extra in (
+        (["restore", str(tmp_path), "--container", "n8n"], "docker"),
+        (["list", "--container", "n8n"], "docker"),
+        (["list", "--snapshots", str(tmp_path), "--json"], None),
+        (
+            [
+                "snapshot",
+                "--postgres",
+                "postgresql://n8n@127.0.0.1:1/n8n",
+                "--api-url",
+                "http://127.0.0.1:1",
+                "--snapshots",
+                str(tmp_path / "s"),
+                "--key-store",
+                str(tmp_path / "k"),
+            ],
+            "postgres",
+        ),
+    ):
+        result = installed.run("n8n-backup", *args, cwd=tmp_path)
+        if extra is None:
+            assert result.returncode == 0, result.stderr
+            continue
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1, result.stderr
+        assert f"needs the '{extra}' extra" in lines[0]
+        assert f"pip install 'n8n-restore-verify[{extra}]'" in lines[0]
+    snapshot = ("--snapshots", str(taken.path), "--key-store", str(taken.key_store))
+    docker = installed.run("n8n-verify", *snapshot, "--runtime", "docker", cwd=tmp_path)
+    assert docker.returncode == pytest.ExitCode.USAGE_ERROR
+    assert "needs the 'docker' extra" in docker.stderr

@@ -45,6 +45,7 @@ CORE_MAY_USE = {
     "backup.atomic",
     "backup.identifiers",
     "backup.progress",
+    "backup.extras",
 }
 
 

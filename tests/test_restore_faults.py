@@ -29,9 +29,10 @@ from backup.n8n.api import N8nApi
 from backup.n8n.container import ContainerCli, inspect_n8n_container
 from backup.n8n.postgres import PostgresTarget, n8n_database_env
 from backup.restore.checks import n8n_credential_digests, served_workflow_digests
-from backup.restore.database_slot import ROLLBACK_DIR, database_names, rollback_databases
+from backup.restore.database_slot import ROLLBACK_DIR
 from backup.restore.fault_points import PAUSE_ENV, STARTED, STOPPED, SWAPPED, SWAPPING
 from backup.restore.journal import read_journal
+from backup.restore.postgres_slot import database_names, rollback_databases
 from backup.secret import Secret
 from tests.cli_support import backup_command, run_backup_cli, run_snapshot_cli
 from tests.docker_support import N8nTestContainer, remove, run_n8n_container, set_up_owner

@@ -12,6 +12,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -21,19 +22,7 @@ from backup.errors import BackupError, N8nCheckError, N8nStartError, SnapshotErr
 from backup.manifest import Manifest, authenticate
 from backup.n8n import runtime
 from backup.n8n.instances.base import OUTBOUND_OFF, OUTBOUND_SINK, N8nInstance, outbound_env
-from backup.n8n.instances.docker import IsolatedNetwork, N8nContainer, PostgresContainer
 from backup.n8n.instances.process import N8nProcess
-from backup.n8n.postgres import (
-    DEFAULT_SCHEMA,
-    PostgresTables,
-    PostgresTarget,
-    create_throwaway_role,
-    drop_database,
-    drop_role,
-    n8n_database_env,
-    restore_dump,
-    server_major,
-)
 from backup.n8n.sqlite import N8nDatabase
 from backup.n8n.tables import N8nTables
 from backup.restore.checks import active_before_start
@@ -42,6 +31,10 @@ from verify.cases import SUMMARIES_KEY, DowngradeError, SnapshotCase, StoredKey
 from verify.report import SnapshotSummary
 from verify.restore import RestoredFolder, restore_to_temp
 from verify.upgrade import upgrade_changes
+
+if TYPE_CHECKING:  # Docker and PostgreSQL are extras: imported where a snapshot needs them
+    from backup.n8n.instances.docker import IsolatedNetwork
+    from backup.n8n.postgres import PostgresTarget
 
 KEY_HINTS = ("encryption key", "encryptionkey", "deployment key")
 
@@ -144,6 +137,8 @@ def postgres_container(
 ) -> Iterator[PostgresTarget]:
     """A PostgreSQL server in a container on the internal network (docker runtime), of the
     snapshot's source major by default; removed at the end."""
+    from backup.n8n.instances.docker import PostgresContainer
+
     server = PostgresContainer(case.postgres_image_for(manifest), docker_network)
     try:
         yield server.start(timeout=case.boot_timeout)
@@ -180,6 +175,8 @@ def _postgres_server(
             "create and drop a throwaway database (or use --runtime docker)",
             pytrace=False,
         )
+    from backup.n8n.postgres import PostgresTarget
+
     server = PostgresTarget.from_dsn(case.postgres_dsn)
     return server, f"PostgreSQL {server.host}:{server.port} (--postgres)"
 
@@ -200,6 +197,16 @@ def snapshot_database(
     if manifest.database_kind == "sqlite":
         yield N8nDatabase(case.folder / manifest.database_file, manifest.table_prefix)
         return
+    from backup.n8n.postgres import (
+        DEFAULT_SCHEMA,
+        PostgresTables,
+        create_throwaway_role,
+        drop_database,
+        drop_role,
+        restore_dump,
+        server_major,
+    )
+
     admin, where = _postgres_server(case, manifest, request)
     server = replace(
         admin, schema=manifest.database_schema or DEFAULT_SCHEMA, table_prefix=manifest.table_prefix
@@ -225,6 +232,8 @@ def snapshot_database(
 @pytest.fixture(scope="session")
 def docker_network() -> Iterator[IsolatedNetwork]:
     """One internal Docker network for the session's containers; swept and removed at the end."""
+    from backup.n8n.instances.docker import IsolatedNetwork
+
     network = IsolatedNetwork()
     yield network
     network.close()
@@ -242,6 +251,8 @@ def _new_instance(
     if case.runtime == "docker":
         image = case.image(version)
         summary.runtime = f"docker ({image}, internal network)"
+        from backup.n8n.instances.docker import N8nContainer
+
         network: IsolatedNetwork = request.getfixturevalue("docker_network")
         summary.isolation = "internal Docker network: no route out of the container"
         return N8nContainer(image, folder.user_folder, key.reveal(), network, extra_env)
@@ -281,11 +292,14 @@ def restored(
     extra_env = {"DB_TABLE_PREFIX": manifest.table_prefix}
     try:
         folder = restore_to_temp(case.folder, manifest, stored_key.value)
-        if isinstance(database, PostgresTables):
+        if isinstance(database, N8nDatabase):
+            database = N8nDatabase(folder.database, manifest.table_prefix)
+        else:  # PostgreSQL: the throwaway database itself
+            from backup.n8n.postgres import PostgresTables, n8n_database_env
+
+            assert isinstance(database, PostgresTables)
             database.deactivate()
             extra_env.update(n8n_database_env(database.target))
-        else:
-            database = N8nDatabase(folder.database, manifest.table_prefix)
     except BackupError as exc:
         pytest.fail(f"not booted: {exc}", pytrace=False)
     extra_env.update(outbound_env(version))
@@ -339,8 +353,9 @@ def _keep_inert_through_migrations(
     if not activated:
         return []
     database.deactivate()
-    if isinstance(instance, N8nContainer):
-        instance.hand_over_files()  # what we rewrote goes back to the container's user
+    hand_over = getattr(instance, "hand_over_files", None)  # the docker runtime only
+    if hand_over is not None:
+        hand_over()  # what we rewrote goes back to the container's user
     still = active_before_start(instance)
     if still:
         raise N8nCheckError(

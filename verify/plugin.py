@@ -21,14 +21,9 @@ import pytest
 
 from backup.about import tool_version
 from backup.errors import BackupError, InputError
+from backup.extras import MissingExtraError
 from backup.manifest import Manifest, find_snapshots
-from backup.n8n.instances.docker import (
-    OFFICIAL_IMAGE,
-    OFFICIAL_POSTGRES_IMAGE,
-    disable_ryuk_without_registry,
-    engine_answers,
-    missing_images,
-)
+from backup.n8n.instances.base import OFFICIAL_IMAGE, OFFICIAL_POSTGRES_IMAGE
 from backup.n8n.runtime import validate_version
 from backup.settings import env_name, read_config
 from backup.verification_record import TargetResult, VerificationRecord, write_record
@@ -166,6 +161,8 @@ def _load_cases(config: pytest.Config) -> list[SnapshotCase]:
     ]
     runtime_name, note = choose_runtime(config.getoption("runtime"), cases)
     if runtime_name == "docker":
+        from backup.n8n.instances.docker import disable_ryuk_without_registry
+
         disable_ryuk_without_registry()
     for case in cases:
         case.runtime = runtime_name
@@ -179,6 +176,12 @@ def choose_runtime(asked: str, cases: list[SnapshotCase]) -> tuple[str, str]:
     boot would fail); else the process runtime, and the note names the missing image."""
     if asked == "process":
         return "process", "process (--runtime process)"
+    try:
+        from backup.n8n.instances.docker import engine_answers, missing_images
+    except MissingExtraError as exc:
+        if asked == "docker":
+            raise pytest.UsageError(f"--runtime docker: {exc}") from None
+        return "process", "process (auto: the 'docker' extra is not installed)"
     if not engine_answers():
         if asked == "docker":
             raise pytest.UsageError(

@@ -14,15 +14,22 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from docker.client import DockerClient
-from docker.errors import DockerException, NotFound
-from docker.models.containers import Container
+from backup.extras import missing_extra
+
+try:
+    from docker.client import DockerClient
+    from docker.errors import DockerException, NotFound
+    from docker.models.containers import Container
+except ImportError as exc:  # an optional part of the install
+    raise missing_extra("docker", exc) from None
 
 from backup.errors import InputError, SourceError
 from backup.n8n.folder import N8nFolder, locate
-from backup.n8n.postgres import PostgresTarget
+
+if TYPE_CHECKING:
+    from backup.n8n.postgres import PostgresTarget
 
 DEFAULT_USER_FOLDER = "/home/node"
 N8N_PORT = "5678/tcp"
@@ -262,6 +269,8 @@ def postgres_target_for_container(
             )
         host, port = str(addresses[0]), 5432
     user = n8n_env.get("DB_POSTGRESDB_USER") or pg_env.get("POSTGRES_USER", "postgres")
+    from backup.n8n.postgres import PostgresTarget
+
     return PostgresTarget(
         host=host,
         port=port,

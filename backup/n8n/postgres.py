@@ -21,9 +21,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-import psycopg
-from psycopg import IsolationLevel, sql
-from psycopg.conninfo import conninfo_to_dict
+from backup.extras import missing_extra
+
+try:
+    import psycopg
+    from psycopg import IsolationLevel, sql
+    from psycopg.conninfo import conninfo_to_dict
+except ImportError as exc:  # an optional part of the install
+    raise missing_extra("postgres", exc) from None
 
 from backup.errors import InputError, PgDumpError, SourceError
 from backup.identifiers import quote_identifier, schema_problem, table_prefix_problem

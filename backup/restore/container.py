@@ -14,10 +14,15 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import psycopg
-from docker.errors import DockerException
-from docker.models.containers import Container
+from backup.extras import missing_extra
+
+try:
+    from docker.errors import DockerException
+    from docker.models.containers import Container
+except ImportError as exc:  # an optional part of the install
+    raise missing_extra("docker", exc) from None
 
 from backup.check import trusted_snapshot
 from backup.data_lock import exclusive
@@ -44,12 +49,11 @@ from backup.n8n.container import (
     runs_n8n,
     stops_since,
 )
-from backup.n8n.folder import read_encryption_key
+from backup.n8n.folder import N8nFolder, read_encryption_key
 from backup.n8n.instances.readiness import wait_until_ready
-from backup.n8n.postgres import DEFAULT_SCHEMA, PostgresTarget, database_lock
 from backup.n8n.tables import N8nTables
 from backup.restore.checks import credentials_decrypted, workflows_served
-from backup.restore.database_slot import ROLLBACK_DIR, DatabaseSlot, PostgresSlot, SqliteSlot
+from backup.restore.database_slot import ROLLBACK_DIR, DatabaseSlot, SqliteSlot
 from backup.restore.fault_points import STARTED, STOPPED, SWAPPED, pause_point
 from backup.restore.journal import (
     PREPARED,
@@ -61,7 +65,19 @@ from backup.restore.journal import (
 )
 from backup.secret import Secret
 
+if TYPE_CHECKING:
+    from backup.n8n.postgres import PostgresTarget
+
 STOP_TIMEOUT_SECONDS = 30
+
+
+def _database_errors() -> tuple[type[Exception], ...]:
+    """The errors a database slot can raise besides ours: psycopg's, when it is installed."""
+    try:
+        import psycopg
+    except ImportError:
+        return (OSError,)
+    return (OSError, psycopg.Error)
 
 
 @contextlib.contextmanager
@@ -137,6 +153,8 @@ def restore_into_container(
     with contextlib.ExitStack() as locks:
         locks.enter_context(exclusive(source.folder.path, "restore"))
         if request.postgres_dsn:
+            from backup.n8n.postgres import PostgresTarget, database_lock
+
             target = PostgresTarget.from_dsn(request.postgres_dsn)
             locks.enter_context(database_lock(target, "restore"))
         return _restore_locked(request, source, say)
@@ -201,6 +219,8 @@ def _restore_locked(
             "nothing was changed"
         )
     manifest = Manifest.load(snapshot_dir)
+    if postgres_dsn:
+        from backup.n8n.postgres import DEFAULT_SCHEMA, PostgresTarget
     postgres = (
         PostgresTarget.from_dsn(
             postgres_dsn,
@@ -234,7 +254,7 @@ def _restore_locked(
     manifest = trusted_snapshot(snapshot_dir, Secret(target_key))
     replacement = snapshot_dir / manifest.database_file
     slot: DatabaseSlot = (
-        PostgresSlot(postgres, replacement, source.folder)
+        _postgres_slot(postgres, replacement, source.folder)
         if postgres
         else SqliteSlot(source.folder, replacement, manifest.table_prefix)
     )
@@ -301,7 +321,7 @@ def _restore_locked(
             raise RestoreError(
                 f"restore failed while {step}: {exc}; {back}; fix the cause and restore again"
             ) from None
-    with contextlib.suppress(OSError, psycopg.Error):  # the restore stands either way
+    with contextlib.suppress(*_database_errors()):  # the restore stands either way
         slot.keep_bounded()
     return RestoreResult(container_name, manifest.snapshot_id, workflows, credentials, rollback)
 
@@ -328,8 +348,11 @@ def resume_restore(
                 f"{journal.container}, not {container_name}: check it by hand; nothing was changed"
             )
         slot = _slot_to_resume(source, journal, postgres_dsn)
-        if isinstance(slot, PostgresSlot):
-            locks.enter_context(database_lock(slot.target, "restore --resume"))
+        if journal.kind == "postgres" and postgres_dsn:
+            from backup.n8n.postgres import PostgresTarget, database_lock
+
+            target = PostgresTarget.from_dsn(postgres_dsn)
+            locks.enter_context(database_lock(target, "restore --resume"))
         touched = slot.swapped
         try:
             with docker_client() as client, interrupts_ignored():
@@ -343,7 +366,7 @@ def resume_restore(
                     container.start()
                 _wait(container, api_url, boot_timeout)
                 slot.forget()
-        except (BackupError, DockerException, OSError, psycopg.Error) as exc:
+        except (BackupError, DockerException, *_database_errors()) as exc:
             raise RestoreError(
                 f"resume of the restore into {container_name} failed: {exc}; the journal is "
                 "kept: fix the cause and run restore --resume again"
@@ -371,6 +394,9 @@ def _slot_to_resume(
             f"{journal.database!r}: give --postgres with the DSN of it (password in PGPASSWORD); "
             "nothing was changed"
         )
+    from backup.n8n.postgres import PostgresTarget
+    from backup.restore.postgres_slot import PostgresSlot
+
     return PostgresSlot.from_journal(PostgresTarget.from_dsn(postgres_dsn), source.folder, journal)
 
 
@@ -410,12 +436,18 @@ def _roll_back(
         slot.swap_back()
         container.start()
         _wait(container, api_url, timeout)
-    except (BackupError, DockerException, OSError, psycopg.Error) as exc:
+    except (BackupError, DockerException, *_database_errors()) as exc:
         raise RestoreError(
             f"restore failed and so did putting the previous database back ({exc}); it is kept "
             f"as {slot.rollback()}: fix the cause, then run n8n-backup restore --resume "
             f"--container {container.name}"
         ) from None
-    with contextlib.suppress(OSError, psycopg.Error):  # n8n runs on its data; staging is spare
+    with contextlib.suppress(*_database_errors()):  # n8n runs on its data; staging is spare
         slot.discard()
     slot.forget()
+
+
+def _postgres_slot(target: PostgresTarget, dump: Path, folder: N8nFolder) -> DatabaseSlot:
+    from backup.restore.postgres_slot import PostgresSlot
+
+    return PostgresSlot(target, dump, folder)

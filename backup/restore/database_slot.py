@@ -1,4 +1,5 @@
-"""The database an n8n instance runs on, as the restore swaps it: SQLite file or PostgreSQL.
+"""The database an n8n instance runs on, as the restore swaps it (the SQLite file here; the
+PostgreSQL database in postgres_slot.py).
 
 A slot is prepared while n8n still runs (rollback copy, staged restore), swapped while n8n is
 stopped, and swapped back if anything after the swap fails.
@@ -6,28 +7,17 @@ stopped, and swapped back if anything after the swap fails.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-
-from psycopg import sql
 
 from backup.atomic import PRIVATE_FILE_MODE, fsync_dir, fsync_file, make_private_dir
 from backup.errors import InputError
 from backup.n8n.folder import N8nFolder
-from backup.n8n.postgres import (
-    PostgresTables,
-    PostgresTarget,
-    drop_database,
-    restore_dump,
-    with_database,
-)
 from backup.n8n.sqlite import DATABASE_NAME, N8nDatabase, online_copy
 from backup.n8n.tables import N8nTables
 from backup.restore.fault_points import SWAPPING, pause_point
@@ -41,11 +31,9 @@ SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 STAMP = r"\d{8}T\d{6}Z(-\d+)?"
-# PostgreSQL cuts longer names short, which would make the staging and rollback names collide.
-POSTGRES_NAME_LIMIT = 63
 
 
-def _stamp() -> str:
+def rollback_stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
@@ -131,7 +119,7 @@ class SqliteSlot(DatabaseSlot):
         super().__init__(folder)
         self.replacement = replacement
         self.table_prefix = table_prefix
-        self.rollback_copy = self.rollback_dir / _stamp() / folder.database.name
+        self.rollback_copy = self.rollback_dir / rollback_stamp() / folder.database.name
 
     @classmethod
     def from_journal(cls, folder: N8nFolder, journal: RestoreJournal) -> SqliteSlot:
@@ -290,116 +278,3 @@ def replace_database(folder: N8nFolder, source: Path) -> None:
         staged.unlink(missing_ok=True)  # a partial copy must never look like a database
         raise
     fsync_dir(live.parent)
-
-
-class PostgresSlot(DatabaseSlot):
-    """A PostgreSQL database: the dump is restored beside it under a staging name, then the two
-    are renamed; the old one stays on the server as ``<name>_rollback_<time>``."""
-
-    kind = "postgres"
-
-    def __init__(self, target: PostgresTarget, dump: Path | None, folder: N8nFolder) -> None:
-        super().__init__(folder)
-        if len(target.dbname) + len("_restoring_") + len(_stamp()) > POSTGRES_NAME_LIMIT:
-            raise InputError(
-                f"database name {target.dbname!r} is too long to keep a rollback beside it "
-                f"(PostgreSQL names have at most {POSTGRES_NAME_LIMIT} characters); nothing "
-                "was changed"
-            )
-        self.target = target
-        self.dump = dump
-        stamp = _stamp().lower()
-        self.staging_name = f"{target.dbname}_restoring_{stamp}"
-        self.rollback_name = f"{target.dbname}_rollback_{stamp}"
-
-    @classmethod
-    def from_journal(
-        cls, target: PostgresTarget, folder: N8nFolder, journal: RestoreJournal
-    ) -> PostgresSlot:
-        """The slot of a killed restore, to undo it: swapped only if the rename committed.
-        Refuses names that are not this database's staging and rollback names."""
-        if journal.database != target.dbname:
-            raise InputError(
-                f"the interrupted restore was into database {journal.database!r}, --postgres "
-                f"names {target.dbname!r}: give the DSN of {journal.database!r}; nothing was "
-                "changed"
-            )
-        slot = cls(target, None, folder)
-        for role, name in (("restoring", journal.staging), ("rollback", journal.rollback)):
-            if not re.fullmatch(f"{re.escape(target.dbname)}_{role}_{STAMP.lower()}", name):
-                raise InputError(
-                    f"the restore journal in {slot.rollback_dir} names database {name!r}, which "
-                    f"is not a {role} database of {target.dbname!r}: check it by hand; nothing "
-                    "was changed"
-                )
-        slot.staging_name, slot.rollback_name = journal.staging, journal.rollback
-        slot.swapped = journal.step in TOUCHED and slot.rollback_name in database_names(target)
-        return slot
-
-    def tables(self) -> N8nTables:
-        return PostgresTables(self.target)
-
-    def rollback(self) -> str:
-        return self.rollback_name
-
-    def journal_entry(self, container: str, snapshot_id: str, step: str) -> RestoreJournal:
-        entry = super().journal_entry(container, snapshot_id, step)
-        return replace(entry, database=self.target.dbname, staging=self.staging_name)
-
-    def prepare(self) -> str:
-        assert self.dump is not None, "a resumed slot has nothing to prepare"
-        try:
-            restore_dump(self.target, self.dump, self.staging_name)
-        except BaseException:
-            with contextlib.suppress(Exception):  # leave nothing behind on the server
-                drop_database(self.target, self.staging_name)
-            raise
-        return f"database {self.rollback_name} on {self.target.host}:{self.target.port}"
-
-    def swap(self, on_replace: Callable[[], None] = lambda: None) -> None:
-        on_replace()
-        self._rename(
-            (self.target.dbname, self.rollback_name), (self.staging_name, self.target.dbname)
-        )
-        self.swapped = True
-
-    def swap_back(self) -> None:
-        if self.swapped:
-            self._rename(
-                (self.target.dbname, self.staging_name), (self.rollback_name, self.target.dbname)
-            )
-            self.swapped = False
-
-    def discard(self) -> None:
-        drop_database(self.target, self.staging_name)
-
-    def keep_bounded(self) -> None:
-        for name in rollback_databases(self.target)[KEEP_ROLLBACKS:]:
-            if name != self.rollback_name:
-                drop_database(self.target, name)
-
-    def _rename(self, *pairs: tuple[str, str]) -> None:
-        """Both renames in one transaction: the live name never points at nothing."""
-        maintenance = with_database(self.target, "postgres")
-        with maintenance.connect() as admin, admin.transaction():
-            for number, (old, new) in enumerate(pairs):
-                if number:
-                    pause_point(SWAPPING)
-                admin.execute(
-                    sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                        sql.Identifier(old), sql.Identifier(new)
-                    )
-                )
-
-
-def database_names(target: PostgresTarget) -> set[str]:
-    """The databases on ``target``'s server."""
-    with with_database(target, "postgres").connect(autocommit=True) as admin:
-        return {str(row[0]) for row in admin.execute("SELECT datname FROM pg_database")}
-
-
-def rollback_databases(target: PostgresTarget) -> list[str]:
-    """The rollback databases restores kept beside ``target``'s database, newest first."""
-    pattern = f"{re.escape(target.dbname)}_rollback_{STAMP.lower()}"
-    names = [name for name in database_names(target) if re.fullmatch(pattern, name)]
-    return sorted(names, key=lambda name: name.rsplit("_", 1)[1], reverse=True)

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from backup.n8n.container import ContainerSource
-from backup.n8n.postgres import PostgresTarget
-from backup.restore.database_slot import ROLLBACK_DIR, rollback_copies, rollback_databases
+from backup.restore.database_slot import ROLLBACK_DIR, rollback_copies
 from backup.restore.journal import read_journal
+
+if TYPE_CHECKING:
+    from backup.n8n.postgres import PostgresTarget
 
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 
@@ -32,6 +35,8 @@ def list_rollbacks(source: ContainerSource, postgres: PostgresTarget | None) -> 
     """The rollback copies of ``source``'s data folder, or its PostgreSQL rollback databases,
     newest first."""
     if postgres is not None:
+        from backup.restore.postgres_slot import rollback_databases
+
         return [
             Rollback(
                 _when(name.rsplit("_", 1)[1]),

@@ -62,6 +62,10 @@ def outbound_env(n8n_version: str, sink: str = OUTBOUND_SINK) -> dict[str, str]:
     return env
 
 
+# The images the docker runtime boots by default ({version}: n8n's, {major}: PostgreSQL's).
+OFFICIAL_IMAGE = "docker.n8n.io/n8nio/n8n:{version}"
+OFFICIAL_POSTGRES_IMAGE = "postgres:{major}"
+
 # Settings that keep a restored instance quiet: no telemetry, no calls home, no banners.
 QUIET_ENV = {
     **OUTBOUND_OFF,

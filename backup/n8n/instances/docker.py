@@ -14,22 +14,27 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from docker.client import DockerClient
-from docker.errors import DockerException, ImageNotFound
-from testcontainers.core.container import DockerContainer
-from testcontainers.core.exceptions import ContainerStartException
-from testcontainers.core.network import Network
+from backup.extras import missing_extra
+
+try:
+    from docker.client import DockerClient
+    from docker.errors import DockerException, ImageNotFound
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.exceptions import ContainerStartException
+    from testcontainers.core.network import Network
+except ImportError as exc:  # an optional part of the install
+    raise missing_extra("docker", exc) from None
 
 from backup.errors import BackupError, N8nStartError
 from backup.n8n.container import exec_n8n
 from backup.n8n.instances.base import QUIET_ENV
 from backup.n8n.instances.readiness import wait_until_ready
-from backup.n8n.postgres import PostgresTarget
 
-OFFICIAL_IMAGE = "docker.n8n.io/n8nio/n8n:{version}"
-OFFICIAL_POSTGRES_IMAGE = "postgres:{major}"
+if TYPE_CHECKING:
+    from backup.n8n.postgres import PostgresTarget
+
 POSTGRES_PORT = 5432
 CONTAINER_N8N_FOLDER = "/home/node/.n8n"
 N8N_PORT = 5678
@@ -259,6 +264,8 @@ class PostgresContainer:
             address = _address_on(self._container, self.network)
         except DockerException as exc:
             raise N8nStartError(f"cannot start PostgreSQL from {self.image}: {exc}") from None
+        from backup.n8n.postgres import PostgresTarget
+
         target = PostgresTarget(address, POSTGRES_PORT, "postgres", "postgres", self.password)
         deadline = time.monotonic() + timeout
         while True:
