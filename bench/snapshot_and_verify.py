@@ -40,35 +40,33 @@ def main() -> None:
     args = parser.parse_args()
     corpus = [json.loads(p.read_text()) for p in sorted(CORPUS.glob("*.json"))]
     launcher = runtime.install(runtime.DEFAULT_N8N_VERSION, log=False)
-    with (
-        tempfile.TemporaryDirectory() as work,
-        N8nProcess(launcher, Path(work) / "n8n", None) as n8n,
-    ):
+    with tempfile.TemporaryDirectory() as work:
         (Path(work) / "n8n").mkdir()
-        n8n.start(timeout=240)
-        api_key = create_owner_and_api_key(n8n.base_url)
-        seeding = N8nApi(n8n.base_url, api_key)
-        started = time.monotonic()
-        for index in range(args.workflows):
-            workflow = dict(corpus[index % len(corpus)])
-            workflow["name"] = f"{workflow['name']} #{index}"
-            seeding.create_workflow(workflow)
-        for index in range(args.credentials):
-            seeding.create_credential(
-                f"bench {index}", "httpHeaderAuth", {"name": "X", "value": f"v{index}"}
-            )
-        seed_seconds = time.monotonic() - started
-        seeding.close()
+        with N8nProcess(launcher, Path(work) / "n8n", None, boot_timeout=240) as n8n:
+            api_key = create_owner_and_api_key(n8n.base_url)
+            seeding = N8nApi(n8n.base_url, api_key)
+            started = time.monotonic()
+            for index in range(args.workflows):
+                workflow = dict(corpus[index % len(corpus)])
+                workflow["name"] = f"{workflow['name']} #{index}"
+                seeding.create_workflow(workflow)
+            for index in range(args.credentials):
+                seeding.create_credential(
+                    f"bench {index}", "httpHeaderAuth", {"name": "X", "value": f"v{index}"}
+                )
+            seed_seconds = time.monotonic() - started
+            seeding.close()
 
-        snapshots, keys = Path(work) / "snapshots", Path(work) / "keys"
-        started = time.monotonic()
-        with N8nApi(n8n.base_url, api_key) as api:
-            request = SnapshotRequest(locate(Path(work) / "n8n"), api, snapshots, KeyStore(keys))
-            snapshot = create_snapshot(request)
-        snapshot_seconds = time.monotonic() - started
-        peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        size = sum(p.stat().st_size for p in snapshot.rglob("*") if p.is_file())
-        n8n.stop()
+            snapshots, keys = Path(work) / "snapshots", Path(work) / "keys"
+            started = time.monotonic()
+            with N8nApi(n8n.base_url, api_key) as api:
+                request = SnapshotRequest(
+                    locate(Path(work) / "n8n"), api, snapshots, KeyStore(keys)
+                )
+                snapshot = create_snapshot(request)
+            snapshot_seconds = time.monotonic() - started
+            peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            size = sum(p.stat().st_size for p in snapshot.rglob("*") if p.is_file())
         started = time.monotonic()
         verify = subprocess.run(
             [

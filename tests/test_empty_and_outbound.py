@@ -63,8 +63,9 @@ def boot_restored(
     key = Secret(KeyStore(taken.key_store).load(manifest.key_fingerprint))
     folder = restore_to_temp(taken.path, manifest, key)
     try:
-        with N8nProcess(launcher, folder.user_folder, key.reveal(), extra_env=env) as process:
-            process.start(timeout=240)
+        with N8nProcess(
+            launcher, folder.user_folder, key.reveal(), extra_env=env, boot_timeout=240
+        ) as process:
             time.sleep(window)
             return [line for line in process.logs().splitlines() if "mcp" in line.lower()]
     finally:

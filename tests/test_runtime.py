@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from backup.errors import RuntimeInstallError
+from backup.errors import N8nStartError, RuntimeInstallError
 from backup.n8n import runtime
+from backup.n8n.instances.process import N8nProcess
 
 
 def test_installed_runtime_runs_with_its_own_node(launcher: Path) -> None:
@@ -40,3 +42,21 @@ def test_failed_install_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Monke
         runtime.install("0.0.1", log=False)
     assert runtime.installed_launcher("0.0.1") is None
     assert list((tmp_path / "cache" / "runtimes").iterdir()) == []
+
+
+def test_a_driver_is_a_context_manager_that_cleans_up_a_failed_start(
+    launcher: Path, tmp_path: Path
+) -> None:
+    """``with N8nProcess(...)`` starts n8n; when the start fails (here: its port is taken),
+    the process and its log folder are gone and the error says why."""
+    instance = N8nProcess(launcher, tmp_path, None, boot_timeout=120)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", instance.port))
+        taken.listen()
+        with pytest.raises(N8nStartError, match="already in use"), instance:
+            pytest.fail("n8n started on a port that was taken")
+    assert not instance.is_running()
+    assert not Path(instance._log_dir.name).exists()
+    with N8nProcess(launcher, tmp_path, None, boot_timeout=120) as running:
+        assert running.is_running() and running.ready_seconds is not None
+    assert not running.is_running()

@@ -56,8 +56,7 @@ def run_demo(work_dir: Path, version: str) -> int:
     make_private_dir(source)
     snapshots, key_store = work_dir / "snapshots", work_dir / "keys"
     print(f"demo: starting a throwaway n8n {version} in {source}", flush=True)
-    with N8nProcess(launcher, source, None) as instance:
-        instance.start(timeout=BOOT_TIMEOUT)
+    with N8nProcess(launcher, source, None, boot_timeout=BOOT_TIMEOUT) as instance:
         api_key = create_owner_and_api_key(instance.base_url)
         write_text_atomic(work_dir / "api-key", api_key)
         seed_demo_content(instance.base_url, api_key)

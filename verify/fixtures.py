@@ -139,11 +139,9 @@ def postgres_container(
     snapshot's source major by default; removed at the end."""
     from backup.n8n.instances.docker import PostgresContainer
 
-    server = PostgresContainer(case.postgres_image_for(manifest), docker_network)
-    try:
-        yield server.start(timeout=case.boot_timeout)
-    finally:
-        server.stop()
+    image = case.postgres_image_for(manifest)
+    with PostgresContainer(image, docker_network, case.boot_timeout) as server:
+        yield server
 
 
 def _major_mismatch(manifest: Manifest, major: int) -> str:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import subprocess
-from typing import Protocol
+from abc import ABC, abstractmethod
+from typing import Protocol, Self
 
 LOG_TAIL_LINES = 12
 # n8n's features that call out (telemetry, version checks, templates, banners, licence
@@ -77,6 +78,36 @@ QUIET_ENV = {
     "DB_TYPE": "sqlite",
     "GENERIC_TIMEZONE": "UTC",
 }
+
+
+DEFAULT_BOOT_TIMEOUT = 180.0
+
+
+class BootsOnEnter(ABC):
+    """What makes a driver a context manager, as testcontainers' containers are: ``with
+    driver as running:`` starts n8n and waits up to ``boot_timeout`` for it, and always stops
+    and cleans up on the way out, also when the start itself fails. ``start`` stays public for
+    callers that must run n8n CLI commands on the data before n8n starts."""
+
+    boot_timeout: float = DEFAULT_BOOT_TIMEOUT
+
+    @abstractmethod
+    def start(self, timeout: float) -> Self:
+        """Start n8n and wait until its REST API answers; raise N8nStartError otherwise."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop n8n and release everything it used."""
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start(self.boot_timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 class N8nInstance(Protocol):

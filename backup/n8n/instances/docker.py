@@ -29,7 +29,7 @@ except ImportError as exc:  # an optional part of the install
 
 from backup.errors import BackupError, N8nStartError
 from backup.n8n.container import exec_n8n
-from backup.n8n.instances.base import QUIET_ENV
+from backup.n8n.instances.base import DEFAULT_BOOT_TIMEOUT, QUIET_ENV, BootsOnEnter
 from backup.n8n.instances.readiness import wait_until_ready
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ class IsolatedNetwork:
             self.network.remove()
 
 
-class N8nContainer:
+class N8nContainer(BootsOnEnter):
     """One n8n container on restored data; same interface as the process driver's N8nProcess."""
 
     def __init__(
@@ -124,7 +124,9 @@ class N8nContainer:
         encryption_key: str | None,
         network: IsolatedNetwork,
         extra_env: dict[str, str] | None = None,
+        boot_timeout: float = DEFAULT_BOOT_TIMEOUT,
     ) -> None:
+        self.boot_timeout = boot_timeout
         self.image = image
         self.network = network
         n8n_folder = user_folder / ".n8n"
@@ -246,8 +248,11 @@ def _address_on(container: DockerContainer, network: IsolatedNetwork) -> str:
 class PostgresContainer:
     """A throwaway PostgreSQL server on the internal network (official image's env contract)."""
 
-    def __init__(self, image: str, network: IsolatedNetwork) -> None:
+    def __init__(
+        self, image: str, network: IsolatedNetwork, boot_timeout: float = DEFAULT_BOOT_TIMEOUT
+    ) -> None:
         self.image = image
+        self.boot_timeout = boot_timeout
         self.password = secrets.token_urlsafe(18)
         self._container = (
             DockerContainer(image)
@@ -283,6 +288,17 @@ class PostgresContainer:
         """Remove the container."""
         with contextlib.suppress(DockerException, ContainerStartException, AttributeError):
             self._container.stop()
+
+    def __enter__(self) -> PostgresTarget:
+        """Start the server (removed again if that fails); the admin target to use."""
+        try:
+            return self.start(self.boot_timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
 
 def _chown_tree(root: Path, uid: int) -> None:

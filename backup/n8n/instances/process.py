@@ -9,9 +9,8 @@ import socket
 import subprocess
 import tempfile
 from pathlib import Path
-from types import TracebackType
 
-from backup.n8n.instances.base import QUIET_ENV
+from backup.n8n.instances.base import DEFAULT_BOOT_TIMEOUT, QUIET_ENV, BootsOnEnter
 from backup.n8n.instances.readiness import wait_until_ready
 
 STOP_GRACE_SECONDS = 20
@@ -55,7 +54,7 @@ def instance_env(
     return env
 
 
-class N8nProcess:
+class N8nProcess(BootsOnEnter):
     """One n8n started from ``launcher`` on ``user_folder`` (the parent of ``.n8n``).
 
     Use as a context manager: the process is always stopped on exit, also when start fails.
@@ -68,7 +67,9 @@ class N8nProcess:
         encryption_key: str | None,
         *,
         extra_env: dict[str, str] | None = None,
+        boot_timeout: float = DEFAULT_BOOT_TIMEOUT,
     ) -> None:
+        self.boot_timeout = boot_timeout
         self.launcher = launcher
         self.user_folder = user_folder
         self.port = free_port()
@@ -142,14 +143,3 @@ class N8nProcess:
         """Stop the process and remove its log folder."""
         self.stop()
         self._log_dir.cleanup()
-
-    def __enter__(self) -> N8nProcess:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
