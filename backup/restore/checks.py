@@ -11,10 +11,8 @@ import re
 import subprocess
 from typing import Any, Protocol
 
-import httpx
-
 from backup.digests import credential_digest, workflow_digest
-from backup.errors import ApiError, N8nCheckError
+from backup.errors import ApiError, InputError, N8nCheckError
 from backup.manifest import Manifest
 from backup.n8n.api import N8nApi
 from backup.n8n.tables import N8nTables
@@ -46,13 +44,13 @@ def usable_api_key(base_url: str, database: N8nTables, key_fingerprint: str) -> 
             "the snapshot's database holds no public API key, so its workflows cannot be "
             "read over HTTP: create an API key in n8n before taking snapshots"
         )
-    with httpx.Client(base_url=base_url, timeout=30) as client:
-        for key in keys:
-            response = client.get(
-                "/api/v1/workflows", params={"limit": 1}, headers={"X-N8N-API-KEY": key}
-            )
-            if response.status_code == 200:
-                return key
+    for key in keys:
+        try:
+            with N8nApi(base_url, key) as api:
+                api.check_access()
+        except (ApiError, InputError):  # refused, or not even shaped like a key
+            continue
+        return key
     raise N8nCheckError(
         f"the restored n8n refuses every API key stored in the snapshot (tried {len(keys)}): "
         f"it is not running with the source's encryption key (key store entry {key_fingerprint} "
