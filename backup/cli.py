@@ -18,7 +18,7 @@ from backup.about import tool_version
 from backup.errors import BackupError, InputError
 from backup.keystore import KeyStore
 from backup.listing import format_listings, list_snapshots
-from backup.n8n import runtime
+from backup.n8n import npm
 from backup.n8n.api import N8nApi
 from backup.n8n.folder import N8nFolder, locate
 from backup.restore.workflows import restore_workflows
@@ -267,13 +267,19 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_runtime_install(args: argparse.Namespace) -> int:
-    """Install an n8n runtime and print its launcher as the last line."""
+def cmd_install_n8n(args: argparse.Namespace) -> int:
+    """Install an n8n version from npm and print its launcher as the last line."""
     # npm's own output only on a terminal; the launcher path is the last line (scripts read it).
-    launcher = runtime.install(args.version, log=not args.quiet and sys.stderr.isatty())
+    launcher = npm.install(args.version, log=not args.quiet and sys.stderr.isatty())
     if not args.quiet:
         print(launcher)
     return 0
+
+
+def _install_n8n_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("version", nargs="?", default=npm.DEFAULT_N8N_VERSION)
+    command.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+    command.set_defaults(handler=cmd_install_n8n)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -404,19 +410,25 @@ def build_parser() -> argparse.ArgumentParser:
     prune_cmd.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     prune_cmd.set_defaults(handler=cmd_prune)
 
-    rt = commands.add_parser("runtime", help="manage n8n runtimes from the npm registry")
-    rt_commands = rt.add_subparsers(dest="runtime_command", required=True, metavar="ACTION")
-    rt_install = rt_commands.add_parser("install", help="install an n8n version with its Node.js")
-    rt_install.add_argument("version", nargs="?", default=runtime.DEFAULT_N8N_VERSION)
-    rt_install.add_argument("--quiet", action="store_true", help=QUIET_HELP)
-    rt_install.set_defaults(handler=cmd_runtime_install)
+    install = commands.add_parser(
+        "install-n8n", help="install an n8n version from the npm registry, with its Node.js"
+    )
+    _install_n8n_arguments(install)
+    # The old spelling, `runtime install`, kept hidden for a release.
+    old = commands.add_parser("runtime")
+    old_install = old.add_subparsers(dest="runtime_command", required=True, metavar="ACTION")
+    legacy_install = old_install.add_parser("install")
+    _install_n8n_arguments(legacy_install)
     by_name = {
         "snapshot": snap,
         "restore": restore,
         "list": listing,
         "prune": prune_cmd,
-        "runtime": rt_install,
+        "install-n8n": install,
     }
+    legacy_install.add_argument("--config", type=Path, help=argparse.SUPPRESS)
+    legacy_install.add_argument("--show-settings", action="store_true", help=argparse.SUPPRESS)
+    legacy_install.set_defaults(command_name="install-n8n", command_parser=legacy_install)
     for name, command in by_name.items():
         command.add_argument("--config", type=Path, metavar="FILE", help=CONFIG_HELP)
         command.add_argument("--show-settings", action="store_true", help=SHOW_SETTINGS_HELP)

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from backup.keystore import KeyStore  # noqa: E402
-from backup.n8n import runtime  # noqa: E402
+from backup.n8n import npm  # noqa: E402
 from backup.n8n.api import N8nApi  # noqa: E402
 from backup.n8n.folder import locate  # noqa: E402
 from backup.n8n.instances.process import N8nProcess  # noqa: E402
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--credentials", type=int, default=30)
     args = parser.parse_args()
     corpus = [json.loads(p.read_text()) for p in sorted(CORPUS.glob("*.json"))]
-    launcher = runtime.install(runtime.DEFAULT_N8N_VERSION, log=False)
+    launcher = npm.install(npm.DEFAULT_N8N_VERSION, log=False)
     with tempfile.TemporaryDirectory() as work:
         (Path(work) / "n8n").mkdir()
         with N8nProcess(launcher, Path(work) / "n8n", None, boot_timeout=240) as n8n:

@@ -42,7 +42,7 @@ if $base_only; then
     exit 0
 fi
 
-runtime_launcher=$(.venv/bin/n8n-backup runtime install "$version" | tail -n 1)
+runtime_launcher=$(.venv/bin/n8n-backup install-n8n "$version" | tail -n 1)
 runtime_dir=$(dirname "$(dirname "$runtime_launcher")")
 progress "building $image from $runtime_dir (several minutes: 2.8 GB)"
 build_log=$(mktemp)

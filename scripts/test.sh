@@ -15,12 +15,12 @@ fi
 # The versions tested: 2.40.7 (default), the last 1.x line, and an earlier 2.x for the minor
 # upgrade rehearsal. The docker runtime needs an engine and n8n images built locally (no
 # registry is reachable): the default version's image builds while the other runtimes install.
-.venv/bin/n8n-backup runtime install 2.40.7 --quiet
+.venv/bin/n8n-backup install-n8n 2.40.7 --quiet
 ./scripts/docker-engine.sh
 ./scripts/build-n8n-image.sh 2.40.7 &
 image_build=$!
 for version in 1.123.81 2.39.10; do
-    .venv/bin/n8n-backup runtime install "$version" --quiet
+    .venv/bin/n8n-backup install-n8n "$version" --quiet
 done
 wait "$image_build"
 ./scripts/build-n8n-image.sh 1.123.81

@@ -12,7 +12,7 @@ import pytest
 from docker.client import DockerClient
 from docker.errors import DockerException
 
-from backup.n8n import runtime
+from backup.n8n import npm
 from tests.cli_support import snapshot_under_load
 from tests.n8n_support import (
     GENERATED_WORKFLOWS,
@@ -33,13 +33,13 @@ pytest_plugins = ["pytester"]
 def shared_runtime_cache() -> None:
     """Pin the runtime cache: pytester gives subprocesses a HOME of their own, and a verify run
     there would otherwise install n8n again (minutes, and 2.8 GB per test)."""
-    os.environ.setdefault(runtime.CACHE_ENV, str(runtime.cache_root()))
+    os.environ.setdefault(npm.CACHE_ENV, str(npm.cache_root()))
 
 
 @pytest.fixture(scope="session")
 def launcher() -> Path:
     """The default n8n runtime (2.40.7), installed on first use."""
-    return runtime.install(runtime.DEFAULT_N8N_VERSION, log=False)
+    return npm.install(npm.DEFAULT_N8N_VERSION, log=False)
 
 
 @pytest.fixture(scope="session")

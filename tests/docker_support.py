@@ -11,7 +11,7 @@ from typing import Any
 from docker.client import DockerClient
 from docker.models.containers import Container
 
-from backup.n8n import runtime
+from backup.n8n import npm
 from backup.n8n.api import N8nApi
 from backup.n8n.container import BootingContainer, inspect_n8n_container
 from backup.n8n.folder import read_encryption_key
@@ -40,7 +40,7 @@ def _run_build_script(script: str, *args: str) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
-def build_image(version: str = runtime.DEFAULT_N8N_VERSION) -> str:
+def build_image(version: str = npm.DEFAULT_N8N_VERSION) -> str:
     """Build (or reuse) the local n8n image with the project's script; return its name."""
     return _run_build_script("build-n8n-image.sh", version)
 

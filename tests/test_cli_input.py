@@ -82,8 +82,11 @@ def test_api_unreachable_changes_nothing(n8n_folder: Path, tmp_path: Path) -> No
     assert not (tmp_path / "keys").exists()
 
 
-def test_bad_runtime_version() -> None:
+def test_bad_n8n_version_to_install() -> None:
     assert_one_line_error(
+        run_backup_cli("install-n8n", "latest; rm -rf /"), "not a release version"
+    )
+    assert_one_line_error(  # the old spelling
         run_backup_cli("runtime", "install", "latest; rm -rf /"), "not a release version"
     )
 

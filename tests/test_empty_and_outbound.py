@@ -15,7 +15,7 @@ import pytest
 
 from backup.keystore import KeyStore
 from backup.manifest import Counts, Manifest
-from backup.n8n import runtime
+from backup.n8n import npm
 from backup.n8n.instances.base import outbound_env
 from backup.n8n.instances.process import N8nProcess
 from backup.secret import Secret
@@ -75,7 +75,7 @@ def boot_restored(
 def test_restored_instance_calls_nothing_outside(
     taken: TakenSnapshot, launcher: Path, outbound_canary: Canary
 ) -> None:
-    env = outbound_env(runtime.DEFAULT_N8N_VERSION, sink=outbound_canary.base)
+    env = outbound_env(npm.DEFAULT_N8N_VERSION, sink=outbound_canary.base)
     boot_restored(taken, launcher, env, QUIET_WINDOW_SECONDS)
     assert outbound_canary.hits == 0, f"n8n called out: {outbound_canary.paths}"
 
@@ -84,7 +84,7 @@ def test_the_canary_would_see_a_feature_left_on(
     taken: TakenSnapshot, launcher: Path, outbound_canary: Canary
 ) -> None:
     """Control: the MCP registry module left on, pointed at the canary, is seen calling."""
-    env = outbound_env(runtime.DEFAULT_N8N_VERSION, sink=outbound_canary.base)
+    env = outbound_env(npm.DEFAULT_N8N_VERSION, sink=outbound_canary.base)
     env.update(
         {
             "N8N_DISABLED_MODULES": "",

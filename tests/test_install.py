@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from backup.n8n import runtime
+from backup.n8n import npm
 from tests.cli_support import ROOT
 from tests.n8n_support import TakenSnapshot, copy_variant
 from tests.verify_runner import VERIFY_CHECKS
@@ -41,7 +41,7 @@ class Installed:
         """Run one of the environment's commands in ``cwd``, with nothing of the checkout on
         the path (the n8n runtime cache is the tests' own, see conftest.py)."""
         env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-        env[runtime.CACHE_ENV] = str(runtime.cache_root())
+        env[npm.CACHE_ENV] = str(npm.cache_root())
         return subprocess.run(
             [self.command(command[0]), *command[1:]],
             cwd=cwd,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from backup.manifest import Manifest
-from backup.n8n import runtime
+from backup.n8n import npm
 from tests.cli_support import run_snapshot_cli
 from tests.docker_support import PROCESS_ARGS
 from tests.n8n_support import process_source_args, seed, start_source
@@ -22,7 +22,7 @@ EARLIER_2X = "2.39.10"
 def test_minor_upgrade_rehearsal_passes_and_reports_the_upgrade(
     pytester: pytest.Pytester, tmp_path: Path
 ) -> None:
-    source = start_source(runtime.install(EARLIER_2X, log=False), tmp_path / "n8n")
+    source = start_source(npm.install(EARLIER_2X, log=False), tmp_path / "n8n")
     try:
         seed(source.api, corpus=True, generated=2)
         path = run_snapshot_cli(
@@ -33,7 +33,7 @@ def test_minor_upgrade_rehearsal_passes_and_reports_the_upgrade(
         source.process.close()
     assert Manifest.load(path).source_n8n_version == EARLIER_2X
 
-    target = runtime.DEFAULT_N8N_VERSION
+    target = npm.DEFAULT_N8N_VERSION
     run = run_verify(
         pytester,
         path,

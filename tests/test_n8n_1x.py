@@ -20,7 +20,7 @@ import pytest
 
 from backup.digests import sha256_file
 from backup.manifest import FileEntry, Manifest
-from backup.n8n import runtime
+from backup.n8n import npm
 from backup.n8n.api import N8nApi
 from backup.n8n.instances.process import N8nProcess
 from backup.n8n.postgres import PostgresTarget, n8n_database_env
@@ -114,7 +114,7 @@ def snapshot_1x(
 ) -> Iterator[tuple[Path, Path, SourceInstance]]:
     """n8n 1.x holding the real-workflow corpus (with its sub-workflows), a sub-workflow of
     ours, and a schedule that has reached the canary before the snapshot."""
-    launcher = runtime.install(N8N_1X, log=False)
+    launcher = npm.install(N8N_1X, log=False)
     source = start_source(launcher, tmp_path_factory.mktemp("source-1x"))
     try:
         source.seeded_secrets = seed(source.api, corpus=True, generated=5)
@@ -156,7 +156,7 @@ def test_1x_snapshot_verifies_on_1x_and_after_the_upgrade_to_2x(
     manifest = Manifest.load(path)
     assert manifest.source_n8n_version == N8N_1X
     assert len({w.name for w in manifest.workflows}) > 100, "the corpus is not in the snapshot"
-    targets = f"{N8N_1X},{runtime.DEFAULT_N8N_VERSION}"
+    targets = f"{N8N_1X},{npm.DEFAULT_N8N_VERSION}"
     hits_before = canary.hits
     run = run_verify(
         pytester, path, keys, "--n8n-version", targets, "--quiet-seconds", "6", *runtime_args
@@ -165,7 +165,7 @@ def test_1x_snapshot_verifies_on_1x_and_after_the_upgrade_to_2x(
     assert run.failures == {}
     run.result.assert_outcomes(passed=2 * VERIFY_CHECKS)
     text = run.report.read_text(encoding="utf-8")
-    for target in (N8N_1X, runtime.DEFAULT_N8N_VERSION):
+    for target in (N8N_1X, npm.DEFAULT_N8N_VERSION):
         assert f"test_workflows_load[{path.name}@{target}]" in text
     assert "migrations run on restore" in text
     restored_on_2x = text.split(f"{path.name}@2.40.7", 1)[1]
@@ -209,7 +209,7 @@ def pg_snapshot_1x(
 ) -> Iterator[tuple[Path, Path, PostgresServer]]:
     """n8n 1.x on PostgreSQL (schema public) holding the corpus and a sub-workflow."""
     server = PostgresServer().start()
-    launcher = runtime.install(N8N_1X, log=False)
+    launcher = npm.install(N8N_1X, log=False)
     with psycopg.connect(server.dsn(), autocommit=True) as admin:
         admin.execute("CREATE DATABASE n8n_1x")
     env = n8n_database_env(PostgresTarget.from_dsn(server.dsn("n8n_1x")))
@@ -256,7 +256,7 @@ def test_1x_on_postgres_upgrades_to_2x_with_nothing_active(
         path,
         keys,
         "--n8n-version",
-        runtime.DEFAULT_N8N_VERSION,
+        npm.DEFAULT_N8N_VERSION,
         "--postgres-dsn",
         dsn,
         "--quiet-seconds",
@@ -296,10 +296,10 @@ def test_a_damaged_workflow_row_fails_the_upgrade_with_its_name(
         damaged,
         keys,
         "--n8n-version",
-        runtime.DEFAULT_N8N_VERSION,
+        npm.DEFAULT_N8N_VERSION,
         "--quiet-seconds",
         "2",
         *PROCESS_ARGS,
     )
-    counts = run.failures[f"test_counts[{path.name}@{runtime.DEFAULT_N8N_VERSION}]"]
+    counts = run.failures[f"test_counts[{path.name}@{npm.DEFAULT_N8N_VERSION}]"]
     assert f"workflow {victim.id} ({victim.name!r}) in the database copy differs" in counts

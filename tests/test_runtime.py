@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from backup.errors import N8nStartError, RuntimeInstallError
-from backup.n8n import runtime
+from backup.n8n import npm
 from backup.n8n.instances.process import N8nProcess
 
 
@@ -26,21 +26,21 @@ def test_installed_runtime_runs_with_its_own_node(launcher: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == runtime.DEFAULT_N8N_VERSION
+    assert result.stdout.strip().splitlines()[-1] == npm.DEFAULT_N8N_VERSION
 
 
 def test_second_install_takes_seconds(launcher: Path) -> None:
     started = time.monotonic()
-    assert runtime.install(runtime.DEFAULT_N8N_VERSION, log=False) == launcher
+    assert npm.install(npm.DEFAULT_N8N_VERSION, log=False) == launcher
     assert time.monotonic() - started < 5
 
 
 def test_failed_install_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A version the registry does not have fails cleanly, with no folder a later run trusts."""
-    monkeypatch.setenv(runtime.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(npm.CACHE_ENV, str(tmp_path / "cache"))
     with pytest.raises(RuntimeInstallError, match=r"npm install .*n8n@0\.0\.1 failed"):
-        runtime.install("0.0.1", log=False)
-    assert runtime.installed_launcher("0.0.1") is None
+        npm.install("0.0.1", log=False)
+    assert npm.installed_launcher("0.0.1") is None
     assert list((tmp_path / "cache" / "runtimes").iterdir()) == []
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from backup.atomic import make_private_dir, write_text_atomic
 from backup.cli import run_command
 from backup.keystore import KeyStore
-from backup.n8n import runtime
+from backup.n8n import npm
 from backup.n8n.api import N8nApi
 from backup.n8n.folder import locate
 from backup.n8n.instances.process import N8nProcess
@@ -50,7 +50,7 @@ def seed_demo_content(base_url: str, api_key: str) -> None:
 
 def run_demo(work_dir: Path, version: str) -> int:
     """Boot, seed, snapshot, stop, verify; return pytest's exit code."""
-    launcher = runtime.install(version)
+    launcher = npm.install(version)
     source = work_dir / "source"
     shutil.rmtree(source, ignore_errors=True)
     make_private_dir(source)
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--work-dir", type=Path, default=DEMO_DIR, help="demo data (default .demo)")
     parser.add_argument(
-        "--n8n-version", default=runtime.DEFAULT_N8N_VERSION, help="n8n version of the demo"
+        "--n8n-version", default=npm.DEFAULT_N8N_VERSION, help="n8n version of the demo"
     )
     # The old spelling, kept for a release.
     parser.add_argument("--version", dest="n8n_version", help=argparse.SUPPRESS)

@@ -20,7 +20,7 @@ from backup.check import database_file_problems
 from backup.digests import workflow_digest
 from backup.errors import BackupError, N8nCheckError, N8nStartError, SnapshotError
 from backup.manifest import Manifest, authenticate
-from backup.n8n import runtime
+from backup.n8n import npm
 from backup.n8n.instances.base import OUTBOUND_OFF, OUTBOUND_SINK, N8nInstance, outbound_env
 from backup.n8n.instances.process import N8nProcess
 from backup.n8n.sqlite import N8nDatabase
@@ -255,10 +255,10 @@ def _new_instance(
         summary.isolation = "internal Docker network: no route out of the container"
         return N8nContainer(image, folder.user_folder, key.reveal(), network, extra_env)
     try:
-        launcher = runtime.install(version, log=False)
+        launcher = npm.install(version, log=False)
     except BackupError as exc:
         pytest.fail(f"cannot install n8n {version}: {exc}", pytrace=False)
-    summary.runtime = f"process (n8n {version} from npm, Node.js {runtime.NODE_VERSION})"
+    summary.runtime = f"process (n8n {version} from npm, Node.js {npm.NODE_VERSION})"
     summary.isolation = (
         "local process on 127.0.0.1; n8n's outbound features off ("
         + ", ".join(sorted(OUTBOUND_OFF))

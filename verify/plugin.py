@@ -24,7 +24,7 @@ from backup.errors import BackupError, InputError
 from backup.extras import MissingExtraError
 from backup.manifest import Manifest, find_snapshots
 from backup.n8n.instances.base import OFFICIAL_IMAGE, OFFICIAL_POSTGRES_IMAGE
-from backup.n8n.runtime import validate_version
+from backup.n8n.npm import validate_version
 from backup.settings import env_name, read_config
 from backup.verification_record import TargetResult, VerificationRecord, write_record
 from verify.cases import CASES_KEY, RUNTIME_NOTE_KEY, SUMMARIES_KEY, SnapshotCase

@@ -1,4 +1,4 @@
-"""n8n as a local process from an npm-installed runtime (see backup.n8n.runtime)."""
+"""n8n as a local process from an npm-installed runtime (see backup.n8n.npm)."""
 
 from __future__ import annotations
 
