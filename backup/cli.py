@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from backup.about import tool_version
 from backup.errors import BackupError, InputError
@@ -227,7 +227,8 @@ def _add_snapshot_folder(command: argparse.ArgumentParser) -> None:
 
 def _snapshot_folder(args: argparse.Namespace) -> Path:
     """The folder of snapshots, by its name or its old spelling; one of them is required."""
-    folder: Path | None = getattr(args, "snapshots", None) or getattr(args, "root", None)
+    # The positional folder is only ever typed: it wins over a --snapshots from a setting.
+    folder: Path | None = getattr(args, "root", None) or getattr(args, "snapshots", None)
     folder = folder or getattr(args, "out", None)
     if folder is None:
         raise InputError("give --snapshots DIR, the folder of snapshots")
@@ -282,16 +283,31 @@ def _install_n8n_arguments(command: argparse.ArgumentParser) -> None:
     command.set_defaults(handler=cmd_install_n8n)
 
 
+class _Parser(argparse.ArgumentParser):
+    """No abbreviated options: "--cont" must not pass for --container, and a setting from the
+    environment must never win over an option the operator typed in short."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        """Bad usage is one line too, like every other error."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full command-line interface."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="n8n-backup",
         description="Back up n8n and keep its encryption key apart from the backup.",
         epilog="exit codes: 0 ok, 1 failure, 2 bad input, 3 executions still running, "
         "12 encryption key problem, 130 interrupted",
     )
     parser.add_argument("--version", action="version", version=f"n8n-backup {tool_version()}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
 
     snap = commands.add_parser("snapshot", help="take a snapshot of a running n8n")
     snap.add_argument("--n8n-folder", type=Path, help=".n8n folder or its parent")
@@ -416,7 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     _install_n8n_arguments(install)
     # The old spelling, `runtime install`, kept hidden for a release.
     old = commands.add_parser("runtime")
-    old_install = old.add_subparsers(dest="runtime_command", required=True, metavar="ACTION")
+    old_install = old.add_subparsers(
+        dest="runtime_command", required=True, metavar="ACTION", parser_class=_Parser
+    )
     legacy_install = old_install.add_parser("install")
     _install_n8n_arguments(legacy_install)
     by_name = {

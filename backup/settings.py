@@ -25,6 +25,12 @@ ENV_PREFIX = "N8N_BACKUP_"
 CONFIG_ENV = "N8N_BACKUP_CONFIG"
 DEFAULT_CONFIG = Path("n8n-backup.toml")
 NOT_SETTINGS = {"help", "config", "show-settings"}
+# Options that change what a command may destroy: only ever from the command line, where the
+# operator sees them (a variable set for one command must not arm another).
+COMMAND_LINE_ONLY = {"force", "overwrite", "resume"}
+# Per command: restore's --container turns a workflows-only restore into a full one, and
+# list's turns a listing of snapshots into one of rollback copies.
+COMMAND_LINE_ONLY_FOR = {"restore": {"container"}, "list": {"container"}}
 TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 
 
@@ -35,7 +41,7 @@ def setting_name(action: argparse.Action) -> str | None:
         return None
     longs = [o for o in action.option_strings if o.startswith("--")]
     name = longs[0][2:] if longs else None
-    return None if name in NOT_SETTINGS else name
+    return None if name in NOT_SETTINGS | COMMAND_LINE_ONLY else name
 
 
 def env_name(name: str) -> str:
@@ -114,12 +120,14 @@ def apply_settings(
                 f"unknown setting {key!r} in [{command_name}] of {config_path}: the names are "
                 f"the long options of {command_name} without the dashes"
             )
+    # Given under any spelling (an old hidden alias shares the dest) means given.
+    given = {action.dest for action in command._actions if _given_on_command_line(action, argv)}
     origins: dict[str, str] = {}
     for action in command._actions:
         name = setting_name(action)
-        if name is None:
+        if name is None or name in COMMAND_LINE_ONLY_FOR.get(command_name, set()):
             continue
-        if _given_on_command_line(action, argv):
+        if action.dest in given:
             origins[name] = "command line"
         elif env_name(name) in environ:
             value = _convert(action, name, environ[env_name(name)], env_name(name))
@@ -153,14 +161,23 @@ def describe(
     lines = []
     for action in command._actions:
         name = setting_name(action)
-        if name is not None:
+        if name is not None and name in origins:  # a setting of this command
             value = masked(getattr(args, action.dest, None))
             lines.append(f"{name} = {value!r}  ({origins.get(name, 'default')})")
     return "\n".join(lines)
 
 
 def masked(value: object) -> object:
-    """A DSN's password replaced with ***: settings are printed, secrets never."""
-    if isinstance(value, str) and "://" in value:
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", value)
-    return value
+    """A DSN with its password replaced by ***, in URI or key=value form: settings are
+    printed, secrets never."""
+    if not isinstance(value, str):
+        return value
+    text = re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", r"\1***", value)
+    if "://" in text:
+        scheme, _, rest = text.partition("://")
+        netloc, slash, path = rest.partition("/")
+        userinfo, at, hostport = netloc.rpartition("@")
+        if at and ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":***"
+            text = f"{scheme}://{userinfo}@{hostport}{slash}{path}"
+    return text

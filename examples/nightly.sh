@@ -13,6 +13,8 @@
 #   VERIFY_ARGS                   extra pytest verify options, e.g. "--runtime docker"
 #   PRUNE_ARGS                    e.g. "--keep-daily 30 --keep-weekly 13"
 set -uo pipefail
+# The folder snapshot prints is read below: a quiet setting for cron must not hide it.
+unset N8N_BACKUP_QUIET
 here="$(cd "$(dirname "$0")/.." && pwd)"
 backup="$here/.venv/bin/n8n-backup"
 log="$(mktemp)"

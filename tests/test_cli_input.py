@@ -216,3 +216,31 @@ def test_bad_settings_are_one_line_errors_and_secrets_are_masked(tmp_path: Path)
     assert "s3cret" not in shown.stdout and "n8n:***@127.0.0.1" in shown.stdout
     missing = run_backup_cli("snapshot", "--n8n-folder", str(tmp_path), "--snapshots", "x")
     assert_one_line_error(missing, "give --key-store DIR (or N8N_BACKUP_KEY_STORE")
+
+
+def test_the_command_line_always_wins_and_dangerous_options_are_never_settings(
+    tmp_path: Path,
+) -> None:
+    env = {
+        **os.environ,
+        "N8N_BACKUP_SNAPSHOTS": str(tmp_path / "from-env-does-not-exist"),
+        "N8N_BACKUP_FORCE": "true",
+        "N8N_BACKUP_CONTAINER": "from-env",
+    }
+    # The old spellings count as typed: a setting never overrides them.
+    snapshot = run_backup_cli("snapshot", "--out", "/typed", "--show-settings", env=env)
+    assert "snapshots = PosixPath('/typed')  (command line)" in snapshot.stdout
+    listed = run_backup_cli("list", str(tmp_path), "--json", env=env)
+    assert listed.returncode == 0 and listed.stdout.strip() == "[]", listed.stderr
+    # No abbreviations: "--cont" is an error, not the container from the environment.
+    assert_one_line_error(
+        run_backup_cli("restore", str(tmp_path), "--cont", "typed", env=env), "--cont"
+    )
+    # --force and restore's --container come only from the command line.
+    restore = run_backup_cli("restore", "--show-settings", env=env)
+    assert "force" not in restore.stdout and "container" not in restore.stdout
+    shown = run_backup_cli("snapshot", "--show-settings", env=env).stdout
+    assert "container = 'from-env'  (environment N8N_BACKUP_CONTAINER)" in shown
+    for dsn in ("host=db password='s3 cret' user=n8n", "postgresql://n8n:s3@cret@db/n8n"):
+        shown = run_backup_cli("list", "--postgres", dsn, "--show-settings")
+        assert "s3" not in shown.stdout and "***" in shown.stdout, shown.stdout

@@ -64,17 +64,53 @@ def make_folder(tmp_path: Path) -> Path:
     return folder_path
 
 
-def test_rollback_copies_are_owned_like_the_data_and_listed(tmp_path: Path) -> None:
+def test_rollback_copies_are_ours_while_we_work_then_owned_like_the_data(
+    tmp_path: Path,
+) -> None:
+    """While the restore works in restore-rollback/ (as root), n8n's user cannot swap its files
+    for links; when it is done, the kept copies are owned like the rest of n8n's data."""
     folder_path = make_folder(tmp_path)
     os.chown(folder_path, 1000, 1000)
     slot = SqliteSlot(locate(folder_path), folder_path / "database.sqlite")
     copy = Path(slot.prepare())
     slot.record("n8n", "snap", PREPARED)
-    for path in (copy, copy.parent, copy.parent.parent, copy.parent.parent / "in-progress.json"):
+    journal = copy.parent.parent / "in-progress.json"
+    for path in (copy, copy.parent, copy.parent.parent, journal):
+        assert path.stat().st_uid == os.getuid(), path
+    assert copy.parent.parent.stat().st_mode & 0o777 == 0o700
+    slot.forget()
+    slot.hand_over()
+    for path in (copy, copy.parent, copy.parent.parent):
         assert (path.stat().st_uid, path.stat().st_gid) == (1000, 1000), path
     assert rollback_copies(folder_path / ROLLBACK_DIR) == [copy]
     second = SqliteSlot(locate(folder_path), folder_path / "database.sqlite")
     assert Path(second.prepare()).parent != copy.parent, "two restores in one second collide"
+
+
+def test_links_planted_in_n8ns_folder_are_never_followed(tmp_path: Path) -> None:
+    """restore-rollback/ replaced by a link is refused; a link planted where the staged copy
+    goes is removed, not written through."""
+    folder_path = make_folder(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o755)
+    os.chmod(elsewhere, 0o755)
+    (folder_path / ROLLBACK_DIR).symlink_to(elsewhere)
+    slot = SqliteSlot(locate(folder_path), folder_path / "database.sqlite")
+    with pytest.raises(InputError, match="is a link or not a folder"):
+        slot.prepare()
+    assert list(elsewhere.iterdir()) == [] and elsewhere.stat().st_mode & 0o777 == 0o755
+    (folder_path / ROLLBACK_DIR).unlink()
+    victim = tmp_path / "victim"
+    victim.write_text("not yours")
+    (folder_path / ".database.sqlite.restoring").symlink_to(victim)
+    snapshot_copy = tmp_path / "snapshot.sqlite"
+    with closing(sqlite3.connect(snapshot_copy)) as conn:
+        conn.execute("CREATE TABLE snap (x)")
+        conn.commit()
+    database_slot.replace_database(locate(folder_path), snapshot_copy)
+    assert victim.read_text() == "not yours"
+    with closing(sqlite3.connect(folder_path / "database.sqlite")) as conn:
+        assert conn.execute("SELECT name FROM sqlite_master").fetchall() == [("snap",)]
 
 
 def test_a_copy_cut_short_leaves_nothing_that_looks_like_a_rollback(
@@ -121,3 +157,21 @@ def test_a_journal_naming_another_database_is_refused(tmp_path: Path) -> None:
     other = RestoreJournal("n8n", "snap", "x", REPLACED, "postgres", "billing", "y")
     with pytest.raises(InputError, match="give the DSN of 'billing'"):
         PostgresSlot.from_journal(target, folder, other)
+
+
+def test_a_journal_mixing_two_restores_is_refused(tmp_path: Path) -> None:
+    """Staging and rollback names from different restores: renaming by them could put an old
+    rollback database in place and drop the live one."""
+    folder = locate(make_folder(tmp_path))
+    target = PostgresTarget.from_dsn("postgresql://n8n@127.0.0.1:1/n8n")
+    journal = RestoreJournal(
+        "n8n",
+        "snap",
+        "n8n_rollback_20261101t000000z",
+        REPLACED,
+        "postgres",
+        "n8n",
+        "n8n_restoring_20261127t000000z",
+    )
+    with pytest.raises(InputError, match="two different restores"):
+        PostgresSlot.from_journal(target, folder, journal)

@@ -29,13 +29,19 @@ from backup.n8n.api import N8nApi
 from backup.n8n.container import ContainerCli, inspect_n8n_container
 from backup.n8n.postgres import PostgresTarget, n8n_database_env
 from backup.restore.checks import n8n_credential_digests, served_workflow_digests
-from backup.restore.database_slot import ROLLBACK_DIR
+from backup.restore.database_slot import ROLLBACK_DIR, replace_database
 from backup.restore.fault_points import PAUSE_ENV, STARTED, STOPPED, SWAPPED, SWAPPING
-from backup.restore.journal import read_journal
+from backup.restore.journal import clear_journal, read_journal
 from backup.restore.postgres_slot import database_names, rollback_databases
 from backup.secret import Secret
 from tests.cli_support import backup_command, run_backup_cli, run_snapshot_cli
-from tests.docker_support import N8nTestContainer, remove, run_n8n_container, set_up_owner
+from tests.docker_support import (
+    N8nTestContainer,
+    remove,
+    run_n8n_container,
+    set_up_owner,
+    wait_ready,
+)
 from tests.n8n_support import seed
 from tests.postgres_support import PostgresServer
 from verify.bootstrap import sample_credentials, sample_workflow
@@ -194,6 +200,39 @@ def test_sqlite_restore_faults_leave_the_previous_data_running(
         kill_and_resume(sqlite_target, point)
     else:
         interrupt(sqlite_target, point)
+    assert_previous_data_runs(sqlite_target, before)
+
+
+def test_resume_refuses_when_n8n_was_started_since(sqlite_target: FaultTarget) -> None:
+    """Killed after the swap; then someone starts n8n on the restored data (and may use it):
+    --resume must not overwrite that with the previous database. The operator settles it by
+    hand (here: puts the previous database back and clears the journal)."""
+    before = add_own_data(sqlite_target)
+    restore = start_paused_restore(sqlite_target, SWAPPED)
+    restore.kill()
+    restore.communicate()
+    sqlite_target.handle.container.start()
+    resumed = run_backup_cli(
+        "restore", "--resume", "--container", sqlite_target.handle.name, timeout=400
+    )
+    assert resumed.returncode != 0
+    last = resumed.stderr.strip().splitlines()[-1]
+    assert "was started again after the interrupted restore" in last, last
+    folder = inspect_n8n_container(sqlite_target.handle.name).folder
+    journal = read_journal(folder.path / ROLLBACK_DIR)
+    assert journal is not None and Path(journal.rollback).is_file(), "the previous data is kept"
+    sqlite_target.handle.container.stop(timeout=30)
+    replace_database(folder, Path(journal.rollback))
+    clear_journal(folder.path / ROLLBACK_DIR)
+    sqlite_target.handle.container.start()
+    wait_ready(
+        N8nTestContainer(
+            sqlite_target.handle.container,
+            sqlite_target.handle.volume,
+            sqlite_target.url,
+            sqlite_target.handle.encryption_key,
+        )
+    )
     assert_previous_data_runs(sqlite_target, before)
 
 

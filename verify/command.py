@@ -19,6 +19,7 @@ import pytest
 
 import verify
 from backup.about import tool_version
+from backup.settings import env_name
 
 PROG = "n8n-verify"
 FOLDER_OPTIONS = ("--snapshots", "--key-store")
@@ -43,6 +44,7 @@ def input_problem(argv: Sequence[str]) -> str | None:
         return f"{exc}; usage: {USAGE}"
     for option in FOLDER_OPTIONS:
         value: str | None = getattr(given, option.removeprefix("--").replace("-", "_"))
+        value = value or os.environ.get(env_name(option.removeprefix("--")))
         if not value:
             return f"{option} DIR is required; usage: {USAGE}"
         if not Path(value).is_dir():

@@ -253,10 +253,14 @@ def apply_verify_settings(config: pytest.Config, environ: Mapping[str, str]) -> 
     for name, (dest, convert) in VERIFY_SETTINGS.items():
         if any(option in given for option in aliases.get(name, (f"--{name}",))):
             continue
-        if env_name(name) in environ:
-            raw: object = environ[env_name(name)]
-            where = env_name(name)
-        elif name in table or (name in file_settings and not isinstance(file_settings[name], dict)):
+        # n8n-backup's "postgres" is n8n's own database; verify's is a scratch server where it
+        # creates and drops databases: never taken from a shared setting.
+        variable = env_name("verify-postgres" if name == "postgres" else name)
+        shared = name != "postgres" and name in file_settings
+        if variable in environ:
+            raw: object = environ[variable]
+            where = variable
+        elif name in table or (shared and not isinstance(file_settings[name], dict)):
             raw = table.get(name, file_settings.get(name))
             where = f"{path}"
         else:

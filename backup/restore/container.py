@@ -82,22 +82,25 @@ def _database_errors() -> tuple[type[Exception], ...]:
 
 @contextlib.contextmanager
 def interrupts_as_keyboard_interrupt() -> Iterator[None]:
-    """SIGTERM (a service manager, docker, kill) is handled like Ctrl-C while this is open."""
+    """SIGTERM and SIGHUP are handled like Ctrl-C while this is open."""
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    # SIGTERM: a service manager, docker, kill; SIGHUP: the SSH session or terminal went away.
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
 def interrupts_ignored() -> Iterator[None]:
-    """SIGINT and SIGTERM are ignored while this is open (a rollback in progress)."""
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    """SIGINT, SIGTERM and SIGHUP are ignored while this is open (a rollback in progress)."""
+    stopping = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in stopping}
     try:
         yield
     finally:
@@ -265,8 +268,8 @@ def _restore_locked(
             "or pass --force to restore anyway; nothing was changed"
         )
 
-    def record(step: str) -> None:
-        slot.record(container_name, manifest.snapshot_id, step)
+    def record(step: str, started_at: str = "") -> None:
+        slot.record(container_name, manifest.snapshot_id, step, started_at)
 
     slot.check_space()
     with interrupts_as_keyboard_interrupt():
@@ -296,6 +299,8 @@ def _restore_locked(
             say(f"restore: starting {container_name}")
             started_at = time.time()
             container.start()
+            container.reload()
+            record(REPLACED, container.attrs["State"]["StartedAt"])  # resume tells restarts
             step = "waiting for n8n"
             pause_point(STARTED)
             url = _wait(container, api_url, boot_timeout)
@@ -321,8 +326,9 @@ def _restore_locked(
             raise RestoreError(
                 f"restore failed while {step}: {exc}; {back}; fix the cause and restore again"
             ) from None
-    with contextlib.suppress(*_database_errors()):  # the restore stands either way
+    with contextlib.suppress(BackupError, *_database_errors()):  # the restore stands anyway
         slot.keep_bounded()
+        slot.hand_over()
     return RestoreResult(container_name, manifest.snapshot_id, workflows, credentials, rollback)
 
 
@@ -358,6 +364,7 @@ def resume_restore(
             with docker_client() as client, interrupts_ignored():
                 container = get_container(client, container_name)
                 if touched:
+                    _refuse_if_started_since(container, journal, slot)
                     container.stop(timeout=STOP_TIMEOUT_SECONDS)
                     slot.swap_back()
                 slot.discard()
@@ -366,6 +373,7 @@ def resume_restore(
                     container.start()
                 _wait(container, api_url, boot_timeout)
                 slot.forget()
+                slot.hand_over()
         except (BackupError, DockerException, *_database_errors()) as exc:
             raise RestoreError(
                 f"resume of the restore into {container_name} failed: {exc}; the journal is "
@@ -381,6 +389,22 @@ def resume_restore(
         f"{container_name}: {undone}; {container_name} is running on its previous data; "
         "run the restore again when ready"
     )
+
+
+def _refuse_if_started_since(
+    container: Container, journal: RestoreJournal, slot: DatabaseSlot
+) -> None:
+    """n8n started on the restored data by someone else (an operator, a restart policy) may
+    have written to it since: putting the previous database back would lose that."""
+    container.reload()
+    started = container.attrs["State"]["StartedAt"]
+    ours = journal.started_at
+    if (ours and started != ours) or (not ours and container.status == "running"):
+        raise InputError(
+            f"{container.name} was started again after the interrupted restore and may hold "
+            f"new data: resume would replace it with the previous database ({slot.rollback()}); "
+            "check which data you want and put it in place by hand; nothing was changed"
+        )
 
 
 def _slot_to_resume(
@@ -440,11 +464,13 @@ def _roll_back(
         raise RestoreError(
             f"restore failed and so did putting the previous database back ({exc}); it is kept "
             f"as {slot.rollback()}: fix the cause, then run n8n-backup restore --resume "
-            f"--container {container.name}"
+            f"--container {container.name}{' --postgres DSN' if slot.kind == 'postgres' else ''}"
         ) from None
     with contextlib.suppress(*_database_errors()):  # n8n runs on its data; staging is spare
         slot.discard()
     slot.forget()
+    with contextlib.suppress(BackupError, OSError):
+        slot.hand_over()
 
 
 def _postgres_slot(target: PostgresTarget, dump: Path, folder: N8nFolder) -> DatabaseSlot:

@@ -7,15 +7,17 @@ stopped, and swapped back if anything after the swap fails.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from backup.atomic import PRIVATE_FILE_MODE, fsync_dir, fsync_file, make_private_dir
+from backup.atomic import PRIVATE_FILE_MODE, fsync_dir, fsync_file
 from backup.errors import InputError
 from backup.n8n.folder import N8nFolder
 from backup.n8n.sqlite import DATABASE_NAME, N8nDatabase, online_copy
@@ -37,9 +39,40 @@ def rollback_stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
+COPY_CHUNK = 1 << 20
+
+
 def _owner(path: Path) -> tuple[int, int]:
     info = path.stat()
     return info.st_uid, info.st_gid
+
+
+def _open_private_dir(path: Path, owner: tuple[int, int], *, create: bool) -> None:
+    """Make ``path`` a 0700 folder owned by ``owner``, through a descriptor opened without
+    following links (a link put in its place is refused, not followed)."""
+    if create:
+        with contextlib.suppress(FileExistsError):
+            path.mkdir(mode=0o700)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        raise InputError(
+            f"{path} is a link or not a folder: something with access to n8n's data put it "
+            "there; check it, remove it, and restore again; nothing was changed"
+        ) from None
+    try:
+        os.fchmod(fd, 0o700)
+        os.fchown(fd, *owner)
+    finally:
+        os.close(fd)
+
+
+def _chown_tree(path: Path, owner: tuple[int, int]) -> None:
+    """chown a rollback folder and its files, never following a link."""
+    os.chown(path, *owner, follow_symlinks=False)
+    if path.is_dir() and not path.is_symlink():
+        for child in path.iterdir():
+            os.chown(child, *owner, follow_symlinks=False)
 
 
 class DatabaseSlot(ABC):
@@ -73,10 +106,29 @@ class DatabaseSlot(ABC):
         """What ``record`` writes; the PostgreSQL slot adds its database names."""
         return RestoreJournal(container, snapshot_id, self.rollback(), step, self.kind)
 
-    def record(self, container: str, snapshot_id: str, step: str) -> None:
-        """Write the journal: ``step`` is about to be taken."""
+    def record(self, container: str, snapshot_id: str, step: str, started_at: str = "") -> None:
+        """Write the journal: ``step`` is about to be taken (``started_at``: when the restore
+        started the container on the new data, as Docker says)."""
+        self.claim_rollback_dir()
         entry = self.journal_entry(container, snapshot_id, step)
-        write_journal(self.rollback_dir, entry, _owner(self.folder.path))
+        write_journal(self.rollback_dir, replace(entry, started_at=started_at))
+
+    def claim_rollback_dir(self) -> None:
+        """Make restore-rollback/ ours (0700, this process's user) while we work in it: the
+        folder lies in n8n's data, which n8n's container (and anyone with the volume) can write,
+        and files we write there as root must not be swapped for links meanwhile. A link or a
+        non-folder in its place is refused."""
+        _open_private_dir(self.rollback_dir, (os.getuid(), os.getgid()), create=True)
+
+    def hand_over(self) -> None:
+        """When we are done: restore-rollback/ and what we kept in it are owned like the rest
+        of n8n's data again (never through a link)."""
+        owner = _owner(self.folder.path)
+        if not self.rollback_dir.exists():
+            return
+        _open_private_dir(self.rollback_dir, owner, create=False)
+        for entry in self.rollback_dir.iterdir():
+            _chown_tree(entry, owner)
 
     def forget(self) -> None:
         """The restore has finished or has been undone: no journal any more."""
@@ -131,7 +183,8 @@ class SqliteSlot(DatabaseSlot):
             copy.parent.parent != slot.rollback_dir
             or copy.name != folder.database.name
             or not re.fullmatch(STAMP, copy.parent.name)
-            or copy.is_symlink()
+            or any(p.is_symlink() for p in (slot.rollback_dir, copy.parent, copy))
+            or copy.resolve().parent.parent != slot.rollback_dir.resolve()
             or not copy.is_file()
         ):
             raise InputError(
@@ -165,18 +218,14 @@ class SqliteSlot(DatabaseSlot):
             )
 
     def prepare(self) -> str:
-        owner = _owner(self.folder.path)
-        make_private_dir(self.rollback_dir)
-        os.chown(self.rollback_dir, *owner)
+        self.claim_rollback_dir()
         folder = self._new_rollback_folder()
         self.rollback_copy = folder / self.folder.database.name
         # Copied under a hidden name: a copy cut short (killed, disk full) never looks like one.
         partial = folder / f".{self.rollback_copy.name}.partial"
         try:
-            os.chown(folder, *owner)
             online_copy(self.folder.database, partial)
             os.chmod(partial, PRIVATE_FILE_MODE)
-            os.chown(partial, *owner)
             fsync_file(partial)
             partial.replace(self.rollback_copy)
         except BaseException:
@@ -206,7 +255,6 @@ class SqliteSlot(DatabaseSlot):
         try:
             online_copy(self.folder.database, fresh)
             os.chmod(fresh, PRIVATE_FILE_MODE)
-            os.chown(fresh, *_owner(self.folder.path))
             fsync_file(fresh)
             fresh.replace(self.rollback_copy)
         finally:
@@ -265,11 +313,15 @@ def replace_database(folder: N8nFolder, source: Path) -> None:
     live = folder.database
     info = live.stat()
     staged = live.with_name(f".{live.name}.restoring")
+    staged.unlink(missing_ok=True)  # a leftover, or a link someone planted: never written through
     try:
-        shutil.copyfile(source, staged)
-        os.chown(staged, info.st_uid, info.st_gid)
+        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with open(fd, "wb") as out, open(source, "rb") as data:
+            shutil.copyfileobj(data, out, COPY_CHUNK)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chown(staged, info.st_uid, info.st_gid, follow_symlinks=False)
         os.chmod(staged, info.st_mode & 0o777)
-        fsync_file(staged)
         for suffix in SIDE_FILES:  # a stale WAL would be replayed into the new database
             live.with_name(live.name + suffix).unlink(missing_ok=True)
         pause_point(SWAPPING)

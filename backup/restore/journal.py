@@ -8,11 +8,10 @@ once a restore has finished or been rolled back.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from backup.atomic import make_private_dir, write_text_atomic
+from backup.atomic import write_text_atomic
 from backup.errors import SnapshotError
 
 JOURNAL_NAME = "in-progress.json"
@@ -34,6 +33,7 @@ class RestoreJournal:
     kind: str = "sqlite"  # or "postgres"
     database: str = ""  # PostgreSQL: the live database's name
     staging: str = ""  # PostgreSQL: the database the snapshot was restored into beside it
+    started_at: str = ""  # Docker's StartedAt of the container once the restore started it
 
 
 def journal_path(rollback_dir: Path) -> Path:
@@ -41,14 +41,10 @@ def journal_path(rollback_dir: Path) -> Path:
     return rollback_dir / JOURNAL_NAME
 
 
-def write_journal(rollback_dir: Path, journal: RestoreJournal, owner: tuple[int, int]) -> None:
-    """Record the step about to be taken (atomically, before the change it names), owned by
-    ``owner`` (uid, gid) like the rest of n8n's data."""
-    make_private_dir(rollback_dir)
-    os.chown(rollback_dir, *owner)
-    path = journal_path(rollback_dir)
-    write_text_atomic(path, json.dumps(asdict(journal), indent=2) + "\n")
-    os.chown(path, *owner)
+def write_journal(rollback_dir: Path, journal: RestoreJournal) -> None:
+    """Record the step about to be taken (atomically, before the change it names) in
+    ``rollback_dir``, which the caller has made its own (see DatabaseSlot.claim_rollback_dir)."""
+    write_text_atomic(journal_path(rollback_dir), json.dumps(asdict(journal), indent=2) + "\n")
 
 
 def read_journal(rollback_dir: Path) -> RestoreJournal | None:

@@ -69,6 +69,11 @@ class PostgresSlot(DatabaseSlot):
                     f"is not a {role} database of {target.dbname!r}: check it by hand; nothing "
                     "was changed"
                 )
+        if journal.staging.rsplit("_", 1)[1] != journal.rollback.rsplit("_", 1)[1]:
+            raise InputError(
+                f"the restore journal in {slot.rollback_dir} names databases of two different "
+                "restores: check it by hand; nothing was changed"
+            )
         slot.staging_name, slot.rollback_name = journal.staging, journal.rollback
         slot.swapped = journal.step in TOUCHED and slot.rollback_name in database_names(target)
         return slot
@@ -101,7 +106,9 @@ class PostgresSlot(DatabaseSlot):
         self.swapped = True
 
     def swap_back(self) -> None:
-        if self.swapped:
+        # Asked of the server too: an interrupt can land after the rename committed and
+        # before ``swapped`` was set.
+        if self.swapped or self.rollback_name in database_names(self.target):
             self._rename(
                 (self.target.dbname, self.staging_name), (self.rollback_name, self.target.dbname)
             )

@@ -59,6 +59,7 @@ def pending_restore(source: ContainerSource) -> str | None:
     return (
         f"an interrupted restore of snapshot {journal.snapshot_id} is pending (step "
         f"{journal.step}): run n8n-backup restore --resume --container {source.name}"
+        f"{' --postgres DSN' if journal.kind == 'postgres' else ''}"
     )
 
 
