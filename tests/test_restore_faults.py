@@ -101,14 +101,17 @@ def add_own_data(target: FaultTarget) -> State:
     return state
 
 
+def restore_args(target: FaultTarget) -> list[str]:
+    """``n8n-backup restore`` of the target's snapshot into its container (and database)."""
+    return ["restore", str(target.snapshot), "--container", target.handle.name, *target.cli_args]
+
+
 def start_paused_restore(
     target: FaultTarget, point: str, seconds: int = 120
 ) -> subprocess.Popen[str]:
     """Start a restore that pauses at ``point``; return once it has reached it."""
     restore = subprocess.Popen(
-        backup_command(
-            "restore", str(target.snapshot), "--container", target.handle.name, *target.cli_args
-        ),
+        backup_command(*restore_args(target)),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -137,14 +140,7 @@ def kill_and_resume(target: FaultTarget, point: str) -> None:
     restore.kill()
     restore.communicate()
     env = {**os.environ, **target.env}
-    again = run_backup_cli(
-        "restore",
-        str(target.snapshot),
-        "--container",
-        target.handle.name,
-        *target.cli_args,
-        env=env,
-    )
+    again = run_backup_cli(*restore_args(target), env=env)
     assert again.returncode == 2, again.stderr
     assert "restore --resume --container" in again.stderr.strip().splitlines()[-1]
     resumed = run_backup_cli(
@@ -255,9 +251,7 @@ def test_a_stopped_container_is_restored_and_left_running(sqlite_target: FaultTa
     the port it got, checks it serves exactly the snapshot, and lists the rollback copies."""
     add_own_data(sqlite_target)
     sqlite_target.handle.container.stop(timeout=30)
-    result = run_backup_cli(
-        "restore", str(sqlite_target.snapshot), "--container", sqlite_target.handle.name
-    )
+    result = run_backup_cli(*restore_args(sqlite_target))
     assert result.returncode == 0, result.stderr
     manifest = Manifest.load(sqlite_target.snapshot)
     assert f"{manifest.counts.workflows} workflows load" in result.stdout.strip().splitlines()[-1]
@@ -345,14 +339,7 @@ def test_postgres_rollback_databases_are_listed_and_bounded(postgres_target: Fau
     env = {**os.environ, **postgres_target.env}
     for _ in range(4):
         add_own_data(postgres_target)
-        result = run_backup_cli(
-            "restore",
-            str(postgres_target.snapshot),
-            "--container",
-            postgres_target.handle.name,
-            *postgres_target.cli_args,
-            env=env,
-        )
+        result = run_backup_cli(*restore_args(postgres_target), env=env)
         assert result.returncode == 0, result.stderr
     kept = rollback_databases(postgres_target.postgres)
     assert len(kept) == 3, kept
