@@ -20,6 +20,7 @@ from backup.keystore import KeyStore
 from backup.listing import format_listings, list_snapshots
 from backup.n8n import npm
 from backup.n8n.api import N8nApi
+from backup.n8n.extensions import extension_folders
 from backup.n8n.folder import N8nFolder, locate
 from backup.restore.workflows import restore_workflows
 from backup.retention import RetentionPolicy, prune
@@ -140,6 +141,11 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
                 key_store=KeyStore(args.key_store),
                 table_prefix=args.table_prefix,
                 key_environ=key_environ,
+                extension_folders=(
+                    container.extension_folders
+                    if container is not None
+                    else tuple(extension_folders(os.environ))
+                ),
                 postgres=postgres,
                 wait_timeout=args.wait_timeout,
                 force=args.force,

@@ -44,6 +44,8 @@ _CREDENTIAL_DIGEST = re.compile(r"hmac-sha256:[0-9a-f]{64}")
 _MAC = re.compile(r"hmac-sha256:[0-9a-f]{64}")
 _SERVER_VERSION = re.compile(r"\d{1,3}(?:\.\d{1,4}){0,2}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_PACKAGE_NAME = re.compile(r"(?:@[a-z0-9][a-z0-9._~-]{0,100}/)?[a-z0-9][a-z0-9._~-]{0,213}")
+_NODE_FOLDER = re.compile(r"custom|nodes|extensions/\d{1,3}")
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,15 @@ class CredentialEntry:
 
 
 @dataclass(frozen=True)
+class PackageEntry:
+    """A community node package the source n8n had installed, and its node types."""
+
+    name: str
+    version: str
+    node_types: list[str]
+
+
+@dataclass(frozen=True)
 class Counts:
     """Row counts read from the database copy."""
 
@@ -104,6 +115,9 @@ class Manifest:
     database_server_version: str | None = None  # PostgreSQL only: the source server's version
     # --force took the snapshot while this many executions were running.
     forced_with_running_executions: int = 0
+    community_packages: list[PackageEntry] = field(default_factory=list)
+    # What the node archive holds: "custom", "nodes", "extensions/<n>" (N8N_CUSTOM_EXTENSIONS).
+    node_folders: list[str] = field(default_factory=list)
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
 
@@ -236,6 +250,8 @@ class _ManifestReader:
             "database_schema",
             "database_server_version",
             "forced_with_running_executions",
+            "community_packages",
+            "node_folders",
             MAC_FIELD,
         }
     )
@@ -300,6 +316,14 @@ class _ManifestReader:
             forced_with_running_executions=self._count(
                 "forced_with_running_executions", raw.get("forced_with_running_executions", 0)
             ),
+            community_packages=[
+                self._package(item, i)
+                for i, item in enumerate(self._list("community_packages", optional=True))
+            ],
+            node_folders=[
+                self._match(f"node_folders[{i}]", item, _NODE_FOLDER)
+                for i, item in enumerate(self._list("node_folders", optional=True))
+            ],
         )
 
     def _server_version(self, kind: str) -> str | None:
@@ -313,8 +337,8 @@ class _ManifestReader:
     def _fail(self, name: str, problem: str) -> NoReturn:
         raise SnapshotError(f"manifest.json is malformed: {name} {problem}")
 
-    def _list(self, name: str) -> list[Any]:
-        value = self.raw.get(name)
+    def _list(self, name: str, *, optional: bool = False) -> list[Any]:
+        value = self.raw.get(name, [] if optional else None)
         if not isinstance(value, list):
             self._fail(name, "is not a list")
         return value
@@ -374,6 +398,20 @@ class _ManifestReader:
             active=item["active"],
             digest=self._match(f"{name}.digest", item["digest"], _WORKFLOW_DIGEST),
             export_file=export_file,
+        )
+
+    def _package(self, value: Any, index: int) -> PackageEntry:
+        name = f"community_packages[{index}]"
+        item = self._object(name, value, {"name", "version", "node_types"}, set())
+        if not isinstance(item["node_types"], list):
+            self._fail(f"{name}.node_types", "is not a list")
+        return PackageEntry(
+            name=self._match(f"{name}.name", item["name"], _PACKAGE_NAME),
+            version=self._text(f"{name}.version", item["version"], 64),
+            node_types=[
+                self._text(f"{name}.node_types[{i}]", kind, 256)
+                for i, kind in enumerate(item["node_types"])
+            ],
         )
 
     def _credential(self, value: Any, index: int) -> CredentialEntry:

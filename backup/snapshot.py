@@ -7,7 +7,6 @@ import json
 import re
 import secrets
 import shutil
-import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -33,10 +32,12 @@ from backup.manifest import (
     CredentialEntry,
     FileEntry,
     Manifest,
+    PackageEntry,
     WorkflowEntry,
 )
 from backup.n8n.api import N8nApi
 from backup.n8n.cipher import CredentialDecryptError, DataKey, decrypt_credential_data
+from backup.n8n.extensions import ARCHIVE_NAME, write_archive
 from backup.n8n.folder import N8nFolder, read_encryption_key
 from backup.n8n.sqlite import (
     DATABASE_NAME,
@@ -44,14 +45,13 @@ from backup.n8n.sqlite import (
     integrity_problems,
     online_copy,
 )
-from backup.n8n.tables import CredentialRow, N8nTables, WorkflowRow
+from backup.n8n.tables import CommunityPackage, CredentialRow, N8nTables, WorkflowRow
 from backup.progress import progress
 
 if TYPE_CHECKING:
     from backup.n8n.postgres import PostgresTarget
 
 INCOMPLETE_PREFIX = ".incomplete-"
-CUSTOM_NODES_ARCHIVE = "custom-nodes.tar.gz"
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_SLUG = 60
 
@@ -71,6 +71,8 @@ class SnapshotRequest:
     say: Callable[[str], None] = field(default=lambda message: None, repr=False)
     # Where N8N_ENCRYPTION_KEY is looked up: the container's environment, or ours when None.
     key_environ: dict[str, str] | None = field(default=None, repr=False)
+    # N8N_CUSTOM_EXTENSIONS folders of the source, readable from here.
+    extension_folders: tuple[Path, ...] = ()
 
 
 def new_snapshot_id(now: datetime | None = None) -> str:
@@ -167,6 +169,7 @@ class DatabaseContents:
 
     workflows: list[WorkflowRow]
     credentials: list[CredentialRow]
+    community_packages: list[CommunityPackage]
     executions: int
     data_keys: dict[str, DataKey]
     server_version: str | None
@@ -176,6 +179,7 @@ def _read_contents(tables: N8nTables) -> DatabaseContents:
     return DatabaseContents(
         tables.workflows(),
         tables.credentials(),
+        tables.community_packages(),
         tables.count("execution_entity"),
         tables.data_keys(),
         tables.server_version(),
@@ -235,8 +239,7 @@ def _fill_staging(
     credentials = [
         _credential_entry(row, encryption_key, contents.data_keys) for row in contents.credentials
     ]
-    if request.n8n_folder is not None:
-        _archive_custom_nodes(request.n8n_folder, staging / CUSTOM_NODES_ARCHIVE)
+    node_folders = _archive_node_folders(staging, request)
     return Manifest(
         snapshot_id=snapshot_id,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -255,6 +258,11 @@ def _fill_staging(
         table_prefix=request.table_prefix,
         database_schema=request.postgres.schema if request.postgres else None,
         database_server_version=contents.server_version,
+        community_packages=[
+            PackageEntry(package.name, package.version, list(package.node_types))
+            for package in contents.community_packages
+        ],
+        node_folders=node_folders,
     )
 
 
@@ -298,17 +306,10 @@ def _credential_entry(
     )
 
 
-def _archive_custom_nodes(folder: N8nFolder, archive: Path) -> None:
-    sources = folder.custom_node_folders()
-    if not sources:
-        return
-    temporary = archive.with_name(f".{archive.name}.tmp")
-    with tarfile.open(temporary, "w:gz") as tar:
-        for source in sources:
-            tar.add(source, arcname=source.name)
-    temporary.chmod(PRIVATE_FILE_MODE)
-    fsync_file(temporary)
-    temporary.rename(archive)
+def _archive_node_folders(staging: Path, request: SnapshotRequest) -> list[str]:
+    """Archive community and custom nodes; return the folders the archive holds."""
+    folder = request.n8n_folder.path if request.n8n_folder is not None else None
+    return write_archive(folder, list(request.extension_folders), staging / ARCHIVE_NAME)
 
 
 def _file_entries(staging: Path) -> list[FileEntry]:

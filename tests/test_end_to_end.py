@@ -20,7 +20,7 @@ import pytest
 
 from backup.digests import sha256_file
 from backup.manifest import MANIFEST_NAME, Counts, Manifest, find_snapshots
-from backup.snapshot import CUSTOM_NODES_ARCHIVE
+from backup.n8n.extensions import ARCHIVE_NAME as CUSTOM_NODES_ARCHIVE
 from tests.cli_support import ROOT, backup_command, run_backup_cli, run_snapshot_cli, snapshot_args
 from tests.docker_support import DOCKER_ARGS, PROCESS_ARGS
 from tests.n8n_support import (

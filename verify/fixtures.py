@@ -23,6 +23,8 @@ from backup.manifest import Manifest, authenticate
 from backup.n8n import npm
 from backup.n8n.instances.base import OUTBOUND_OFF, OUTBOUND_SINK, N8nInstance, outbound_env
 from backup.n8n.instances.process import N8nProcess
+from backup.n8n.node_types import TYPES_PATH, loaded_node_types
+from backup.n8n.session import EditorSession, instance_jwt_secret
 from backup.n8n.sqlite import N8nDatabase
 from backup.n8n.tables import N8nTables
 from backup.restore.checks import active_before_start
@@ -338,6 +340,30 @@ def restored(
     finally:
         case.detach()
         folder.cleanup()
+
+
+@pytest.fixture(scope="session")
+def editor(restored: RestoredInstance, stored_key: StoredKey) -> Iterator[EditorSession]:
+    """The restored instance's owner, signed in as n8n's editor is."""
+    assert stored_key.value is not None
+    owner = restored.database.owner()
+    if owner is None:
+        pytest.fail("the restored database has no owner who could sign in", pytrace=False)
+    try:
+        jwt_secret = instance_jwt_secret(restored.database, stored_key.value)
+    except BackupError as exc:
+        pytest.fail(f"cannot sign in to the restored n8n: {exc}", pytrace=False)
+    with EditorSession(restored.instance.base_url, owner, jwt_secret) as session:
+        yield session
+
+
+@pytest.fixture(scope="session")
+def loaded_types(editor: EditorSession) -> dict[str, set[float]]:
+    """The node types (name -> versions) the restored n8n loaded, as its editor lists them."""
+    try:
+        return loaded_node_types(editor.json("GET", TYPES_PATH))
+    except N8nCheckError as exc:
+        pytest.fail(f"cannot list the node types n8n loaded: {exc}", pytrace=False)
 
 
 def _keep_inert_through_migrations(

@@ -30,6 +30,9 @@ class SnapshotSummary:
     migrations_run: list[str] | None = None  # by the target n8n on the restored data
     # What those migrations changed, per workflow ("id (name)" -> changes); None: no upgrade.
     upgrade_changes: dict[str, list[str]] | None = None
+    node_types: str = "not checked"  # "N used, M missing"
+    node_types_missing: list[str] = field(default_factory=list)
+    extensions: str = "not checked"  # community packages and custom node folders
     boot_seconds: float | None = None
     test_seconds: float = 0.0
     failed: list[str] = field(default_factory=list)
@@ -83,6 +86,8 @@ COLUMNS = (
     "empty",
     "workflows expected / found",
     "credentials expected / found",
+    "node types",
+    "community / custom nodes",
     "active in snapshot (not activated)",
     "migrations run on restore",
     "changed by the upgrade",
@@ -114,6 +119,11 @@ def _changes(changes: dict[str, list[str]] | None) -> str:
     return f"{len(changes)} workflow(s)" + (f": {listed}" if listed else "")
 
 
+def _node_types(item: SnapshotSummary) -> str:
+    missing = item.node_types_missing
+    return item.node_types + (": " + " | ".join(missing[:10]) if missing else "")
+
+
 def summary_table(summaries: list[SnapshotSummary]) -> str:
     """An HTML table, one row per snapshot; every value is escaped."""
     head = "".join(f"<th>{html.escape(column)}</th>" for column in COLUMNS)
@@ -132,6 +142,8 @@ def summary_table(summaries: list[SnapshotSummary]) -> str:
             item.empty,
             f"{_fmt(item.expected_workflows)} / {_fmt(item.found_workflows)}",
             f"{_fmt(item.expected_credentials)} / {_fmt(item.found_credentials)}",
+            _node_types(item),
+            item.extensions,
             f"{len(item.active_in_snapshot)}: {active}",
             _migrations(item.migrations_run),
             _changes(item.upgrade_changes),

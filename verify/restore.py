@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from backup.atomic import PRIVATE_FILE_MODE, make_private_dir, write_text_atomic
 from backup.errors import BackupError
 from backup.manifest import Manifest
+from backup.n8n.extensions import ARCHIVE_NAME, unpack
 from backup.n8n.folder import CONFIG_NAME
 from backup.n8n.sqlite import DATABASE_NAME, N8nDatabase
 from backup.secret import Secret
@@ -22,6 +23,7 @@ class RestoredFolder:
 
     user_folder: Path
     _tmp: tempfile.TemporaryDirectory[str]
+    node_folders: list[str] = field(default_factory=list)  # unpacked from the node archive
 
     @property
     def n8n_folder(self) -> Path:
@@ -41,11 +43,12 @@ class RestoredFolder:
 def restore_to_temp(
     snapshot_dir: Path, manifest: Manifest, encryption_key: Secret
 ) -> RestoredFolder:
-    """Copy the snapshot's database into a new private folder, with the key in n8n's config.
+    """Copy the snapshot's database into a new private folder, with the key in n8n's config,
+    and unpack its community and custom nodes there, as n8n expects them.
 
     The copy's workflows are deactivated and its waiting executions cancelled, so that booting
     it cannot fire a trigger, a schedule or a poller. Raises BackupError (the folder removed)
-    when the copy cannot be made inert.
+    when the copy cannot be made inert or the node archive is refused.
     """
     tmp = tempfile.TemporaryDirectory(prefix="n8n-restore-")
     user_folder = Path(tmp.name)
@@ -53,13 +56,15 @@ def restore_to_temp(
     config = n8n_folder / CONFIG_NAME
     write_text_atomic(config, json.dumps({"encryptionKey": encryption_key.reveal()}))
     restored = RestoredFolder(user_folder=user_folder, _tmp=tmp)
-    if manifest.database_kind == "sqlite":  # a PostgreSQL dump is restored into a server
-        database = n8n_folder / DATABASE_NAME
-        shutil.copyfile(snapshot_dir / manifest.database_file, database, follow_symlinks=False)
-        database.chmod(PRIVATE_FILE_MODE)
-        try:
+    try:
+        if any(entry.path == ARCHIVE_NAME for entry in manifest.files):
+            restored.node_folders = unpack(snapshot_dir / ARCHIVE_NAME, n8n_folder)
+        if manifest.database_kind == "sqlite":  # a PostgreSQL dump is restored into a server
+            database = n8n_folder / DATABASE_NAME
+            shutil.copyfile(snapshot_dir / manifest.database_file, database, follow_symlinks=False)
+            database.chmod(PRIVATE_FILE_MODE)
             N8nDatabase(database, manifest.table_prefix).deactivate()
-        except BackupError:
-            restored.cleanup()
-            raise
+    except BackupError:
+        restored.cleanup()
+        raise
     return restored

@@ -14,6 +14,7 @@ import pytest
 from backup.check import count_problems, credential_problems, database_problems, file_problems
 from backup.errors import N8nCheckError
 from backup.manifest import Manifest
+from backup.n8n.node_types import used_node_types
 from backup.n8n.tables import N8nTables
 from backup.restore.checks import (
     active_workflows_served,
@@ -97,6 +98,47 @@ def test_workflows_load(
     assert served == manifest.counts.workflows, (
         f"n8n serves {served} workflows, the manifest counts {manifest.counts.workflows}"
     )
+
+
+def test_node_types_load(
+    restored: RestoredInstance, loaded_types: dict[str, set[float]], summary: SnapshotSummary
+) -> None:
+    """Every node type, at the type version each workflow uses, is loaded by the restored n8n:
+    asked as its editor asks, so a workflow would not open with unknown ("?") nodes."""
+    loaded = loaded_types
+    use = used_node_types(restored.database.workflows())
+    missing = use.missing(loaded)
+    summary.node_types = f"{len(use.names)} used, {len(missing)} missing"
+    summary.node_types_missing = missing
+    assert not missing, f"node types: {_listing(missing)}"
+
+
+def test_community_nodes_load(
+    restored: RestoredInstance,
+    loaded_types: dict[str, set[float]],
+    manifest: Manifest,
+    summary: SnapshotSummary,
+) -> None:
+    """Every community package the source had installed is back, and the restored n8n loaded
+    each of its node types; custom node folders were restored before the boot."""
+    loaded = loaded_types
+    problems = [
+        f"{package.name} {package.version}: node type {node_type} not loaded"
+        for package in manifest.community_packages
+        for node_type in package.node_types
+        if node_type not in loaded
+    ]
+    installed = {package.name for package in restored.database.community_packages()}
+    problems += [
+        f"{package.name} is not recorded as installed in the restored database"
+        for package in manifest.community_packages
+        if package.name not in installed
+    ]
+    packages = ", ".join(f"{p.name} {p.version}" for p in manifest.community_packages) or "none"
+    summary.extensions = (
+        f"packages: {packages}; folders: {', '.join(restored.folder.node_folders) or 'none'}"
+    )
+    assert not problems, f"community nodes: {_listing(problems)}"
 
 
 def test_credentials_decrypt_in_n8n(

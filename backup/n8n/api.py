@@ -55,7 +55,7 @@ def _url_problem(url: str) -> str | None:
         port = parts.port  # ValueError when not a number or out of 0-65535
         host = httpx.URL(url).host  # a bad IDNA label raises IDNAError, a ValueError
     except (ValueError, httpx.InvalidURL) as exc:
-        return _one_line(str(exc))
+        return one_line(str(exc))
     if not parts.hostname:
         return "it names no host"
     if port == 0:
@@ -76,7 +76,7 @@ def _check_api_key(api_key: str) -> None:
         )
 
 
-def _one_line(text: str, limit: int = DETAIL_LIMIT) -> str:
+def one_line(text: str, limit: int = DETAIL_LIMIT) -> str:
     """``text`` on one line of printable characters, at most ``limit`` long."""
     printable = "".join(char if char.isprintable() else " " for char in text)
     return " ".join(printable.split())[:limit]
@@ -149,7 +149,7 @@ def _segment(value: str) -> str:
 
 
 @contextmanager
-def _map_request_errors(endpoint: str, base_url: str) -> Iterator[None]:
+def map_request_errors(endpoint: str, base_url: str) -> Iterator[None]:
     """Translate what httpx raises while sending ``endpoint`` into one-line ``ApiError``."""
     try:
         yield
@@ -160,18 +160,18 @@ def _map_request_errors(endpoint: str, base_url: str) -> Iterator[None]:
         ) from None
     except httpx.HTTPError as exc:  # e.g. a body that does not decode as its Content-Encoding
         raise ApiError(
-            f"{endpoint} failed ({type(exc).__name__}: {_one_line(str(exc))}): is --api-url an "
+            f"{endpoint} failed ({type(exc).__name__}: {one_line(str(exc))}): is --api-url an "
             "n8n instance?"
         ) from None
     except httpx.InvalidURL as exc:
         raise ApiError(
-            f"{endpoint} is not a URL httpx can request ({_one_line(str(exc))}): check --api-url"
+            f"{endpoint} is not a URL httpx can request ({one_line(str(exc))}): check --api-url"
         ) from None
     except ValueError as exc:  # a host httpx cannot encode, a body JSON cannot carry (NaN)
-        raise ApiError(f"cannot send {endpoint}: {_one_line(str(exc))}") from None
+        raise ApiError(f"cannot send {endpoint}: {one_line(str(exc))}") from None
 
 
-def _decode_json(response: httpx.Response, endpoint: str) -> Any:
+def decode_json(response: httpx.Response, endpoint: str) -> Any:
     """The JSON of a successful answer; ``ApiError`` when it is not JSON."""
     try:
         return response.json()
@@ -181,14 +181,14 @@ def _decode_json(response: httpx.Response, endpoint: str) -> Any:
         raise ApiError(f"{endpoint} answered JSON nested too deeply to read") from None
 
 
-def _error_detail(response: httpx.Response) -> str:
+def error_detail(response: httpx.Response) -> str:
     """``": <message>"`` from an error answer's JSON object, or ``""``."""
     try:
         body = response.json()
     except (ValueError, RecursionError):
         return ""
     message = body.get("message") if isinstance(body, dict) else None
-    return f": {_one_line(str(message))}" if message else ""
+    return f": {one_line(str(message))}" if message else ""
 
 
 def _sentry_release(page: str) -> str | None:
@@ -258,7 +258,7 @@ class N8nApi:
         self, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None
     ) -> Any:
         endpoint = self._endpoint(method, path)
-        with _map_request_errors(endpoint, self.base_url):
+        with map_request_errors(endpoint, self.base_url):
             response = self._client.request(method, path, params=params, json=body)
         if response.status_code == 401:
             raise ApiError(
@@ -272,9 +272,9 @@ class N8nApi:
             )
         if response.status_code >= 400:
             raise ApiError(
-                f"{endpoint} answered HTTP {response.status_code}{_error_detail(response)}"
+                f"{endpoint} answered HTTP {response.status_code}{error_detail(response)}"
             )
-        return _decode_json(response, endpoint)
+        return decode_json(response, endpoint)
 
     def _pages(self, path: str, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
         """The items of each page of a list endpoint, following ``nextCursor``.
@@ -311,7 +311,7 @@ class N8nApi:
         """
         version = _settings_version(self._get("/rest/settings"))
         if version is None or not _N8N_VERSION.fullmatch(version):
-            with _map_request_errors(self._endpoint("GET", "/"), self.base_url):
+            with map_request_errors(self._endpoint("GET", "/"), self.base_url):
                 page = self._client.get("/", headers={"Accept": "text/html"}).text
             version = _sentry_release(page)
         if version is None or not _N8N_VERSION.fullmatch(version):

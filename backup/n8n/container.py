@@ -26,6 +26,7 @@ except ImportError as exc:  # an optional part of the install
     raise missing_extra("docker", exc) from None
 
 from backup.errors import InputError, SourceError
+from backup.n8n.extensions import extension_folders
 from backup.n8n.folder import N8nFolder, locate
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ class ContainerSource:
     api_url: str | None
     database_kind: str = "sqlite"  # or "postgres" (DB_TYPE=postgresdb)
     running: bool = True
+    # N8N_CUSTOM_EXTENSIONS folders, as this host sees them (those in a mount only).
+    extension_folders: tuple[Path, ...] = ()
 
 
 @contextlib.contextmanager
@@ -77,28 +80,47 @@ def _environment(attrs: dict[str, Any]) -> dict[str, str]:
     return dict(pairs)
 
 
+def _deepest_mount(attrs: dict[str, Any], container_path: str) -> dict[str, Any] | None:
+    """The container's mount whose destination holds ``container_path`` most closely."""
+    wanted = container_path.rstrip("/")
+    holding = [
+        mount
+        for mount in attrs.get("Mounts") or []
+        if wanted == (destination := str(mount.get("Destination", "")).rstrip("/"))
+        or wanted.startswith(destination + "/")
+    ]
+    return max(holding, key=lambda mount: len(str(mount["Destination"])), default=None)
+
+
+def _inside_mount(mount: dict[str, Any], container_path: str) -> str:
+    return container_path.rstrip("/")[len(str(mount["Destination"]).rstrip("/")) :].lstrip("/")
+
+
+def _host_path(attrs: dict[str, Any], container_path: str) -> Path | None:
+    """Where a container path lies on the Docker host, when a bind mount or volume holds it."""
+    mount = _deepest_mount(attrs, container_path)
+    if mount is None or mount.get("Type") == "tmpfs":
+        return None
+    inner = _inside_mount(mount, container_path)
+    return Path(mount["Source"]) / inner if inner else Path(mount["Source"])
+
+
 def _data_mount(attrs: dict[str, Any], user_folder: str) -> tuple[Path, str]:
     """Host folder of the mount that holds ``<user_folder>/.n8n``, and the path inside it."""
     wanted = f"{user_folder.rstrip('/')}/.n8n"
-    best: tuple[int, Path, str] | None = None
-    for mount in attrs.get("Mounts") or []:
-        destination = str(mount.get("Destination", "")).rstrip("/")
-        if wanted == destination or wanted.startswith(destination + "/"):
-            if mount.get("Type") == "tmpfs":
-                raise InputError(
-                    f"container {attrs['Name'].lstrip('/')} keeps {wanted} on a tmpfs mount, "
-                    "which is emptied when the container stops: move the data to a volume"
-                )
-            inner = wanted[len(destination) :].lstrip("/")
-            if best is None or len(destination) > best[0]:
-                best = (len(destination), Path(mount["Source"]), inner)
-    if best is None:
+    mount = _deepest_mount(attrs, wanted)
+    if mount is None:
         raise InputError(
             f"container {attrs['Name'].lstrip('/')} keeps {wanted} in its own writable layer, "
             "not in a volume or bind mount: its data is lost with the container; mount a volume "
             "there first"
         )
-    return best[1], best[2]
+    if mount.get("Type") == "tmpfs":
+        raise InputError(
+            f"container {attrs['Name'].lstrip('/')} keeps {wanted} on a tmpfs mount, "
+            "which is emptied when the container stops: move the data to a volume"
+        )
+    return Path(mount["Source"]), _inside_mount(mount, wanted)
 
 
 def runs_n8n(container: Container) -> bool:
@@ -213,6 +235,11 @@ def inspect_n8n_container(name: str) -> ContainerSource:
         _published_api_url(attrs),
         kind,
         running=bool((attrs.get("State") or {}).get("Running")),
+        extension_folders=tuple(
+            host
+            for folder in extension_folders(environment)
+            if (host := _host_path(attrs, str(folder))) is not None
+        ),
     )
 
 

@@ -11,7 +11,6 @@ from backup.errors import InputError, KeyStoreError
 from backup.n8n.sqlite import DATABASE_NAME
 
 CONFIG_NAME = "config"
-CUSTOM_NODE_FOLDERS = ("custom", "nodes")
 KEY_ENV = "N8N_ENCRYPTION_KEY"
 
 
@@ -30,10 +29,6 @@ class N8nFolder:
     def config(self) -> Path:
         """n8n's config file, which holds the encryption key unless the environment sets it."""
         return self.path / CONFIG_NAME
-
-    def custom_node_folders(self) -> list[Path]:
-        """The folders of custom and community nodes that exist here."""
-        return [self.path / name for name in CUSTOM_NODE_FOLDERS if (self.path / name).is_dir()]
 
 
 def locate(path: Path, *, with_database: bool = True) -> N8nFolder:

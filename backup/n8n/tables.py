@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from backup.errors import SourceError
@@ -27,6 +27,25 @@ class WorkflowRow:
 
 
 @dataclass(frozen=True)
+class OwnerRow:
+    """The instance owner's sign-in fields, as n8n hashes them into its auth token."""
+
+    id: str
+    email: str
+    password_hash: str = field(repr=False)
+    mfa_secret: str | None = field(repr=False)  # only when MFA is enabled
+
+
+@dataclass(frozen=True)
+class CommunityPackage:
+    """A community node package n8n installed, with the node types it brought."""
+
+    name: str
+    version: str
+    node_types: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class CredentialRow:
     """A credential as stored; ``data`` is still encrypted."""
 
@@ -34,6 +53,10 @@ class CredentialRow:
     name: str
     type: str
     data: str
+
+
+# deployment_key types read by this tool (inlined as SQL literals, so only these).
+_KEY_TYPES = frozenset({"signing.jwt"})
 
 
 def _json(value: Any, empty: Any) -> Any:
@@ -131,6 +154,16 @@ class N8nTables(ABC):
         )
         return {str(row[0]): DataKey(str(row[1]), str(row[2])) for row in rows}
 
+    def deployment_keys(self, key_type: str) -> list[DataKey]:
+        """The active ``deployment_key`` rows of one type (n8n 2.x), still wrapped."""
+        if not self.has_table("deployment_key") or key_type not in _KEY_TYPES:
+            return []
+        rows = self._query(
+            f"SELECT value, algorithm FROM {self.table_sql('deployment_key')} "
+            f"WHERE type = '{key_type}' AND status = 'active'"
+        )
+        return [DataKey(str(row[0]), str(row[1])) for row in rows]
+
     def workflows(self) -> list[WorkflowRow]:
         """Every workflow, archived ones included."""
         rows = self._query(
@@ -177,6 +210,39 @@ class N8nTables(ABC):
             f'SELECT "apiKey" FROM {self.table_sql("user_api_keys")} ORDER BY "createdAt" DESC'
         )
         return [str(row[0]) for row in rows if row[0]]
+
+    def community_packages(self) -> list[CommunityPackage]:
+        """The community packages n8n recorded as installed (``installed_packages``)."""
+        if not self.has_table("installed_packages"):
+            return []
+        packages = self._query(
+            f'SELECT "packageName", "installedVersion" FROM {self.table_sql("installed_packages")}'
+        )
+        nodes = self._query(f"SELECT type, package FROM {self.table_sql('installed_nodes')}")
+        return [
+            CommunityPackage(
+                str(name),
+                str(version),
+                tuple(sorted(str(kind) for kind, package in nodes if package == name)),
+            )
+            for name, version in sorted(packages)
+        ]
+
+    def owner(self) -> OwnerRow | None:
+        """The instance owner (n8n 1.x: ``role`` column; 2.x: ``roleSlug``); None when the
+        owner was never set up."""
+        role_column = "roleSlug" if "roleSlug" in self.columns("user") else "role"
+        rows = self._query(
+            f'SELECT id, email, password, "mfaEnabled", "mfaSecret" FROM {self.table_sql("user")} '
+            f"WHERE \"{role_column}\" = 'global:owner' AND email IS NOT NULL "
+            "AND password IS NOT NULL"
+        )
+        if not rows:
+            return None
+        user_id, email, password, mfa_enabled, mfa_secret = rows[0]
+        return OwnerRow(
+            str(user_id), str(email), str(password), str(mfa_secret) if mfa_enabled else None
+        )
 
     def migrations(self) -> list[str]:
         """Names of the migrations that have run on this database, in order."""
