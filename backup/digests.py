@@ -17,6 +17,7 @@ from typing import Any
 _FINGERPRINT_CONTEXT = b"n8n-restore-verify/key-fingerprint/v1\x00"
 _CREDENTIAL_DIGEST_CONTEXT = b"n8n-restore-verify/credential-digest/v1"
 _MANIFEST_MAC_CONTEXT = b"n8n-restore-verify/manifest-mac/v1"
+_ENTITY_DIGEST_CONTEXT = b"n8n-restore-verify/entity-digest/v1"
 FINGERPRINT_HEX_CHARS = 32
 _CHUNK = 1 << 20
 
@@ -49,6 +50,13 @@ def credential_digest(decrypted: dict[str, Any], encryption_key: str) -> str:
     """Keyed digest of a credential's decrypted data."""
     digest_key = _derived_key(encryption_key, _CREDENTIAL_DIGEST_CONTEXT)
     return "hmac-sha256:" + hmac.new(digest_key, canonical_json(decrypted), "sha256").hexdigest()
+
+
+def entity_digest(rows: list[Any], encryption_key: str) -> str:
+    """Keyed digest of one kind of n8n entity's rows (sorted, canonical): keyed because rows
+    hold emails and variable values."""
+    digest_key = _derived_key(encryption_key, _ENTITY_DIGEST_CONTEXT)
+    return "hmac-sha256:" + hmac.new(digest_key, canonical_json(rows), "sha256").hexdigest()
 
 
 def manifest_mac(body: dict[str, Any], encryption_key: str) -> str:

@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 from backup.digests import manifest_mac
 from backup.errors import SnapshotError
 from backup.identifiers import schema_problem, table_prefix_problem
+from backup.n8n.entities import NAMES as ENTITY_NAMES
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "n8n-restore-verify/snapshot"
@@ -88,6 +89,15 @@ class PackageEntry:
 
 
 @dataclass(frozen=True)
+class EntityEntry:
+    """How many entities of one kind (tags, users, ...) the snapshot holds, and their keyed
+    digest (see backup.n8n.entities)."""
+
+    count: int
+    digest: str
+
+
+@dataclass(frozen=True)
 class Counts:
     """Row counts read from the database copy."""
 
@@ -118,6 +128,8 @@ class Manifest:
     community_packages: list[PackageEntry] = field(default_factory=list)
     # What the node archive holds: "custom", "nodes", "extensions/<n>" (N8N_CUSTOM_EXTENSIONS).
     node_folders: list[str] = field(default_factory=list)
+    # Kind name -> count and digest; kinds the source's n8n version has no table for are absent.
+    entities: dict[str, EntityEntry] = field(default_factory=dict)
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
 
@@ -252,6 +264,7 @@ class _ManifestReader:
             "forced_with_running_executions",
             "community_packages",
             "node_folders",
+            "entities",
             MAC_FIELD,
         }
     )
@@ -324,7 +337,23 @@ class _ManifestReader:
                 self._match(f"node_folders[{i}]", item, _NODE_FOLDER)
                 for i, item in enumerate(self._list("node_folders", optional=True))
             ],
+            entities=self._entities(),
         )
+
+    def _entities(self) -> dict[str, EntityEntry]:
+        value = self.raw.get("entities", {})
+        if not isinstance(value, dict):
+            self._fail("entities", "is not an object")
+        entries = {}
+        for name, item in value.items():
+            if name not in ENTITY_NAMES:
+                self._fail("entities", f"names a kind this tool never writes: {_shown(name)}")
+            entry = self._object(f"entities.{name}", item, {"count", "digest"}, set())
+            entries[name] = EntityEntry(
+                count=self._count(f"entities.{name}.count", entry["count"]),
+                digest=self._match(f"entities.{name}.digest", entry["digest"], _CREDENTIAL_DIGEST),
+            )
+        return entries
 
     def _server_version(self, kind: str) -> str | None:
         value = self.raw.get("database_server_version")

@@ -21,7 +21,13 @@ from backup.atomic import (
     write_bytes_atomic,
 )
 from backup.data_lock import exclusive
-from backup.digests import credential_digest, key_fingerprint, sha256_file, workflow_digest
+from backup.digests import (
+    credential_digest,
+    entity_digest,
+    key_fingerprint,
+    sha256_file,
+    workflow_digest,
+)
 from backup.errors import ApiError, InputError, KeyStoreError, PgDumpError, SqliteBackupError
 from backup.execution_guard import wait_for_idle
 from backup.keystore import KeyStore
@@ -30,6 +36,7 @@ from backup.manifest import (
     WORKFLOWS_DIR,
     Counts,
     CredentialEntry,
+    EntityEntry,
     FileEntry,
     Manifest,
     PackageEntry,
@@ -37,6 +44,7 @@ from backup.manifest import (
 )
 from backup.n8n.api import N8nApi
 from backup.n8n.cipher import CredentialDecryptError, DataKey, decrypt_credential_data
+from backup.n8n.entities import read_entities
 from backup.n8n.extensions import ARCHIVE_NAME, write_archive
 from backup.n8n.folder import N8nFolder, read_encryption_key
 from backup.n8n.sqlite import (
@@ -170,6 +178,7 @@ class DatabaseContents:
     workflows: list[WorkflowRow]
     credentials: list[CredentialRow]
     community_packages: list[CommunityPackage]
+    entities: dict[str, list[list[Any]]]
     executions: int
     data_keys: dict[str, DataKey]
     server_version: str | None
@@ -180,6 +189,7 @@ def _read_contents(tables: N8nTables) -> DatabaseContents:
         tables.workflows(),
         tables.credentials(),
         tables.community_packages(),
+        read_entities(tables),
         tables.count("execution_entity"),
         tables.data_keys(),
         tables.server_version(),
@@ -263,6 +273,10 @@ def _fill_staging(
             for package in contents.community_packages
         ],
         node_folders=node_folders,
+        entities={
+            name: EntityEntry(len(rows), entity_digest(rows, encryption_key))
+            for name, rows in contents.entities.items()
+        },
     )
 
 

@@ -23,7 +23,7 @@ from backup.manifest import Manifest, authenticate
 from backup.n8n import npm
 from backup.n8n.instances.base import OUTBOUND_OFF, OUTBOUND_SINK, N8nInstance, outbound_env
 from backup.n8n.instances.process import N8nProcess
-from backup.n8n.node_types import TYPES_PATH, loaded_node_types
+from backup.n8n.node_types import TYPES_PATH, LoadedTypes, loaded_node_types
 from backup.n8n.session import EditorSession, instance_jwt_secret
 from backup.n8n.sqlite import N8nDatabase
 from backup.n8n.tables import N8nTables
@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # Docker and PostgreSQL are extras: imported where a snapshot
     from backup.n8n.instances.docker import IsolatedNetwork
     from backup.n8n.postgres import PostgresTarget
 
+TYPES_ATTEMPTS = 3
 KEY_HINTS = ("encryption key", "encryptionkey", "deployment key")
 
 
@@ -358,12 +359,17 @@ def editor(restored: RestoredInstance, stored_key: StoredKey) -> Iterator[Editor
 
 
 @pytest.fixture(scope="session")
-def loaded_types(editor: EditorSession) -> dict[str, set[float]]:
-    """The node types (name -> versions) the restored n8n loaded, as its editor lists them."""
-    try:
-        return loaded_node_types(editor.json("GET", TYPES_PATH))
-    except N8nCheckError as exc:
-        pytest.fail(f"cannot list the node types n8n loaded: {exc}", pytrace=False)
+def loaded_types(editor: EditorSession) -> LoadedTypes:
+    """The node types the restored n8n loaded, as its editor lists them. n8n rewrites the
+    list while it loads community packages, so a cut answer is read again."""
+    for attempt in range(TYPES_ATTEMPTS):
+        try:
+            return loaded_node_types(editor.json("GET", TYPES_PATH))
+        except N8nCheckError as exc:
+            if attempt == TYPES_ATTEMPTS - 1 or "did not answer JSON" not in str(exc):
+                pytest.fail(f"cannot list the node types n8n loaded: {exc}", pytrace=False)
+            time.sleep(1)
+    raise AssertionError("unreachable")
 
 
 def _keep_inert_through_migrations(

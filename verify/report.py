@@ -32,7 +32,9 @@ class SnapshotSummary:
     upgrade_changes: dict[str, list[str]] | None = None
     node_types: str = "not checked"  # "N used, M missing"
     node_types_missing: list[str] = field(default_factory=list)
+    node_type_notes: list[str] = field(default_factory=list)  # not failures; see the check
     extensions: str = "not checked"  # community packages and custom node folders
+    entities: str = "not checked"  # "kind expected/found, ..."
     boot_seconds: float | None = None
     test_seconds: float = 0.0
     failed: list[str] = field(default_factory=list)
@@ -88,6 +90,7 @@ COLUMNS = (
     "credentials expected / found",
     "node types",
     "community / custom nodes",
+    "other entities expected / found",
     "active in snapshot (not activated)",
     "migrations run on restore",
     "changed by the upgrade",
@@ -121,7 +124,9 @@ def _changes(changes: dict[str, list[str]] | None) -> str:
 
 def _node_types(item: SnapshotSummary) -> str:
     missing = item.node_types_missing
-    return item.node_types + (": " + " | ".join(missing[:10]) if missing else "")
+    said = item.node_types + (": " + " | ".join(missing[:10]) if missing else "")
+    notes = item.node_type_notes
+    return said + (f"; notes: {' | '.join(notes[:10])}" if notes else "")
 
 
 def summary_table(summaries: list[SnapshotSummary]) -> str:
@@ -144,6 +149,7 @@ def summary_table(summaries: list[SnapshotSummary]) -> str:
             f"{_fmt(item.expected_credentials)} / {_fmt(item.found_credentials)}",
             _node_types(item),
             item.extensions,
+            item.entities,
             f"{len(item.active_in_snapshot)}: {active}",
             _migrations(item.migrations_run),
             _changes(item.upgrade_changes),

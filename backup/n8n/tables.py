@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backup.errors import SourceError
+from backup.identifiers import quote_identifier
 from backup.n8n.cipher import DataKey
 
 
@@ -186,6 +187,11 @@ class N8nTables(ABC):
             f"SELECT id, name, type, data FROM {self.table_sql('credentials_entity')}"
         )
         return [CredentialRow(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
+
+    def select(self, table: str, columns: list[str]) -> list[tuple[Any, ...]]:
+        """Chosen columns of every row of one of n8n's tables (names quoted here)."""
+        listed = ", ".join(quote_identifier(column) for column in columns)
+        return self._query(f"SELECT {listed} FROM {self.table_sql(table)}")
 
     def count(self, table: str) -> int:
         """Number of rows in one of n8n's tables."""

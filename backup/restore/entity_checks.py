@@ -1,0 +1,87 @@
+"""The other entities, back after a restore: compared in the restored database with the
+manifest's digests, and asked of the restored n8n itself where its editor's API lists them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from backup.digests import entity_digest
+from backup.errors import N8nCheckError
+from backup.manifest import Manifest
+from backup.n8n.entities import read_entities
+from backup.n8n.session import EditorSession
+from backup.n8n.tables import N8nTables
+from backup.secret import Secret
+
+PAGE = 50
+# Kind -> (the editor's endpoint that lists it, the table whose ids it must serve).
+SERVED = {
+    "tags": ("/rest/tags", "tag_entity"),
+    "users": ("/rest/users", "user"),
+    "projects": ("/rest/projects", "project"),
+    "variables": ("/rest/variables", "variables"),
+    "data tables": ("/rest/data-tables-global", "data_table"),
+}
+PAGED = frozenset({"/rest/users", "/rest/data-tables-global"})
+
+
+def stored_entity_problems(
+    manifest: Manifest, tables: N8nTables, encryption_key: Secret
+) -> tuple[dict[str, int], list[str]]:
+    """Per kind the manifest records, how many the restored database holds, and one problem
+    per kind whose rows differ (missing ones by name)."""
+    restored = read_entities(tables)
+    found: dict[str, int] = {}
+    problems = []
+    for name, expected in sorted(manifest.entities.items()):
+        rows = restored.get(name)
+        if rows is None:
+            problems.append(f"{name}: missing (the restored database has no such table)")
+            continue
+        found[name] = len(rows)
+        if len(rows) != expected.count:
+            problems.append(f"{name}: {expected.count} in the snapshot, {len(rows)} restored")
+        elif entity_digest(rows, encryption_key.reveal()) != expected.digest:
+            problems.append(f"{name}: {len(rows)} restored but their content differs")
+    return found, problems
+
+
+def _items(body: Any, endpoint: str) -> list[dict[str, Any]]:
+    """The listed objects, whatever envelope this n8n version uses."""
+    if isinstance(body, dict):
+        body = body.get("items", body.get("data"))
+    if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+        raise N8nCheckError(f"{endpoint} did not answer a list")
+    return body
+
+
+def _served_ids(session: EditorSession, endpoint: str) -> set[str]:
+    if endpoint not in PAGED:
+        return {str(item.get("id")) for item in _items(session.json("GET", endpoint), endpoint)}
+    ids: set[str] = set()
+    skip = 0
+    while True:
+        page = _items(session.json("GET", endpoint, params={"skip": skip, "take": PAGE}), endpoint)
+        ids.update(str(item.get("id")) for item in page)
+        if len(page) < PAGE:
+            return ids
+        skip += PAGE
+
+
+def served_entity_problems(
+    manifest: Manifest, tables: N8nTables, session: EditorSession
+) -> list[str]:
+    """Kinds of the manifest the restored n8n's API does not list exactly as its database
+    holds them (the database itself is compared by ``stored_entity_problems``)."""
+    problems = []
+    for name, (endpoint, table) in SERVED.items():
+        if name not in manifest.entities:
+            continue
+        stored = {str(row[0]) for row in tables.select(table, ["id"])}
+        served = _served_ids(session, endpoint)
+        missing = sorted(stored - served)
+        if missing:
+            shown = json.dumps(missing[:5])
+            problems.append(f"{name}: n8n does not serve {len(missing)} of {len(stored)}: {shown}")
+    return problems
