@@ -20,6 +20,7 @@ from backup.keystore import KeyStore
 from backup.listing import format_listings, list_snapshots
 from backup.n8n import npm
 from backup.n8n.api import N8nApi
+from backup.n8n.binary_data import storage_roots
 from backup.n8n.extensions import extension_folders
 from backup.n8n.folder import N8nFolder, locate
 from backup.restore.workflows import restore_workflows
@@ -145,6 +146,11 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
                     container.extension_folders
                     if container is not None
                     else tuple(extension_folders(os.environ))
+                ),
+                binary_roots=tuple(
+                    storage_roots(folder.path if folder else None, key_environ or os.environ)
+                    if container is None
+                    else container.binary_roots
                 ),
                 postgres=postgres,
                 wait_timeout=args.wait_timeout,

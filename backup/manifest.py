@@ -21,6 +21,8 @@ from typing import Any, NoReturn
 from backup.digests import manifest_mac
 from backup.errors import SnapshotError
 from backup.identifiers import schema_problem, table_prefix_problem
+from backup.n8n.binary_data import PATH_PATTERN as BINARY_PATH
+from backup.n8n.binary_data import BinaryFile
 from backup.n8n.entities import NAMES as ENTITY_NAMES
 
 MANIFEST_NAME = "manifest.json"
@@ -46,6 +48,7 @@ _MAC = re.compile(r"hmac-sha256:[0-9a-f]{64}")
 _SERVER_VERSION = re.compile(r"\d{1,3}(?:\.\d{1,4}){0,2}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PACKAGE_NAME = re.compile(r"(?:@[a-z0-9][a-z0-9._~-]{0,100}/)?[a-z0-9][a-z0-9._~-]{0,213}")
+_BINARY_PATH = re.compile(BINARY_PATH)
 _NODE_FOLDER = re.compile(r"custom|nodes|extensions/\d{1,3}")
 
 
@@ -98,6 +101,15 @@ class EntityEntry:
 
 
 @dataclass(frozen=True)
+class BinaryData:
+    """The execution binary files the copied executions refer to, and those not found."""
+
+    files: list[BinaryFile]
+    missing: list[str]  # the first ones, up to MAX_LISTED_MISSING
+    missing_count: int
+
+
+@dataclass(frozen=True)
 class Counts:
     """Row counts read from the database copy."""
 
@@ -130,6 +142,7 @@ class Manifest:
     node_folders: list[str] = field(default_factory=list)
     # Kind name -> count and digest; kinds the source's n8n version has no table for are absent.
     entities: dict[str, EntityEntry] = field(default_factory=dict)
+    binary_data: BinaryData | None = None  # None: no execution refers to binary files
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
 
@@ -265,6 +278,7 @@ class _ManifestReader:
             "community_packages",
             "node_folders",
             "entities",
+            "binary_data",
             MAC_FIELD,
         }
     )
@@ -338,6 +352,34 @@ class _ManifestReader:
                 for i, item in enumerate(self._list("node_folders", optional=True))
             ],
             entities=self._entities(),
+            binary_data=self._binary_data(),
+        )
+
+    def _binary_data(self) -> BinaryData | None:
+        value = self.raw.get("binary_data")
+        if value is None:
+            return None
+        item = self._object("binary_data", value, {"files", "missing", "missing_count"}, set())
+        if not isinstance(item["files"], list) or not isinstance(item["missing"], list):
+            self._fail("binary_data", "does not list files and missing ones")
+        files = []
+        for index, entry in enumerate(item["files"]):
+            name = f"binary_data.files[{index}]"
+            raw = self._object(name, entry, {"path", "sha256", "size"}, set())
+            files.append(
+                BinaryFile(
+                    path=self._match(f"{name}.path", raw["path"], _BINARY_PATH),
+                    sha256=self._match(f"{name}.sha256", raw["sha256"], _SHA256),
+                    size=self._count(f"{name}.size", raw["size"]),
+                )
+            )
+        return BinaryData(
+            files=files,
+            missing=[
+                self._match(f"binary_data.missing[{i}]", path, _BINARY_PATH)
+                for i, path in enumerate(item["missing"])
+            ],
+            missing_count=self._count("binary_data.missing_count", item["missing_count"]),
         )
 
     def _entities(self) -> dict[str, EntityEntry]:

@@ -34,6 +34,7 @@ from backup.keystore import KeyStore
 from backup.manifest import (
     MANIFEST_NAME,
     WORKFLOWS_DIR,
+    BinaryData,
     Counts,
     CredentialEntry,
     EntityEntry,
@@ -43,6 +44,9 @@ from backup.manifest import (
     WorkflowEntry,
 )
 from backup.n8n.api import N8nApi
+from backup.n8n.binary_data import ARCHIVE_NAME as BINARY_ARCHIVE
+from backup.n8n.binary_data import MAX_LISTED_MISSING, referenced_paths
+from backup.n8n.binary_data import write_archive as write_binary_archive
 from backup.n8n.cipher import CredentialDecryptError, DataKey, decrypt_credential_data
 from backup.n8n.entities import read_entities
 from backup.n8n.extensions import ARCHIVE_NAME, write_archive
@@ -81,6 +85,8 @@ class SnapshotRequest:
     key_environ: dict[str, str] | None = field(default=None, repr=False)
     # N8N_CUSTOM_EXTENSIONS folders of the source, readable from here.
     extension_folders: tuple[Path, ...] = ()
+    # Where the source keeps execution binary data (filesystem mode), most specific first.
+    binary_roots: tuple[Path, ...] = ()
 
 
 def new_snapshot_id(now: datetime | None = None) -> str:
@@ -179,6 +185,7 @@ class DatabaseContents:
     credentials: list[CredentialRow]
     community_packages: list[CommunityPackage]
     entities: dict[str, list[list[Any]]]
+    binary_paths: list[str]
     executions: int
     data_keys: dict[str, DataKey]
     server_version: str | None
@@ -190,6 +197,7 @@ def _read_contents(tables: N8nTables) -> DatabaseContents:
         tables.credentials(),
         tables.community_packages(),
         read_entities(tables),
+        referenced_paths(tables),
         tables.count("execution_entity"),
         tables.data_keys(),
         tables.server_version(),
@@ -250,6 +258,9 @@ def _fill_staging(
         _credential_entry(row, encryption_key, contents.data_keys) for row in contents.credentials
     ]
     node_folders = _archive_node_folders(staging, request)
+    binary = write_binary_archive(
+        contents.binary_paths, list(request.binary_roots), staging / BINARY_ARCHIVE
+    )
     return Manifest(
         snapshot_id=snapshot_id,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -277,6 +288,11 @@ def _fill_staging(
             name: EntityEntry(len(rows), entity_digest(rows, encryption_key))
             for name, rows in contents.entities.items()
         },
+        binary_data=(
+            BinaryData(binary.files, binary.missing[:MAX_LISTED_MISSING], len(binary.missing))
+            if contents.binary_paths
+            else None
+        ),
     )
 
 

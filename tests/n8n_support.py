@@ -142,9 +142,11 @@ def corpus_workflows() -> list[dict[str, Any]]:
     return [json.loads(path.read_text(encoding="utf-8")) for path in files]
 
 
-def start_source(launcher: Path, folder: Path) -> SourceInstance:
+def start_source(
+    launcher: Path, folder: Path, extra_env: dict[str, str] | None = None
+) -> SourceInstance:
     """Boot a fresh n8n (it makes its own key) with an owner and an API key."""
-    process = N8nProcess(launcher, folder, None)
+    process = N8nProcess(launcher, folder, None, extra_env=extra_env)
     try:
         process.start(timeout=BOOT_TIMEOUT)
         api_key = create_owner_and_api_key(process.base_url)

@@ -15,7 +15,7 @@ from backup.manifest import MANIFEST_NAME, Manifest
 from tests.cli_support import ROOT
 
 # The checks `pytest verify` runs per snapshot and target (verify/test_snapshot.py).
-VERIFY_CHECKS = 11
+VERIFY_CHECKS = 12
 
 
 @dataclass(frozen=True)

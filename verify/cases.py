@@ -49,6 +49,7 @@ class SnapshotCase:
     image_template: str = ""
     postgres_dsn: str | None = field(default=None, repr=False)
     postgres_image: str = ""
+    test_credentials: bool = False  # opt-in: n8n's credential test may reach their services
     instance: N8nInstance | None = field(default=None, repr=False)
     _last_log: str = field(default="", repr=False)
     _secrets: list[Secret] = field(default_factory=list, repr=False)

@@ -11,7 +11,7 @@ import secrets
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import pytest
@@ -21,6 +21,7 @@ from backup.digests import workflow_digest
 from backup.errors import BackupError, N8nCheckError, N8nStartError, SnapshotError
 from backup.manifest import Manifest, authenticate
 from backup.n8n import npm
+from backup.n8n.cipher import CredentialDecryptError, decrypt_credential_data
 from backup.n8n.instances.base import OUTBOUND_OFF, OUTBOUND_SINK, N8nInstance, outbound_env
 from backup.n8n.instances.process import N8nProcess
 from backup.n8n.node_types import TYPES_PATH, LoadedTypes, loaded_node_types
@@ -28,6 +29,7 @@ from backup.n8n.session import EditorSession, instance_jwt_secret
 from backup.n8n.sqlite import N8nDatabase
 from backup.n8n.tables import N8nTables
 from backup.restore.checks import active_before_start
+from backup.restore.credential_tests import reachable_hosts, secret_values
 from backup.secret import Secret
 from verify.cases import SUMMARIES_KEY, DowngradeError, SnapshotCase, StoredKey
 from verify.report import SnapshotSummary
@@ -255,8 +257,18 @@ def _new_instance(
         from backup.n8n.instances.docker import N8nContainer
 
         network: IsolatedNetwork = request.getfixturevalue("docker_network")
-        summary.isolation = "internal Docker network: no route out of the container"
-        return N8nContainer(image, folder.user_folder, key.reveal(), network, extra_env)
+        if case.test_credentials:
+            summary.isolation = "host network (--test-credentials), proxy closed but for them"
+        else:
+            summary.isolation = "internal Docker network: no route out of the container"
+        return N8nContainer(
+            image,
+            folder.user_folder,
+            key.reveal(),
+            network,
+            extra_env,
+            host_network=case.test_credentials,
+        )
     try:
         launcher = npm.install(version, log=False)
     except BackupError as exc:
@@ -304,6 +316,13 @@ def restored(
     except BackupError as exc:
         pytest.fail(f"not booted: {exc}", pytrace=False)
     extra_env.update(outbound_env(version))
+    reach_note = ""
+    if case.test_credentials:  # n8n may reach the credentials' own hosts, and only those
+        reached: CredentialSecrets = request.getfixturevalue("credential_secrets")
+        extra_env["NO_PROXY"] = ",".join([extra_env["NO_PROXY"], *sorted(reached.hosts)])
+        reach_note = "; --test-credentials: HTTP may reach " + (
+            ", ".join(sorted(reached.hosts)) or "no host named in a credential"
+        )
     migrations_before = database.migrations()
     source_rows = database.workflows()
     try:
@@ -311,6 +330,7 @@ def restored(
             case, version, folder, stored_key.value, request, summary, extra_env
         )
         case.attach(instance)
+        summary.isolation += reach_note
         try:
             activated = _keep_inert_through_migrations(instance, database, manifest)
         except (N8nCheckError, BackupError) as exc:
@@ -356,6 +376,32 @@ def editor(restored: RestoredInstance, stored_key: StoredKey) -> Iterator[Editor
         pytest.fail(f"cannot sign in to the restored n8n: {exc}", pytrace=False)
     with EditorSession(restored.instance.base_url, owner, jwt_secret) as session:
         yield session
+
+
+@dataclass(frozen=True)
+class CredentialSecrets:
+    """For the opt-in credential tests: the hosts the credentials point at, and per credential
+    id the secret values to hide from n8n's messages (never shown in any repr)."""
+
+    hosts: frozenset[str]
+    hidden: dict[str, list[Secret]] = field(repr=False)
+
+
+@pytest.fixture(scope="session")
+def credential_secrets(snapshot_database: N8nTables, stored_key: StoredKey) -> CredentialSecrets:
+    """Decrypt the copy's credentials once, in Python, for their hosts and secret values."""
+    assert stored_key.value is not None
+    data_keys = snapshot_database.data_keys()
+    hosts: set[str] = set()
+    hidden: dict[str, list[Secret]] = {}
+    for row in snapshot_database.credentials():
+        try:
+            data = decrypt_credential_data(row.data, stored_key.value.reveal(), data_keys)
+        except CredentialDecryptError:
+            continue  # test_key reports it
+        hosts |= reachable_hosts([data])
+        hidden[row.id] = secret_values(data)
+    return CredentialSecrets(frozenset(hosts), hidden)
 
 
 @pytest.fixture(scope="session")

@@ -61,6 +61,23 @@ POSTGRES_IMAGE_HELP = (
     f"server's major version ({OFFICIAL_POSTGRES_IMAGE})"
 )
 IMAGE_HELP = f"image for the docker runtime; {{version}} is the target version ({OFFICIAL_IMAGE})"
+TEST_CREDENTIALS_HELP = (
+    "also run n8n's own test of each credential (the editor's Test button): the restored n8n "
+    "then reaches the services the credentials point at, and only those"
+)
+# Checks that run only when asked for; a run without them still counts as verified.
+OPT_IN_CHECKS = frozenset({"test_credentials_connect"})
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def flag(text: str) -> bool:
+    """A yes/no setting (true/false, 1/0, yes/no, on/off); ValueError otherwise."""
+    if text.strip().lower() in _TRUE:
+        return True
+    if text.strip().lower() in _FALSE:
+        return False
+    raise ValueError(text)
+
 
 pytest_plugins = ["verify.fixtures"]
 
@@ -80,6 +97,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--postgres-dsn", dest="postgres_dsn", help=argparse.SUPPRESS)  # old name
     group.addoption("--postgres-image", default=OFFICIAL_POSTGRES_IMAGE, help=POSTGRES_IMAGE_HELP)
     group.addoption("--quiet-seconds", type=float, default=DEFAULT_QUIET_SECONDS, help=QUIET_HELP)
+    group.addoption("--test-credentials", action="store_true", help=TEST_CREDENTIALS_HELP)
 
 
 def _module_path(name: str) -> Path | None:
@@ -155,6 +173,7 @@ def _load_cases(config: pytest.Config) -> list[SnapshotCase]:
             image_template=config.getoption("n8n_image"),
             postgres_dsn=config.getoption("postgres_dsn"),
             postgres_image=config.getoption("postgres_image"),
+            test_credentials=bool(config.getoption("test_credentials")),
         )
         for folder in folders
         for target in dict.fromkeys(targets)  # each pair once, in the order given
@@ -236,6 +255,7 @@ VERIFY_SETTINGS: dict[str, tuple[str, Callable[[str], object]]] = {
     "postgres": ("postgres_dsn", str),
     "postgres-image": ("postgres_image", str),
     "quiet-seconds": ("quiet_seconds", float),
+    "test-credentials": ("test_credentials", flag),
 }
 
 
@@ -265,7 +285,7 @@ def apply_verify_settings(config: pytest.Config, environ: Mapping[str, str]) -> 
             where = f"{path}"
         else:
             continue
-        if isinstance(raw, (dict, bool)):
+        if isinstance(raw, dict) or (isinstance(raw, bool) and convert is not flag):
             raise InputError(f"{name} in {where} must be a single value or a list of versions")
         try:
             if dest == "n8n_version":
@@ -315,6 +335,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         )
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out the opt-in checks for the snapshots they were not asked for."""
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        case = callspec.params.get("case") if callspec else None
+        name = item.originalname if isinstance(item, pytest.Function) else item.name
+        optional = isinstance(case, SnapshotCase) and not case.test_credentials
+        (dropped if optional and name in OPT_IN_CHECKS else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """Say what is being verified, at the top of the run."""
     cases = config.stash.get(CASES_KEY, None)
@@ -344,6 +379,8 @@ def pytest_runtest_makereport(
     name = item.originalname if isinstance(item, pytest.Function) else item.name
     if not summary.required:
         summary.required = suite_checks(item)
+        if not case.test_credentials:
+            summary.required -= OPT_IN_CHECKS
     if report.failed:
         summary.failed.append(name)
         log = case.instance_log()

@@ -35,6 +35,8 @@ class SnapshotSummary:
     node_type_notes: list[str] = field(default_factory=list)  # not failures; see the check
     extensions: str = "not checked"  # community packages and custom node folders
     entities: str = "not checked"  # "kind expected/found, ..."
+    binary_data: str = "not checked"
+    credential_tests: str = "not run (opt-in: --test-credentials)"
     boot_seconds: float | None = None
     test_seconds: float = 0.0
     failed: list[str] = field(default_factory=list)
@@ -91,6 +93,8 @@ COLUMNS = (
     "node types",
     "community / custom nodes",
     "other entities expected / found",
+    "binary data",
+    "credential tests (opt-in)",
     "active in snapshot (not activated)",
     "migrations run on restore",
     "changed by the upgrade",
@@ -150,6 +154,8 @@ def summary_table(summaries: list[SnapshotSummary]) -> str:
             _node_types(item),
             item.extensions,
             item.entities,
+            item.binary_data,
+            item.credential_tests,
             f"{len(item.active_in_snapshot)}: {active}",
             _migrations(item.migrations_run),
             _changes(item.upgrade_changes),

@@ -11,6 +11,8 @@ from pathlib import Path
 from backup.atomic import PRIVATE_FILE_MODE, make_private_dir, write_text_atomic
 from backup.errors import BackupError
 from backup.manifest import Manifest
+from backup.n8n.binary_data import ARCHIVE_NAME as BINARY_ARCHIVE
+from backup.n8n.binary_data import unpack as unpack_binary_data
 from backup.n8n.extensions import ARCHIVE_NAME, unpack
 from backup.n8n.folder import CONFIG_NAME
 from backup.n8n.sqlite import DATABASE_NAME, N8nDatabase
@@ -44,7 +46,8 @@ def restore_to_temp(
     snapshot_dir: Path, manifest: Manifest, encryption_key: Secret
 ) -> RestoredFolder:
     """Copy the snapshot's database into a new private folder, with the key in n8n's config,
-    and unpack its community and custom nodes there, as n8n expects them.
+    and unpack its community and custom nodes and its execution binary data there, where n8n
+    reads them.
 
     The copy's workflows are deactivated and its waiting executions cancelled, so that booting
     it cannot fire a trigger, a schedule or a poller. Raises BackupError (the folder removed)
@@ -57,8 +60,11 @@ def restore_to_temp(
     write_text_atomic(config, json.dumps({"encryptionKey": encryption_key.reveal()}))
     restored = RestoredFolder(user_folder=user_folder, _tmp=tmp)
     try:
-        if any(entry.path == ARCHIVE_NAME for entry in manifest.files):
+        listed = {entry.path for entry in manifest.files}
+        if ARCHIVE_NAME in listed:
             restored.node_folders = unpack(snapshot_dir / ARCHIVE_NAME, n8n_folder)
+        if BINARY_ARCHIVE in listed:
+            unpack_binary_data(snapshot_dir / BINARY_ARCHIVE, n8n_folder)
         if manifest.database_kind == "sqlite":  # a PostgreSQL dump is restored into a server
             database = n8n_folder / DATABASE_NAME
             shutil.copyfile(snapshot_dir / manifest.database_file, database, follow_symlinks=False)

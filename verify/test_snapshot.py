@@ -5,6 +5,7 @@ Assertion messages name workflows and credentials by id and name only: never a s
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ import pytest
 from backup.check import count_problems, credential_problems, database_problems, file_problems
 from backup.errors import N8nCheckError
 from backup.manifest import Manifest
+from backup.n8n.binary_data import sample as binary_sample
 from backup.n8n.node_types import LoadedTypes, used_node_types
 from backup.n8n.session import EditorSession
 from backup.n8n.tables import N8nTables
@@ -23,9 +25,10 @@ from backup.restore.checks import (
     usable_api_key,
     workflows_served,
 )
+from backup.restore.credential_tests import FAILED, OUTCOMES, PASSED, run_credential_test
 from backup.restore.entity_checks import served_entity_problems, stored_entity_problems
 from verify.cases import SnapshotCase, StoredKey
-from verify.fixtures import Authentication, RestoredInstance
+from verify.fixtures import Authentication, CredentialSecrets, RestoredInstance
 from verify.report import SnapshotSummary
 
 MAX_LISTED = 10
@@ -175,6 +178,31 @@ def test_other_entities(
     assert not problems, f"entities: {_listing(problems)}"
 
 
+def test_binary_data(editor: EditorSession, manifest: Manifest, summary: SnapshotSummary) -> None:
+    """Every execution binary file the copied executions refer to was in the snapshot, and the
+    restored n8n serves a sample of them, byte for byte, as its editor downloads them."""
+    binary = manifest.binary_data
+    if binary is None:
+        summary.binary_data = "none referenced"
+        return
+    total = sum(item.size for item in binary.files)
+    summary.binary_data = f"{len(binary.files)} files, {total / 1e6:.1f} MB"
+    assert binary.missing_count == 0, (
+        f"{binary.missing_count} binary file(s) the executions refer to were not found when the "
+        f"snapshot was taken: {_listing(binary.missing)}"
+    )
+    problems = []
+    for item in binary_sample(binary.files):
+        with failing_plainly():
+            body = editor.request(
+                "GET", "/rest/binary-data", params={"id": item.n8n_id, "action": "download"}
+            ).content
+        if hashlib.sha256(body).hexdigest() != item.sha256:
+            problems.append(f"{item.path}: n8n serves {len(body)} bytes that differ")
+    summary.binary_data += f"; {len(binary_sample(binary.files))} served and compared"
+    assert not problems, f"binary data: {_listing(problems)}"
+
+
 def test_credentials_decrypt_in_n8n(
     restored: RestoredInstance,
     manifest: Manifest,
@@ -189,6 +217,35 @@ def test_credentials_decrypt_in_n8n(
     assert not problems, f"credentials in n8n: {_listing(problems)}"
     assert decrypted == manifest.counts.credentials, (
         f"n8n decrypts {decrypted} credentials, the manifest counts {manifest.counts.credentials}"
+    )
+
+
+def test_credentials_connect(
+    case: SnapshotCase,
+    editor: EditorSession,
+    manifest: Manifest,
+    summary: SnapshotSummary,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Opt-in (--test-credentials): n8n's own test of each credential, as the editor's Test
+    button runs it, passes; types without a test are listed as such."""
+    assert case.test_credentials, "collected only with --test-credentials"
+    hidden: CredentialSecrets = request.getfixturevalue("credential_secrets")
+    with failing_plainly():
+        results = [
+            run_credential_test(editor, entry, hidden.hidden.get(entry.id, []))
+            for entry in manifest.credentials
+        ]
+    by_outcome = {outcome: [r for r in results if r.outcome == outcome] for outcome in OUTCOMES}
+    summary.credential_tests = "; ".join(
+        f"{outcome} {len(listed)}"
+        + (": " + ", ".join(f"{r.name} ({r.message})" for r in listed[:10]) if listed else "")
+        for outcome, listed in by_outcome.items()
+        if outcome != PASSED or listed
+    )
+    failed = by_outcome[FAILED]
+    assert not failed, "credential tests: " + _listing(
+        [f"{r.id} ({r.name!r}, {r.type}): {r.message}" for r in failed]
     )
 
 

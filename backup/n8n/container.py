@@ -26,6 +26,7 @@ except ImportError as exc:  # an optional part of the install
     raise missing_extra("docker", exc) from None
 
 from backup.errors import InputError, SourceError
+from backup.n8n.binary_data import STORAGE_ENV, storage_roots
 from backup.n8n.extensions import extension_folders
 from backup.n8n.folder import N8nFolder, locate
 
@@ -49,6 +50,8 @@ class ContainerSource:
     running: bool = True
     # N8N_CUSTOM_EXTENSIONS folders, as this host sees them (those in a mount only).
     extension_folders: tuple[Path, ...] = ()
+    # Where n8n keeps execution binary data, as this host sees it (see backup.n8n.binary_data).
+    binary_roots: tuple[Path, ...] = ()
 
 
 @contextlib.contextmanager
@@ -121,6 +124,14 @@ def _data_mount(attrs: dict[str, Any], user_folder: str) -> tuple[Path, str]:
             "which is emptied when the container stops: move the data to a volume"
         )
     return Path(mount["Source"]), _inside_mount(mount, wanted)
+
+
+def _binary_roots(
+    attrs: dict[str, Any], environment: dict[str, str], host_folder: Path
+) -> tuple[Path, ...]:
+    configured = environment.get(STORAGE_ENV, "").strip()
+    mapped = _host_path(attrs, configured) if configured else None
+    return tuple(storage_roots(host_folder, {STORAGE_ENV: str(mapped)} if mapped else {}))
 
 
 def runs_n8n(container: Container) -> bool:
@@ -235,6 +246,7 @@ def inspect_n8n_container(name: str) -> ContainerSource:
         _published_api_url(attrs),
         kind,
         running=bool((attrs.get("State") or {}).get("Running")),
+        binary_roots=_binary_roots(attrs, environment, host_folder),
         extension_folders=tuple(
             host
             for folder in extension_folders(environment)

@@ -193,6 +193,15 @@ class N8nTables(ABC):
         listed = ", ".join(quote_identifier(column) for column in columns)
         return self._query(f"SELECT {listed} FROM {self.table_sql(table)}")
 
+    def execution_data_mentioning(self, word: str) -> list[str]:
+        """The stored data of the executions whose data contains ``word`` (letters only)."""
+        if not word.isalpha() or not self.has_table("execution_data"):
+            return []
+        rows = self._query(
+            f"SELECT data FROM {self.table_sql('execution_data')} WHERE data LIKE '%{word}%'"
+        )
+        return [row[0] if isinstance(row[0], str) else str(row[0]) for row in rows]
+
     def count(self, table: str) -> int:
         """Number of rows in one of n8n's tables."""
         return int(self._query(f"SELECT COUNT(*) FROM {self.table_sql(table)}")[0][0])

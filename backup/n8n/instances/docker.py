@@ -30,6 +30,7 @@ except ImportError as exc:  # an optional part of the install
 from backup.errors import BackupError, N8nStartError
 from backup.n8n.container import exec_n8n
 from backup.n8n.instances.base import DEFAULT_BOOT_TIMEOUT, QUIET_ENV, BootsOnEnter
+from backup.n8n.instances.process import LOOPBACK_ENV, free_port
 from backup.n8n.instances.readiness import wait_until_ready
 
 if TYPE_CHECKING:
@@ -125,31 +126,45 @@ class N8nContainer(BootsOnEnter):
         network: IsolatedNetwork,
         extra_env: dict[str, str] | None = None,
         boot_timeout: float = DEFAULT_BOOT_TIMEOUT,
+        *,
+        host_network: bool = False,
     ) -> None:
         self.boot_timeout = boot_timeout
         self.image = image
         self.network = network
         n8n_folder = user_folder / ".n8n"
         env = {**QUIET_ENV, **(extra_env or {})}
+        # On the host's network (to reach services on its loopback) n8n listens on loopback,
+        # on ports of its own.
+        self._host_port = free_port() if host_network else None
+        if self._host_port is not None:
+            env.update(
+                {
+                    **LOOPBACK_ENV,
+                    "N8N_PORT": str(self._host_port),
+                    "N8N_RUNNERS_BROKER_PORT": str(free_port()),
+                }
+            )
         if encryption_key is not None:
             env["N8N_ENCRYPTION_KEY"] = encryption_key
         self._env = env
         self._n8n_folder = n8n_folder
         self._user = None if os.geteuid() == 0 else f"{os.getuid()}:{os.getgid()}"
         self._started = False
+        kwargs: dict[str, str] = {}
+        if host_network:
+            kwargs["network_mode"] = "host"
+        if os.geteuid() != 0:  # cannot hand the files to uid 1000: run as their owner instead
+            kwargs["user"] = f"{os.getuid()}:{os.getgid()}"
         self._container = (
             DockerContainer(image)
             .with_envs(**env)
             .with_volume_mapping(str(n8n_folder), CONTAINER_N8N_FOLDER, "rw")
-            .with_network(network.network)
-            .with_kwargs(labels={SESSION_LABEL: network.session})
+            .with_kwargs(labels={SESSION_LABEL: network.session}, **kwargs)
         )
-        if os.geteuid() == 0:
-            self.hand_over_files()
-        else:  # cannot hand the files to uid 1000: run as their owner instead
-            self._container.with_kwargs(
-                labels={SESSION_LABEL: network.session}, user=f"{os.getuid()}:{os.getgid()}"
-            )
+        if not host_network:
+            self._container.with_network(network.network)
+        self.hand_over_files()
         self._address: str | None = None
         self.ready_seconds: float | None = None
 
@@ -161,6 +176,8 @@ class N8nContainer(BootsOnEnter):
     @property
     def base_url(self) -> str:
         """The container's address on the internal network."""
+        if self._host_port is not None:
+            return f"http://127.0.0.1:{self._host_port}"
         if self._address is None:
             raise N8nStartError("the n8n container has not started")
         return f"http://{self._address}:{N8N_PORT}"
@@ -170,7 +187,8 @@ class N8nContainer(BootsOnEnter):
         try:
             self._started = True
             self._container.start()
-            self._address = _address_on(self._container, self.network)
+            if self._host_port is None:
+                self._address = _address_on(self._container, self.network)
         except ImageNotFound:
             raise N8nStartError(
                 f"image {self.image} is not on this machine and cannot be pulled: build one with "
