@@ -24,7 +24,7 @@ from backup.verification_record import TargetResult, VerificationRecord, write_r
 from tests.cli_support import run_backup_cli
 from tests.docker_support import PROCESS_ARGS
 from tests.n8n_support import SourceInstance, TakenSnapshot, copy_variant
-from tests.verify_runner import report_with_attachments, run_verify
+from tests.verify_runner import VERIFY_CHECKS, report_with_attachments, run_verify
 
 
 def read_raw(folder: Path) -> dict[str, Any]:
