@@ -4,6 +4,7 @@ registry, through a snapshot, into fresh instances on both runtimes."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import shutil
@@ -17,9 +18,15 @@ import pytest
 from backup.digests import sha256_file
 from backup.manifest import FileEntry, Manifest
 from backup.n8n.binary_data import ARCHIVE_NAME as BINARY_ARCHIVE
+from backup.n8n.container import inspect_n8n_container
 from backup.n8n.extensions import ARCHIVE_NAME
-from tests.cli_support import run_snapshot_cli
-from tests.docker_support import DOCKER_ARGS, PROCESS_ARGS
+from backup.n8n.node_types import TYPES_PATH, loaded_node_types
+from backup.n8n.session import EditorSession, instance_jwt_secret
+from backup.n8n.sqlite import N8nDatabase
+from backup.restore.database_slot import ROLLBACK_DIR
+from backup.secret import Secret
+from tests.cli_support import run_backup_cli, run_snapshot_cli
+from tests.docker_support import DOCKER_ARGS, PROCESS_ARGS, remove, run_n8n_container
 from tests.n8n_support import process_source_args
 from tests.rich_source import (
     COMMUNITY_PACKAGE,
@@ -203,3 +210,46 @@ def test_verify_names_missing_nodes_refused_archives_and_lost_entities(
     }
     assert not unrelated & failures.keys(), "a check failed that has nothing to do with it"
     assert not (tmp_path.parent / "escape.js").exists() and not (root / "escape.js").exists()
+
+
+def test_restore_into_a_container_puts_nodes_and_binary_data_back(
+    rich: RichSource, rich_snapshot: tuple[Path, Path], request: pytest.FixtureRequest
+) -> None:
+    docker_client = request.getfixturevalue("docker_client")
+    n8n_image = request.getfixturevalue("n8n_image")
+    path, _ = rich_snapshot
+    manifest = Manifest.load(path)
+    assert manifest.binary_data is not None
+    key = Secret(rich.source.encryption_key)
+    target = run_n8n_container(docker_client, n8n_image, encryption_key=key.reveal())
+    try:
+        folder = inspect_n8n_container(target.name).folder.path
+        (folder / "custom").mkdir(exist_ok=True)
+        (folder / "custom" / "left-over.txt").write_text("the target's own, kept for rollback")
+        result = run_backup_cli("restore", str(path), "--container", target.name)
+        assert result.returncode == 0, result.stderr
+        assert "custom, nodes, binaryData will be replaced" in result.stderr
+        assert (folder / "nodes" / "node_modules" / COMMUNITY_PACKAGE / "package.json").is_file()
+        assert (folder / "custom" / "rv-probe" / "package.json").is_file()
+        assert not (folder / "custom" / "left-over.txt").exists()
+        (kept,) = (folder / ROLLBACK_DIR).glob("folders-*")
+        assert (kept / "custom" / "left-over.txt").is_file()
+        owner = (folder.stat().st_uid, folder.stat().st_gid)
+        restored_package = folder / "nodes" / "node_modules" / COMMUNITY_PACKAGE
+        assert (restored_package.stat().st_uid, restored_package.stat().st_gid) == owner
+        # The container's n8n loads both nodes and serves the binary data, byte for byte.
+        url = inspect_n8n_container(target.name).api_url
+        assert url is not None
+        database = N8nDatabase(folder / "database.sqlite")
+        owner_row = database.owner()
+        assert owner_row is not None
+        with EditorSession(url, owner_row, instance_jwt_secret(database, key)) as editor:
+            loaded = loaded_node_types(editor.json("GET", TYPES_PATH)).versions
+            assert COMMUNITY_TYPE in loaded and CUSTOM_TYPE in loaded
+            first = manifest.binary_data.files[0]
+            served = editor.request(
+                "GET", "/rest/binary-data", params={"id": first.n8n_id, "action": "download"}
+            ).content
+        assert hashlib.sha256(served).hexdigest() == first.sha256
+    finally:
+        remove(docker_client, target)

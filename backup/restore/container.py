@@ -37,6 +37,7 @@ from backup.errors import (
     RestoreInterrupted,
 )
 from backup.manifest import Manifest
+from backup.n8n.binary_data import RESTORED_FOLDER as RESTORED_BINARY_FOLDER
 from backup.n8n.container import (
     BootingContainer,
     ContainerCli,
@@ -53,7 +54,14 @@ from backup.n8n.folder import N8nFolder, read_encryption_key
 from backup.n8n.instances.readiness import wait_until_ready
 from backup.n8n.tables import N8nTables
 from backup.restore.checks import credentials_decrypted, workflows_served
-from backup.restore.database_slot import ROLLBACK_DIR, DatabaseSlot, SqliteSlot
+from backup.restore.data_folders import DataFolders
+from backup.restore.database_slot import (
+    KEEP_ROLLBACKS,
+    ROLLBACK_DIR,
+    DatabaseSlot,
+    SqliteSlot,
+    rollback_stamp,
+)
 from backup.restore.fault_points import STARTED, STOPPED, SWAPPED, pause_point
 from backup.restore.journal import (
     PREPARED,
@@ -272,15 +280,27 @@ def _restore_locked(
         slot.record(container_name, manifest.snapshot_id, step, started_at)
 
     slot.check_space()
+    folders = DataFolders(
+        source.folder.path,
+        slot.rollback_dir / f"folders-{rollback_stamp()}",
+        _binary_target(source),
+    )
     with interrupts_as_keyboard_interrupt():
         try:
             rollback = slot.prepare()
+            replaced = folders.prepare(snapshot_dir, manifest)
         except KeyboardInterrupt:
+            folders.discard()
             raise RestoreInterrupted(
                 f"interrupted before {container_name} was touched; nothing was changed"
             ) from None
     record(PREPARED)
     say(f"restore: previous database will be kept as {rollback}")
+    if replaced:
+        say(
+            f"restore: {', '.join(replaced)} will be replaced, the previous ones kept in "
+            f"{folders.rollback_dir}"
+        )
 
     with docker_client() as client, interrupts_as_keyboard_interrupt():
         container = get_container(client, container_name)
@@ -293,6 +313,7 @@ def _restore_locked(
             pause_point(STOPPED)
             say("restore: replacing the database")
             slot.swap(on_replace=lambda: record(REPLACING))
+            folders.swap()
             record(REPLACED)
             step = "starting the container"
             pause_point(SWAPPED)
@@ -315,9 +336,10 @@ def _restore_locked(
                     f"{container_name} was stopped from outside during the restore ({stops[0]})"
                 )
             slot.forget()
+            folders.discard()
         except (Exception, KeyboardInterrupt) as exc:  # after the stop: put the old data back
             with interrupts_ignored():  # the rollback itself must not be cut short
-                _roll_back(container, slot, api_url, boot_timeout)
+                _roll_back(container, slot, api_url, boot_timeout, folders)
             back = f"the previous database was put back and {container_name} is running on it again"
             if isinstance(exc, KeyboardInterrupt):
                 raise RestoreInterrupted(
@@ -328,6 +350,7 @@ def _restore_locked(
             ) from None
     with contextlib.suppress(BackupError, *_database_errors()):  # the restore stands anyway
         slot.keep_bounded()
+        folders.keep_bounded(KEEP_ROLLBACKS)
         slot.hand_over()
     return RestoreResult(container_name, manifest.snapshot_id, workflows, credentials, rollback)
 
@@ -450,14 +473,27 @@ def _check_restored(
     return workflows, credentials
 
 
+def _binary_target(source: ContainerSource) -> Path:
+    """Where the container's n8n reads binary data: the first of its roots that exists."""
+    existing = [root for root in source.binary_roots if root.is_dir()]
+    return existing[0] if existing else source.folder.path / RESTORED_BINARY_FOLDER
+
+
 def _roll_back(
-    container: Container, slot: DatabaseSlot, api_url: str | None, timeout: float
+    container: Container,
+    slot: DatabaseSlot,
+    api_url: str | None,
+    timeout: float,
+    folders: DataFolders | None = None,
 ) -> None:
-    """Put the previous database back (only if it was replaced), start n8n on it, drop what
-    was staged, and close the journal."""
+    """Put the previous database (and node and binary folders) back (only if they were
+    replaced), start n8n on it, drop what was staged, and close the journal."""
     try:
         container.stop(timeout=STOP_TIMEOUT_SECONDS)
         slot.swap_back()
+        if folders is not None:
+            folders.swap_back()
+            folders.discard()
         container.start()
         _wait(container, api_url, timeout)
     except (BackupError, DockerException, *_database_errors()) as exc:
