@@ -160,6 +160,12 @@ def _run_binary_executions(rich: RichSource, count: int) -> None:
         time.sleep(0.5)
 
 
+def add_free_entities(source: SourceInstance) -> None:
+    """What any community instance can have besides workflows and credentials."""
+    with signed_in(source.process.base_url) as rest:
+        _free_entities(source, rest)
+
+
 def _free_entities(source: SourceInstance, rest: httpx.Client) -> None:
     """Tags, a data table with rows, an invited user, a second workflow version."""
     api = source.api

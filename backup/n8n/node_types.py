@@ -69,13 +69,14 @@ class NodeTypeUse:
         """The distinct type names, all versions together."""
         return {node_type.name for node_type in self.by_type}
 
-    def findings(self, loaded: LoadedTypes, *, same_version: bool) -> NodeTypeFindings:
+    def findings(self, loaded: LoadedTypes, *, same_major: bool) -> NodeTypeFindings:
         """Judge every used type (and version) ``loaded`` lacks.
 
         Community and custom nodes come back with the snapshot, so a missing one always
-        fails. n8n's built-in nodes come with n8n itself: on the source's own version one
-        that is missing was missing on the source too (a note); on another version (an
-        upgrade rehearsal) it is what the upgrade breaks (a failure). A node listed by one
+        fails. n8n's built-in nodes come with n8n itself, and n8n removes or excludes them
+        only in a major release: on the source's own major one that is missing was missing on
+        the source too (a note); on another major (an upgrade rehearsal) it is what the
+        upgrade breaks (a failure). A node listed by one
         description runs whatever type version a workflow gives it (n8n uses its only
         implementation): an unknown version of it is a note.
         """
@@ -92,7 +93,7 @@ class NodeTypeUse:
                 what = "this type version is not loaded"
             if versions is not None and loaded.descriptions.get(node_type.name) == 1:
                 notes.append(_label(node_type, f"{what}; n8n runs its only version", workflows))
-            elif built_in and same_version:
+            elif built_in and same_major:
                 notes.append(_label(node_type, f"{what}, nor in the source's", workflows))
             else:
                 failures.append(_label(node_type, what, workflows))

@@ -177,12 +177,14 @@ class PostgresTables(N8nTables):
             raise SourceError(f"preparing {self.target.describe()}: {str(exc).strip()}") from None
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        # ``sql`` holds only validated, quoted identifiers; values come as parameters.
+        # ``sql`` holds only validated, quoted identifiers; values come as parameters. Without
+        # any, psycopg must not parse the text for placeholders (LIKE '%...%').
+        values = params or None
         try:
             if self.connection is not None:
-                return self.connection.execute(sql, params).fetchall()
+                return self.connection.execute(sql, values).fetchall()
             with self.target.connect(autocommit=True) as connection:
-                return connection.execute(sql, params).fetchall()
+                return connection.execute(sql, values).fetchall()
         except psycopg.Error as exc:
             raise SourceError(f"reading {self.target.describe()}: {str(exc).strip()}") from None
 
