@@ -19,6 +19,7 @@ _CREDENTIAL_DIGEST_CONTEXT = b"n8n-restore-verify/credential-digest/v1"
 _MANIFEST_MAC_CONTEXT = b"n8n-restore-verify/manifest-mac/v1"
 _ENTITY_DIGEST_CONTEXT = b"n8n-restore-verify/entity-digest/v1"
 FINGERPRINT_HEX_CHARS = 32
+ROW_HASH_HEX_CHARS = 16
 _CHUNK = 1 << 20
 
 
@@ -52,11 +53,15 @@ def credential_digest(decrypted: dict[str, Any], encryption_key: str) -> str:
     return "hmac-sha256:" + hmac.new(digest_key, canonical_json(decrypted), "sha256").hexdigest()
 
 
-def entity_digest(rows: list[Any], encryption_key: str) -> str:
-    """Keyed digest of one kind of n8n entity's rows (sorted, canonical): keyed because rows
-    hold emails and variable values."""
+def entity_row_hashes(rows: list[Any], encryption_key: str) -> list[str]:
+    """A short keyed hash per entity row (canonical JSON), sorted: keyed because rows hold
+    emails and variable values; per row so that a restore can say how many are missing and
+    tell rows an upgrade added from rows it lost."""
     digest_key = _derived_key(encryption_key, _ENTITY_DIGEST_CONTEXT)
-    return "hmac-sha256:" + hmac.new(digest_key, canonical_json(rows), "sha256").hexdigest()
+    return sorted(
+        hmac.new(digest_key, canonical_json(row), "sha256").hexdigest()[:ROW_HASH_HEX_CHARS]
+        for row in rows
+    )
 
 
 def manifest_mac(body: dict[str, Any], encryption_key: str) -> str:

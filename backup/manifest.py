@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from backup.digests import manifest_mac
+from backup.digests import ROW_HASH_HEX_CHARS, manifest_mac
 from backup.errors import SnapshotError
 from backup.identifiers import schema_problem, table_prefix_problem
 from backup.n8n.binary_data import PATH_PATTERN as BINARY_PATH
@@ -49,6 +49,7 @@ _SERVER_VERSION = re.compile(r"\d{1,3}(?:\.\d{1,4}){0,2}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PACKAGE_NAME = re.compile(r"(?:@[a-z0-9][a-z0-9._~-]{0,100}/)?[a-z0-9][a-z0-9._~-]{0,213}")
 _BINARY_PATH = re.compile(BINARY_PATH)
+_ROW_HASH = re.compile(rf"[0-9a-f]{{{ROW_HASH_HEX_CHARS}}}")
 _NODE_FOLDER = re.compile(r"custom|nodes|extensions/\d{1,3}")
 
 
@@ -93,11 +94,15 @@ class PackageEntry:
 
 @dataclass(frozen=True)
 class EntityEntry:
-    """How many entities of one kind (tags, users, ...) the snapshot holds, and their keyed
-    digest (see backup.n8n.entities)."""
+    """The entities of one kind (tags, users, ...) the snapshot holds: one keyed hash per row
+    (see backup.n8n.entities and backup.digests.entity_row_hashes)."""
 
-    count: int
-    digest: str
+    rows: list[str]
+
+    @property
+    def count(self) -> int:
+        """How many the snapshot holds."""
+        return len(self.rows)
 
 
 @dataclass(frozen=True)
@@ -390,10 +395,14 @@ class _ManifestReader:
         for name, item in value.items():
             if name not in ENTITY_NAMES:
                 self._fail("entities", f"names a kind this tool never writes: {_shown(name)}")
-            entry = self._object(f"entities.{name}", item, {"count", "digest"}, set())
+            entry = self._object(f"entities.{name}", item, {"rows"}, set())
+            if not isinstance(entry["rows"], list):
+                self._fail(f"entities.{name}.rows", "is not a list")
             entries[name] = EntityEntry(
-                count=self._count(f"entities.{name}.count", entry["count"]),
-                digest=self._match(f"entities.{name}.digest", entry["digest"], _CREDENTIAL_DIGEST),
+                rows=[
+                    self._match(f"entities.{name}.rows[{i}]", row, _ROW_HASH)
+                    for i, row in enumerate(entry["rows"])
+                ]
             )
         return entries
 

@@ -23,7 +23,7 @@ from backup.atomic import (
 from backup.data_lock import exclusive
 from backup.digests import (
     credential_digest,
-    entity_digest,
+    entity_row_hashes,
     key_fingerprint,
     sha256_file,
     workflow_digest,
@@ -285,7 +285,7 @@ def _fill_staging(
         ],
         node_folders=node_folders,
         entities={
-            name: EntityEntry(len(rows), entity_digest(rows, encryption_key))
+            name: EntityEntry(entity_row_hashes(rows, encryption_key))
             for name, rows in contents.entities.items()
         },
         binary_data=(

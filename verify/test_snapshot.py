@@ -26,7 +26,11 @@ from backup.restore.checks import (
     workflows_served,
 )
 from backup.restore.credential_tests import FAILED, OUTCOMES, PASSED, run_credential_test
-from backup.restore.entity_checks import served_entity_problems, stored_entity_problems
+from backup.restore.entity_checks import (
+    StoredEntities,
+    served_entity_problems,
+    stored_entity_problems,
+)
 from verify.cases import SnapshotCase, StoredKey
 from verify.fixtures import Authentication, CredentialSecrets, RestoredInstance
 from verify.report import SnapshotSummary
@@ -154,6 +158,18 @@ def test_community_nodes_load(
     assert not problems, f"community nodes: {_listing(problems)}"
 
 
+def _entity_counts(manifest: Manifest, stored: StoredEntities) -> str:
+    """ "tags 2/2, workflow versions 147/149 (+2 by the upgrade), ..." for the report."""
+    said = []
+    for name, entry in sorted(manifest.entities.items()):
+        added = stored.added_by_upgrade.get(name)
+        said.append(
+            f"{name} {entry.count}/{stored.found.get(name, 0)}"
+            + (f" (+{added} by the upgrade)" if added else "")
+        )
+    return ", ".join(said) or "not recorded in this snapshot"
+
+
 def test_other_entities(
     restored: RestoredInstance,
     editor: EditorSession,
@@ -165,16 +181,16 @@ def test_other_entities(
     versions, users and roles, executions: the restored database holds exactly what the
     manifest counts and digests, and n8n's API lists them."""
     assert stored_key.value is not None
-    found, problems = stored_entity_problems(manifest, restored.database, stored_key.value)
+    stored = stored_entity_problems(
+        manifest,
+        restored.database,
+        stored_key.value,
+        upgraded=restored.version != manifest.source_n8n_version,
+    )
+    problems = list(stored.problems)
     with failing_plainly():
         problems += served_entity_problems(manifest, restored.database, editor)
-    summary.entities = (
-        ", ".join(
-            f"{name} {entry.count}/{found.get(name, 0)}"
-            for name, entry in sorted(manifest.entities.items())
-        )
-        or "not recorded in this snapshot"
-    )
+    summary.entities = _entity_counts(manifest, stored)
     assert not problems, f"entities: {_listing(problems)}"
 
 

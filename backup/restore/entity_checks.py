@@ -4,9 +4,11 @@ manifest's digests, and asked of the restored n8n itself where its editor's API 
 from __future__ import annotations
 
 import json
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
-from backup.digests import entity_digest
+from backup.digests import entity_row_hashes
 from backup.errors import N8nCheckError
 from backup.manifest import Manifest
 from backup.n8n.entities import read_entities
@@ -26,25 +28,49 @@ SERVED = {
 PAGED = frozenset({"/rest/users", "/rest/data-tables-global"})
 
 
+@dataclass(frozen=True)
+class StoredEntities:
+    """Per kind of the manifest: how many the restored database holds, how many of those an
+    upgrade added, and one problem per kind that lost or (without an upgrade) gained rows."""
+
+    found: dict[str, int]
+    added_by_upgrade: dict[str, int]
+    problems: list[str]
+
+
 def stored_entity_problems(
-    manifest: Manifest, tables: N8nTables, encryption_key: Secret
-) -> tuple[dict[str, int], list[str]]:
-    """Per kind the manifest records, how many the restored database holds, and one problem
-    per kind whose rows differ (missing ones by name)."""
+    manifest: Manifest, tables: N8nTables, encryption_key: Secret, *, upgraded: bool
+) -> StoredEntities:
+    """Compare the restored database's rows with the manifest's, row by row (by keyed hash).
+
+    Every row of the snapshot must be there, unchanged. Rows the snapshot lacks are a problem
+    on its own version; after an upgrade (``upgraded``) they are what the target's
+    migrations added (2.x adds workflow versions, for one), and are counted apart.
+    """
     restored = read_entities(tables)
-    found: dict[str, int] = {}
-    problems = []
+    result = StoredEntities({}, {}, [])
     for name, expected in sorted(manifest.entities.items()):
         rows = restored.get(name)
         if rows is None:
-            problems.append(f"{name}: missing (the restored database has no such table)")
+            result.problems.append(f"{name}: missing (the restored database has no such table)")
             continue
-        found[name] = len(rows)
-        if len(rows) != expected.count:
-            problems.append(f"{name}: {expected.count} in the snapshot, {len(rows)} restored")
-        elif entity_digest(rows, encryption_key.reveal()) != expected.digest:
-            problems.append(f"{name}: {len(rows)} restored but their content differs")
-    return found, problems
+        result.found[name] = len(rows)
+        have = Counter(entity_row_hashes(rows, encryption_key.reveal()))
+        want = Counter(expected.rows)
+        lost = sum((want - have).values())
+        extra = sum((have - want).values())
+        if lost:
+            result.problems.append(
+                f"{name}: {lost} of the snapshot's {expected.count} missing or changed "
+                f"({len(rows)} restored)"
+            )
+        if extra and upgraded:
+            result.added_by_upgrade[name] = extra
+        elif extra:
+            result.problems.append(
+                f"{name}: {extra} restored that the snapshot does not hold ({len(rows)} restored)"
+            )
+    return result
 
 
 def _items(body: Any, endpoint: str) -> list[dict[str, Any]]:
