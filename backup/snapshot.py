@@ -28,7 +28,14 @@ from backup.digests import (
     sha256_file,
     workflow_digest,
 )
-from backup.errors import ApiError, InputError, KeyStoreError, PgDumpError, SqliteBackupError
+from backup.errors import (
+    ApiError,
+    InputError,
+    KeyStoreError,
+    PgDumpError,
+    SourceError,
+    SqliteBackupError,
+)
 from backup.execution_guard import wait_for_idle
 from backup.keystore import KeyStore
 from backup.manifest import (
@@ -257,10 +264,17 @@ def _fill_staging(
     credentials = [
         _credential_entry(row, encryption_key, contents.data_keys) for row in contents.credentials
     ]
-    node_folders = _archive_node_folders(staging, request)
-    binary = write_binary_archive(
-        contents.binary_paths, list(request.binary_roots), staging / BINARY_ARCHIVE
-    )
+    try:
+        node_folders = _archive_node_folders(staging, request)
+        binary = write_binary_archive(
+            contents.binary_paths, list(request.binary_roots), staging / BINARY_ARCHIVE
+        )
+    except OSError as exc:
+        raise SourceError(
+            f"cannot read {exc.filename or 'a file'} of n8n's nodes or binary data "
+            f"({exc.strerror or type(exc).__name__}): run n8n-backup as a user who can read "
+            "n8n's folder"
+        ) from None
     return Manifest(
         snapshot_id=snapshot_id,
         created=datetime.now(UTC).isoformat(timespec="seconds"),

@@ -162,7 +162,7 @@ def test_credential_tests_pass_with_the_right_secret_and_fail_with_a_wrong_one(
     assert "API right" not in failure and "PG right" not in failure
     text = report_with_attachments(run.report)
     assert "passed 2" in text and "no test available 1: Basic, no test" in text
-    assert "--test-credentials: HTTP may reach 127.0.0.1" in text
+    assert "--test-credentials: HTTP(S) goes to a closed proxy except to 127.0.0.1;" in text
     for secret in (services.api_key, services.role_password, "not-the-key-1234"):
         assert secret not in text, "a credential value reached the report"
     assert services.api.hits >= hits + 2  # the right and the wrong key, each asked

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from backup.errors import SnapshotError
+from backup.errors import SnapshotError, SourceError
 from backup.n8n.extensions import ARCHIVE_NAME, unpack, write_archive
 
 
@@ -100,3 +100,17 @@ def test_nothing_to_archive_writes_nothing(tmp_path: Path) -> None:
     archive = tmp_path / ARCHIVE_NAME
     assert write_archive(None, [], archive) == []
     assert not archive.exists()
+
+
+def test_a_snapshot_refuses_nodes_its_restore_would_refuse(tmp_path: Path) -> None:
+    """An npm-linked custom node (a link out of .n8n) fails the snapshot, in one line,
+    rather than making a snapshot whose node archive no restore accepts."""
+    source = tmp_path / ".n8n"
+    (source / "custom").mkdir(parents=True)
+    elsewhere = tmp_path / "dev" / "my-node"
+    elsewhere.mkdir(parents=True)
+    (source / "custom" / "my-node").symlink_to(elsewhere)
+    archive = tmp_path / ARCHIVE_NAME
+    with pytest.raises(SourceError, match=r"custom/my-node.*points to the absolute path"):
+        write_archive(source, [], archive)
+    assert not archive.exists() and not list(tmp_path.glob(".*.tmp"))

@@ -227,7 +227,7 @@ def test_restore_into_a_container_puts_nodes_and_binary_data_back(
         (folder / "custom" / "left-over.txt").write_text("the target's own, kept for rollback")
         result = run_backup_cli("restore", str(path), "--container", target.name)
         assert result.returncode == 0, result.stderr
-        assert "custom, nodes, binaryData will be replaced" in result.stdout
+        assert "custom, nodes, binary data in " in result.stdout
         assert (folder / "nodes" / "node_modules" / COMMUNITY_PACKAGE / "package.json").is_file()
         assert (folder / "custom" / "rv-probe" / "package.json").is_file()
         assert not (folder / "custom" / "left-over.txt").exists()

@@ -21,7 +21,6 @@ from backup.digests import workflow_digest
 from backup.errors import BackupError, N8nCheckError, N8nStartError, SnapshotError
 from backup.manifest import Manifest, authenticate
 from backup.n8n import npm
-from backup.n8n.cipher import CredentialDecryptError, decrypt_credential_data
 from backup.n8n.instances.base import OUTBOUND_OFF, OUTBOUND_SINK, N8nInstance, outbound_env
 from backup.n8n.instances.process import N8nProcess
 from backup.n8n.node_types import TYPES_PATH, LoadedTypes, loaded_node_types
@@ -29,7 +28,7 @@ from backup.n8n.session import EditorSession, instance_jwt_secret
 from backup.n8n.sqlite import N8nDatabase
 from backup.n8n.tables import N8nTables
 from backup.restore.checks import active_before_start
-from backup.restore.credential_tests import reachable_hosts, secret_values
+from backup.restore.credential_tests import credential_secrets as decrypt_for_tests
 from backup.secret import Secret
 from verify.cases import SUMMARIES_KEY, DowngradeError, SnapshotCase, StoredKey
 from verify.report import SnapshotSummary
@@ -258,7 +257,7 @@ def _new_instance(
 
         network: IsolatedNetwork = request.getfixturevalue("docker_network")
         if case.test_credentials:
-            summary.isolation = "host network (--test-credentials), proxy closed but for them"
+            summary.isolation = "host network (--test-credentials): the container can reach out"
         else:
             summary.isolation = "internal Docker network: no route out of the container"
         return N8nContainer(
@@ -320,8 +319,10 @@ def restored(
     if case.test_credentials:  # n8n may reach the credentials' own hosts, and only those
         reached: CredentialSecrets = request.getfixturevalue("credential_secrets")
         extra_env["NO_PROXY"] = ",".join([extra_env["NO_PROXY"], *sorted(reached.hosts)])
-        reach_note = "; --test-credentials: HTTP may reach " + (
-            ", ".join(sorted(reached.hosts)) or "no host named in a credential"
+        reach_note = (
+            "; --test-credentials: HTTP(S) goes to a closed proxy except to "
+            + (", ".join(sorted(reached.hosts)) or "no host named in a credential")
+            + "; other protocols (databases, mail, SSH) reach their servers directly"
         )
     migrations_before = database.migrations()
     source_rows = database.workflows()
@@ -391,16 +392,9 @@ class CredentialSecrets:
 def credential_secrets(snapshot_database: N8nTables, stored_key: StoredKey) -> CredentialSecrets:
     """Decrypt the copy's credentials once, in Python, for their hosts and secret values."""
     assert stored_key.value is not None
-    data_keys = snapshot_database.data_keys()
-    hosts: set[str] = set()
-    hidden: dict[str, list[Secret]] = {}
-    for row in snapshot_database.credentials():
-        try:
-            data = decrypt_credential_data(row.data, stored_key.value.reveal(), data_keys)
-        except CredentialDecryptError:
-            continue  # test_key reports it
-        hosts |= reachable_hosts([data])
-        hidden[row.id] = secret_values(data)
+    hosts, hidden = decrypt_for_tests(
+        snapshot_database.credentials(), stored_key.value, snapshot_database.data_keys()
+    )
     return CredentialSecrets(frozenset(hosts), hidden)
 
 

@@ -12,6 +12,7 @@ from backup.atomic import PRIVATE_FILE_MODE, make_private_dir, write_text_atomic
 from backup.errors import BackupError
 from backup.manifest import Manifest
 from backup.n8n.binary_data import ARCHIVE_NAME as BINARY_ARCHIVE
+from backup.n8n.binary_data import RESTORED_FOLDER as RESTORED_BINARY_FOLDER
 from backup.n8n.binary_data import unpack as unpack_binary_data
 from backup.n8n.extensions import ARCHIVE_NAME, unpack
 from backup.n8n.folder import CONFIG_NAME
@@ -64,7 +65,7 @@ def restore_to_temp(
         if ARCHIVE_NAME in listed:
             restored.node_folders = unpack(snapshot_dir / ARCHIVE_NAME, n8n_folder)
         if BINARY_ARCHIVE in listed:
-            unpack_binary_data(snapshot_dir / BINARY_ARCHIVE, n8n_folder)
+            unpack_binary_data(snapshot_dir / BINARY_ARCHIVE, n8n_folder / RESTORED_BINARY_FOLDER)
         if manifest.database_kind == "sqlite":  # a PostgreSQL dump is restored into a server
             database = n8n_folder / DATABASE_NAME
             shutil.copyfile(snapshot_dir / manifest.database_file, database, follow_symlinks=False)

@@ -11,6 +11,7 @@ n8n of either major reads them from ``.n8n/binaryData``.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -20,14 +21,15 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from backup.atomic import PRIVATE_FILE_MODE, fsync_file
-from backup.digests import sha256_file
 from backup.errors import SnapshotError
 from backup.n8n.tables import N8nTables
 
 ARCHIVE_NAME = "binary-data.tar"
 STORAGE_ENV = "N8N_BINARY_DATA_STORAGE_PATH"
+GENERAL_STORAGE_ENV = "N8N_STORAGE_PATH"  # 2.x: the root of its storage, binary data included
 DEFAULT_FOLDERS = ("storage", "binaryData")
 RESTORED_FOLDER = "binaryData"  # read by 1.x, and by 2.x when it exists
 ID_PREFIX = "filesystem-v2:"
@@ -76,7 +78,11 @@ def sample(files: list[BinaryFile], size: int = SAMPLE_SIZE) -> list[BinaryFile]
 
 def storage_roots(n8n_folder: Path | None, environ: Mapping[str, str]) -> list[Path]:
     """Where n8n may keep binary data, most specific first."""
-    roots = [Path(environ[STORAGE_ENV])] if environ.get(STORAGE_ENV, "").strip() else []
+    roots = [
+        Path(environ[name].strip())
+        for name in (STORAGE_ENV, GENERAL_STORAGE_ENV)
+        if environ.get(name, "").strip()
+    ]
     if n8n_folder is not None:
         roots += [n8n_folder / name for name in DEFAULT_FOLDERS]
     return roots
@@ -90,48 +96,75 @@ def referenced_paths(tables: N8nTables) -> list[str]:
     return sorted(found)
 
 
-def _regular_file(path: Path) -> bool:
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except OSError:
-        return False
+class _Hashing:
+    """A file being read into the archive, hashed on the way (one read of each file)."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+        self.hasher = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        self.hasher.update(data)
+        return data
 
 
-def _located(roots: list[Path], relative: str) -> Path | None:
-    """The file in the first root that holds it, never through a link."""
+def _open_regular(roots: list[Path], relative: str) -> BinaryIO | None:
+    """The file, opened from the first root that holds it as a regular file inside the root;
+    opened once (no link as its last part) so that what is checked is what is read."""
     for root in roots:
         candidate = root / relative
-        if _regular_file(candidate) and candidate.resolve().is_relative_to(root.resolve()):
-            return candidate
+        try:
+            if not candidate.resolve(strict=True).is_relative_to(root.resolve()):
+                continue
+            descriptor = os.open(candidate, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        if stat.S_ISREG(os.fstat(descriptor).st_mode):
+            return os.fdopen(descriptor, "rb")
+        os.close(descriptor)
     return None
+
+
+def _add(tar: tarfile.TarFile, handle: BinaryIO, arcname: str) -> str:
+    """Add an open file to the archive; return its sha256."""
+    info = tar.gettarinfo(fileobj=handle, arcname=arcname)
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    hashing = _Hashing(handle)
+    tar.addfile(info, hashing)
+    return hashing.hasher.hexdigest()
 
 
 def write_archive(paths: list[str], roots: list[Path], archive: Path) -> BinaryCopy:
     """Copy the referenced files (and their ``.metadata``) into ``archive`` (atomically, 0600);
-    nothing is written when none is referenced."""
+    nothing is written when none is referenced. Raises OSError when a file cannot be read."""
     copy = BinaryCopy()
     if not paths:
         return copy
     temporary = archive.with_name(f".{archive.name}.tmp")
     with tarfile.open(temporary, "w") as tar:
         for relative in paths:
-            source = _located(roots, relative)
-            if source is None:
+            handle = _open_regular(roots, relative)
+            if handle is None:
                 copy.missing.append(relative)
                 continue
-            copy.files.append(BinaryFile(relative, sha256_file(source), source.stat().st_size))
-            tar.add(source, arcname=relative, recursive=False)
-            metadata = source.with_name(source.name + ".metadata")
-            if _regular_file(metadata):
-                tar.add(metadata, arcname=relative + ".metadata", recursive=False)
+            with handle:
+                size = os.fstat(handle.fileno()).st_size
+                copy.files.append(BinaryFile(relative, _add(tar, handle, relative), size))
+            metadata = _open_regular(roots, relative + ".metadata")
+            if metadata is not None:
+                with metadata:
+                    _add(tar, metadata, relative + ".metadata")
     temporary.chmod(PRIVATE_FILE_MODE)
     fsync_file(temporary)
     temporary.rename(archive)
     return copy
 
 
-def unpack(archive: Path, n8n_folder: Path) -> Path:
-    """Unpack a snapshot's binary data into ``n8n_folder/binaryData``; return that folder.
+def unpack(archive: Path, target: Path) -> Path:
+    """Unpack a snapshot's binary data into ``target`` (a storage root: ``workflows/`` goes in
+    it); return ``target``.
 
     Only regular files in n8n's layout are accepted; raises SnapshotError naming the first
     other member, before anything is unpacked.
@@ -145,7 +178,6 @@ def unpack(archive: Path, n8n_folder: Path) -> Path:
                         f"{ARCHIVE_NAME} is refused: {member.name[:120]!r} is not a binary "
                         "data file of n8n's layout"
                     )
-            target = n8n_folder / RESTORED_FOLDER
             tar.extractall(target, members=members, filter="data")
     except (tarfile.TarError, EOFError, OSError, zlib.error, io.UnsupportedOperation) as exc:
         raise SnapshotError(f"{ARCHIVE_NAME} does not unpack: {type(exc).__name__}") from None

@@ -26,7 +26,7 @@ except ImportError as exc:  # an optional part of the install
     raise missing_extra("docker", exc) from None
 
 from backup.errors import InputError, SourceError
-from backup.n8n.binary_data import STORAGE_ENV, storage_roots
+from backup.n8n.binary_data import GENERAL_STORAGE_ENV, STORAGE_ENV, storage_roots
 from backup.n8n.extensions import extension_folders
 from backup.n8n.folder import N8nFolder, locate
 
@@ -129,9 +129,13 @@ def _data_mount(attrs: dict[str, Any], user_folder: str) -> tuple[Path, str]:
 def _binary_roots(
     attrs: dict[str, Any], environment: dict[str, str], host_folder: Path
 ) -> tuple[Path, ...]:
-    configured = environment.get(STORAGE_ENV, "").strip()
-    mapped = _host_path(attrs, configured) if configured else None
-    return tuple(storage_roots(host_folder, {STORAGE_ENV: str(mapped)} if mapped else {}))
+    mapped = {
+        name: str(host)
+        for name in (STORAGE_ENV, GENERAL_STORAGE_ENV)
+        if (configured := environment.get(name, "").strip())
+        and (host := _host_path(attrs, configured)) is not None
+    }
+    return tuple(storage_roots(host_folder, mapped))
 
 
 def runs_n8n(container: Container) -> bool:

@@ -69,13 +69,17 @@ def _plain(value: Any, is_json: bool) -> Any:
             return json.loads(value)
         except ValueError:
             return value if isinstance(value, str) else value.decode("utf-8", "replace")
+    if isinstance(value, datetime.datetime) and value.tzinfo is not None:
+        return value.astimezone(datetime.UTC).isoformat()  # whatever the session's TimeZone
     if isinstance(value, (datetime.datetime, datetime.date)):
         return value.isoformat()
     if isinstance(value, Decimal):
         return float(value)
     if isinstance(value, bytes):
         return value.hex()
-    return value
+    if value is None or isinstance(value, (str, int, float, bool, list, dict)):
+        return value
+    return str(value)  # PostgreSQL's uuid and other types psycopg hands back as objects
 
 
 def _sorted_rows(rows: list[tuple[Any, ...]], json_flags: list[bool]) -> list[list[Any]]:

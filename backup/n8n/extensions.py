@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from backup.atomic import PRIVATE_FILE_MODE, fsync_file
-from backup.errors import SnapshotError
+from backup.errors import SnapshotError, SourceError
 
 ARCHIVE_NAME = "custom-nodes.tar.gz"
 NODE_FOLDERS = ("custom", "nodes")
@@ -39,7 +39,12 @@ def extension_folders(environ: Mapping[str, str]) -> list[Path]:
 def write_archive(n8n_folder: Path | None, extensions: list[Path], archive: Path) -> list[str]:
     """Archive the node folders that exist into ``archive`` (atomically, 0600); return their
     names in the archive (none: nothing written). ``n8n_folder`` is None for n8n on PostgreSQL
-    without a data folder."""
+    without a data folder. Links are archived as links, never followed (n8n's folder is
+    writable by n8n).
+
+    Raises SourceError when the archive would be refused on restore (a link leading out of
+    its folder, a hard link), and OSError when a file cannot be read.
+    """
     sources = [
         (n8n_folder / name, name)
         for name in NODE_FOLDERS
@@ -56,6 +61,13 @@ def write_archive(n8n_folder: Path | None, extensions: list[Path], archive: Path
     with tarfile.open(temporary, "w:gz") as tar:
         for source, arcname in sources:
             tar.add(source, arcname=arcname)
+    problems = archive_problems(temporary)
+    if problems:  # a snapshot that its own restore would refuse is no snapshot
+        temporary.unlink()
+        raise SourceError(
+            f"custom or community nodes cannot be archived safely: {problems[0]}; replace "
+            "links that leave their folder (npm link) and hard links with copies"
+        )
     temporary.chmod(PRIVATE_FILE_MODE)
     fsync_file(temporary)
     temporary.rename(archive)
@@ -106,9 +118,11 @@ def archive_problems(archive: Path) -> list[str]:
     return problems
 
 
-def unpack(archive: Path, n8n_folder: Path) -> list[str]:
+def unpack(archive: Path, n8n_folder: Path, *, extensions_into_custom: bool = True) -> list[str]:
     """Unpack a checked archive into ``n8n_folder`` (a restored ``.n8n``); return the top-level
-    entries restored. Extension folders go under ``custom/``, which n8n searches the same way.
+    entries restored. Extension folders go under ``custom/``, which n8n searches the same way
+    (a throwaway instance), or are left out (a production restore: n8n still loads them from
+    their own folders).
 
     Raises SnapshotError naming the first problem; nothing is unpacked then.
     """
@@ -129,7 +143,7 @@ def unpack(archive: Path, n8n_folder: Path) -> list[str]:
             (staging / name).rename(n8n_folder / name)
             restored.append(name)
     extensions = staging / EXTENSIONS_DIR
-    if extensions.is_dir():
+    if extensions.is_dir() and extensions_into_custom:
         custom = n8n_folder / "custom"
         custom.mkdir(exist_ok=True)
         for folder in sorted(extensions.iterdir()):

@@ -89,8 +89,9 @@ class EditorSession:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Send one request; ``N8nCheckError`` when n8n cannot be reached or refuses it."""
+    def answer(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send one request and return n8n's answer, errors included; ``N8nCheckError`` when
+        n8n cannot be reached or refuses the session."""
         endpoint = f"{method} {path}"
         try:
             with map_request_errors(endpoint, self.base_url):
@@ -102,17 +103,27 @@ class EditorSession:
                 f"{endpoint}: n8n refused the owner's signed session (HTTP 401): the restored "
                 "owner row does not sign in"
             )
+        return response
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send one request; ``N8nCheckError`` when n8n cannot be reached or refuses it."""
+        endpoint = f"{method} {path}"
+        response = self.answer(method, path, **kwargs)
         if response.status_code >= 400:
             raise N8nCheckError(f"{endpoint}: HTTP {response.status_code}{error_detail(response)}")
         return response
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         """The JSON answer of one request; the REST API's ``{"data": ...}`` envelope removed."""
-        response = self.request(method, path, **kwargs)
+        return self.unwrapped(self.request(method, path, **kwargs), f"{method} {path}")
+
+    @staticmethod
+    def unwrapped(response: httpx.Response, endpoint: str) -> Any:
+        """An answer's JSON, without the REST API's ``{"data": ...}`` envelope."""
         try:
-            body = decode_json(response, f"{method} {path}")
+            body = decode_json(response, endpoint)
         except ApiError as exc:
             raise N8nCheckError(str(exc)) from None
-        if path.startswith("/rest/") and isinstance(body, dict) and "data" in body:
+        if " /rest/" in endpoint and isinstance(body, dict) and "data" in body:
             return body["data"]
         return body

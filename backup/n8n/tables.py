@@ -256,7 +256,10 @@ class N8nTables(ABC):
             return None
         user_id, email, password, mfa_enabled, mfa_secret = rows[0]
         return OwnerRow(
-            str(user_id), str(email), str(password), str(mfa_secret) if mfa_enabled else None
+            str(user_id),
+            str(email),
+            str(password),
+            str(mfa_secret) if mfa_enabled and mfa_secret else None,
         )
 
     def migrations(self) -> list[str]:

@@ -281,9 +281,7 @@ def _restore_locked(
 
     slot.check_space()
     folders = DataFolders(
-        source.folder.path,
-        slot.rollback_dir / f"folders-{rollback_stamp()}",
-        _binary_target(source),
+        source.folder.path, rollback_stamp(), slot.rollback_dir, _binary_target(source)
     )
     with interrupts_as_keyboard_interrupt():
         try:
@@ -297,10 +295,7 @@ def _restore_locked(
     record(PREPARED)
     say(f"restore: previous database will be kept as {rollback}")
     if replaced:
-        say(
-            f"restore: {', '.join(replaced)} will be replaced, the previous ones kept in "
-            f"{folders.rollback_dir}"
-        )
+        say(f"restore: {', '.join(replaced)} will be replaced, the previous ones kept")
 
     with docker_client() as client, interrupts_as_keyboard_interrupt():
         container = get_container(client, container_name)
@@ -474,7 +469,7 @@ def _check_restored(
 
 
 def _binary_target(source: ContainerSource) -> Path:
-    """Where the container's n8n reads binary data: the first of its roots that exists."""
+    """Where the container's n8n keeps binary data: the first of its roots that exists."""
     existing = [root for root in source.binary_roots if root.is_dir()]
     return existing[0] if existing else source.folder.path / RESTORED_BINARY_FOLDER
 
@@ -496,7 +491,7 @@ def _roll_back(
             folders.discard()
         container.start()
         _wait(container, api_url, timeout)
-    except (BackupError, DockerException, *_database_errors()) as exc:
+    except (BackupError, DockerException, OSError, *_database_errors()) as exc:
         raise RestoreError(
             f"restore failed and so did putting the previous database back ({exc}); it is kept "
             f"as {slot.rollback()}: fix the cause, then run n8n-backup restore --resume "

@@ -1,10 +1,12 @@
 """What a restore puts back beside the database: community and custom nodes (``nodes/``,
-``custom/``) and execution binary data, each swapped in by one rename, the previous folder
-kept for the rollback.
+``custom/``) and execution binary data (``workflows/`` of n8n's storage root), each swapped
+in by one rename, the previous one kept for the rollback.
 
-The snapshot's archives are checked and unpacked into a staging folder inside n8n's folder
-before n8n is stopped (same filesystem: every swap is a rename). The previous folders are
-moved into ``restore-rollback/folders-<stamp>/`` and put back if the restore fails.
+The snapshot's archives are checked and unpacked before n8n is stopped, each into a staging
+folder on the filesystem of its destination (binary data may be on a volume of its own), so
+that every swap is a rename. The previous node folders are moved into
+``restore-rollback/folders-<stamp>/``, the previous binary data into ``.rollback-<stamp>/`` of
+the storage root, and put back if the restore fails.
 """
 
 from __future__ import annotations
@@ -16,21 +18,20 @@ from pathlib import Path
 
 from backup.manifest import Manifest
 from backup.n8n.binary_data import ARCHIVE_NAME as BINARY_ARCHIVE
-from backup.n8n.binary_data import RESTORED_FOLDER
 from backup.n8n.binary_data import unpack as unpack_binary_data
 from backup.n8n.extensions import ARCHIVE_NAME as NODES_ARCHIVE
 from backup.n8n.extensions import NODE_FOLDERS
 from backup.n8n.extensions import unpack as unpack_nodes
+from backup.ownership import chown_tree
 
-STAGING_PREFIX = ".restoring-folders-"
+BINARY_FOLDER = "workflows"  # what n8n keeps under its storage root for executions
 
 
-def _chown_all(path: Path, owner: tuple[int, int]) -> None:
-    """chown a tree to n8n's owner, never following a link."""
-    os.chown(path, *owner, follow_symlinks=False)
-    for root, dirs, files in os.walk(path, followlinks=False):
-        for name in [*dirs, *files]:
-            os.chown(os.path.join(root, name), *owner, follow_symlinks=False)
+@dataclass(frozen=True)
+class _Swap:
+    staged: Path
+    place: Path
+    kept: Path
 
 
 @dataclass
@@ -38,76 +39,97 @@ class DataFolders:
     """The folders of one restore: staged, swapped in, and back out on a rollback."""
 
     n8n_folder: Path
-    rollback_dir: Path  # restore-rollback/folders-<stamp>
-    binary_target: Path  # where this n8n reads binary data
-    staging: Path = field(init=False)
-    swapped: list[tuple[Path, Path | None]] = field(default_factory=list)  # (place, kept)
+    stamp: str
+    rollback_dir: Path  # restore-rollback/, where the previous node folders are kept
+    binary_root: Path  # where this n8n keeps binary data
+    swaps: list[_Swap] = field(default_factory=list)
+    done: list[_Swap] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        self.staging = self.n8n_folder / f"{STAGING_PREFIX}{self.rollback_dir.name}"
+    @property
+    def _node_staging(self) -> Path:
+        return self.n8n_folder / f".restoring-folders-{self.stamp}"
+
+    @property
+    def _binary_staging(self) -> Path:
+        return self.binary_root / f".restoring-{self.stamp}"
+
+    @property
+    def kept_nodes(self) -> Path:
+        """Where the previous node folders are kept."""
+        return self.rollback_dir / f"folders-{self.stamp}"
 
     def prepare(self, snapshot_dir: Path, manifest: Manifest) -> list[str]:
-        """Check and unpack the snapshot's archives into the staging folder; return the
-        folders the swap will replace. Raises SnapshotError (staging removed) on a bad one."""
+        """Check and unpack the snapshot's archives into the staging folders; return what the
+        swap will replace. Raises SnapshotError (nothing left behind) on a bad archive."""
         listed = {entry.path for entry in manifest.files}
-        shutil.rmtree(self.staging, ignore_errors=True)
-        self.staging.mkdir(mode=0o700)
+        owner = os.stat(self.n8n_folder)
         try:
-            names: list[str] = []
             if NODES_ARCHIVE in listed:
-                names += [
-                    name
-                    for name in unpack_nodes(snapshot_dir / NODES_ARCHIVE, self.staging)
-                    if name in NODE_FOLDERS
-                ]
+                staging = self._fresh(self._node_staging)
+                archive = snapshot_dir / NODES_ARCHIVE
+                for name in unpack_nodes(archive, staging, extensions_into_custom=False):
+                    if name in NODE_FOLDERS:
+                        self.swaps.append(
+                            _Swap(staging / name, self.n8n_folder / name, self.kept_nodes / name)
+                        )
+                chown_tree(staging, owner.st_uid, owner.st_gid)
             if BINARY_ARCHIVE in listed:
-                unpack_binary_data(snapshot_dir / BINARY_ARCHIVE, self.staging)
-                names.append(RESTORED_FOLDER)
+                staging = self._fresh(self._binary_staging)
+                unpack_binary_data(snapshot_dir / BINARY_ARCHIVE, staging)
+                if (staging / BINARY_FOLDER).is_dir():
+                    kept = self.binary_root / f".rollback-{self.stamp}" / BINARY_FOLDER
+                    place = self.binary_root / BINARY_FOLDER
+                    self.swaps.append(_Swap(staging / BINARY_FOLDER, place, kept))
+                chown_tree(staging, owner.st_uid, owner.st_gid)
         except BaseException:
             self.discard()
             raise
-        owner = os.stat(self.n8n_folder)
-        _chown_all(self.staging, (owner.st_uid, owner.st_gid))
-        return names
+        return [
+            swap.place.name
+            if swap.place.parent == self.n8n_folder
+            else f"binary data in {swap.place}"
+            for swap in self.swaps
+        ]
 
-    def _place(self, name: str) -> Path:
-        return self.binary_target if name == RESTORED_FOLDER else self.n8n_folder / name
+    @staticmethod
+    def _fresh(folder: Path) -> Path:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700)
+        return folder
 
     def swap(self) -> None:
-        """Move each current folder into the rollback folder and the staged one in its place."""
-        self.rollback_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for staged in sorted(self.staging.iterdir()):
-            place = self._place(staged.name)
-            kept: Path | None = None
-            if place.exists() or place.is_symlink():
-                kept = self.rollback_dir / staged.name
-                place.rename(kept)
-            self.swapped.append((place, kept))
-            place.parent.mkdir(parents=True, exist_ok=True)
-            staged.rename(place)
+        """Move each current folder aside and the staged one in its place."""
+        for swap in self.swaps:
+            swap.kept.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if swap.place.exists() or swap.place.is_symlink():
+                swap.place.rename(swap.kept)
+            self.done.append(swap)
+            swap.staged.rename(swap.place)
 
     def swap_back(self) -> None:
         """Undo ``swap``: the restored folders are removed, the previous ones put back."""
-        for place, kept in reversed(self.swapped):
-            if place.exists() and not place.is_symlink():
-                shutil.rmtree(place)
-            if kept is not None:
-                kept.rename(place)
-        self.swapped.clear()
+        for swap in reversed(self.done):
+            if swap.place.exists() and not swap.place.is_symlink():
+                shutil.rmtree(swap.place)
+            if swap.kept.exists() or swap.kept.is_symlink():
+                swap.kept.rename(swap.place)
+        self.done.clear()
 
     def keep_bounded(self, keep: int) -> None:
         """Keep the previous folders of the ``keep`` newest restores only."""
-        kept = sorted(
-            (
-                path
-                for path in self.rollback_dir.parent.glob("folders-*")
-                if path.is_dir() and not path.is_symlink()
-            ),
-            reverse=True,
-        )
-        for old in kept[keep:]:
-            shutil.rmtree(old)
+        for pattern, parent in (
+            ("folders-*", self.rollback_dir),
+            (".rollback-*", self.binary_root),
+        ):
+            kept = sorted(
+                (p for p in parent.glob(pattern) if p.is_dir() and not p.is_symlink()),
+                reverse=True,
+            )
+            for old in kept[keep:]:
+                shutil.rmtree(old)
 
     def discard(self) -> None:
-        """Remove the staging folder (after a swap it is empty)."""
-        shutil.rmtree(self.staging, ignore_errors=True)
+        """Remove the staging folders (after a swap they are empty)."""
+        shutil.rmtree(self._node_staging, ignore_errors=True)
+        shutil.rmtree(self._binary_staging, ignore_errors=True)

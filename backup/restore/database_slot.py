@@ -22,6 +22,7 @@ from backup.errors import InputError
 from backup.n8n.folder import N8nFolder
 from backup.n8n.sqlite import DATABASE_NAME, N8nDatabase, online_copy
 from backup.n8n.tables import N8nTables
+from backup.ownership import chown_tree
 from backup.restore.fault_points import SWAPPING, pause_point
 from backup.restore.journal import TOUCHED, RestoreJournal, clear_journal, write_journal
 
@@ -65,14 +66,6 @@ def _open_private_dir(path: Path, owner: tuple[int, int], *, create: bool) -> No
         os.fchown(fd, *owner)
     finally:
         os.close(fd)
-
-
-def _chown_tree(path: Path, owner: tuple[int, int]) -> None:
-    """chown a rollback folder and its files, never following a link."""
-    os.chown(path, *owner, follow_symlinks=False)
-    if path.is_dir() and not path.is_symlink():
-        for child in path.iterdir():
-            os.chown(child, *owner, follow_symlinks=False)
 
 
 class DatabaseSlot(ABC):
@@ -128,7 +121,7 @@ class DatabaseSlot(ABC):
             return
         _open_private_dir(self.rollback_dir, owner, create=False)
         for entry in self.rollback_dir.iterdir():
-            _chown_tree(entry, owner)
+            chown_tree(entry, *owner)
 
     def forget(self) -> None:
         """The restore has finished or has been undone: no journal any more."""

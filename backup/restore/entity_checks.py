@@ -89,8 +89,9 @@ def _served_ids(session: EditorSession, endpoint: str) -> set[str]:
     skip = 0
     while True:
         page = _items(session.json("GET", endpoint, params={"skip": skip, "take": PAGE}), endpoint)
+        before = len(ids)
         ids.update(str(item.get("id")) for item in page)
-        if len(page) < PAGE:
+        if len(page) < PAGE or len(ids) == before:  # the end, or an answer ignoring skip
             return ids
         skip += PAGE
 

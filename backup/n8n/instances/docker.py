@@ -32,6 +32,7 @@ from backup.n8n.container import exec_n8n
 from backup.n8n.instances.base import DEFAULT_BOOT_TIMEOUT, QUIET_ENV, BootsOnEnter
 from backup.n8n.instances.process import LOOPBACK_ENV, free_port
 from backup.n8n.instances.readiness import wait_until_ready
+from backup.ownership import chown_tree
 
 if TYPE_CHECKING:
     from backup.n8n.postgres import PostgresTarget
@@ -171,7 +172,7 @@ class N8nContainer(BootsOnEnter):
     def hand_over_files(self) -> None:
         """Give the restored folder to the image's user (uid 1000), when we are root."""
         if os.geteuid() == 0:
-            _chown_tree(self._n8n_folder, NODE_UID)
+            chown_tree(self._n8n_folder, NODE_UID, NODE_UID)
 
     @property
     def base_url(self) -> str:
@@ -317,10 +318,3 @@ class PostgresContainer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-
-def _chown_tree(root: Path, uid: int) -> None:
-    os.chown(root, uid, uid)
-    for folder, dirs, files in os.walk(root):
-        for name in [*dirs, *files]:
-            os.chown(os.path.join(folder, name), uid, uid, follow_symlinks=False)
