@@ -70,10 +70,12 @@ class FaultTarget:
 
 @dataclass(frozen=True)
 class State:
-    """What n8n serves: workflow digests by id, credential digests by id."""
+    """What n8n serves: workflow digests by id, credential digests by id; and the files of
+    its custom nodes folder (a restore swaps it beside the database)."""
 
     workflows: dict[str, str]
     credentials: dict[str, str] = field(repr=False)
+    custom: list[str] = field(default_factory=list)
 
 
 def current_state(target: FaultTarget) -> State:
@@ -84,7 +86,9 @@ def current_state(target: FaultTarget) -> State:
     credentials = n8n_credential_digests(
         ContainerCli(target.handle.container), Secret(key), key_fingerprint(key)
     )
-    return State(workflows, credentials)
+    custom = inspect_n8n_container(target.handle.name).folder.path / "custom"
+    files = sorted(str(p.relative_to(custom)) for p in custom.rglob("*")) if custom.is_dir() else []
+    return State(workflows, credentials, files)
 
 
 def add_own_data(target: FaultTarget) -> State:
@@ -95,6 +99,9 @@ def add_own_data(target: FaultTarget) -> State:
     name, type_, data = sample_credentials(marker)[0]
     api.create_credential(f"{name} {marker}", type_, data)
     api.close()
+    custom = inspect_n8n_container(target.handle.name).folder.path / "custom"
+    custom.mkdir(exist_ok=True)
+    (custom / f"own-{marker}.js").write_text("// the target's own custom node")
     state = current_state(target)
     snapshot_ids = {w.id for w in Manifest.load(target.snapshot).workflows}
     assert set(state.workflows) - snapshot_ids, "the target must differ from the snapshot"
@@ -131,6 +138,7 @@ def assert_previous_data_runs(target: FaultTarget, before: State) -> None:
     after = current_state(target)
     assert after.workflows == before.workflows, "workflows differ from before the restore"
     assert after.credentials == before.credentials, "credentials differ or do not decrypt"
+    assert after.custom == before.custom, "custom/ is not the target's own again"
     folder = inspect_n8n_container(target.handle.name).folder.path
     assert read_journal(folder / ROLLBACK_DIR) is None, "a restore is still pending"
 

@@ -9,6 +9,7 @@ container was stopped puts the old database back and starts the container again.
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +36,7 @@ from backup.errors import (
     N8nStartError,
     RestoreError,
     RestoreInterrupted,
+    SnapshotError,
 )
 from backup.manifest import Manifest
 from backup.n8n.binary_data import RESTORED_FOLDER as RESTORED_BINARY_FOLDER
@@ -58,6 +60,7 @@ from backup.restore.data_folders import DataFolders
 from backup.restore.database_slot import (
     KEEP_ROLLBACKS,
     ROLLBACK_DIR,
+    STAMP,
     DatabaseSlot,
     SqliteSlot,
     rollback_stamp,
@@ -277,7 +280,8 @@ def _restore_locked(
         )
 
     def record(step: str, started_at: str = "") -> None:
-        slot.record(container_name, manifest.snapshot_id, step, started_at)
+        folders_swapped = (folders.stamp, str(folders.binary_root))
+        slot.record(container_name, manifest.snapshot_id, step, started_at, folders_swapped)
 
     slot.check_space()
     folders = DataFolders(
@@ -372,6 +376,7 @@ def resume_restore(
                 f"{journal.container}, not {container_name}: check it by hand; nothing was changed"
             )
         slot = _slot_to_resume(source, journal, postgres_dsn)
+        folders = _folders_to_resume(source, journal, slot)
         if journal.kind == "postgres" and postgres_dsn:
             from backup.n8n.postgres import PostgresTarget, database_lock
 
@@ -385,6 +390,8 @@ def resume_restore(
                     _refuse_if_started_since(container, journal, slot)
                     container.stop(timeout=STOP_TIMEOUT_SECONDS)
                     slot.swap_back()
+                if folders is not None:
+                    folders.undo_interrupted()
                 slot.discard()
                 container.reload()
                 if container.status != "running":
@@ -392,7 +399,7 @@ def resume_restore(
                 _wait(container, api_url, boot_timeout)
                 slot.forget()
                 slot.hand_over()
-        except (BackupError, DockerException, *_database_errors()) as exc:
+        except (BackupError, DockerException, OSError, *_database_errors()) as exc:
             raise RestoreError(
                 f"resume of the restore into {container_name} failed: {exc}; the journal is "
                 "kept: fix the cause and run restore --resume again"
@@ -423,6 +430,25 @@ def _refuse_if_started_since(
             f"new data: resume would replace it with the previous database ({slot.rollback()}); "
             "check which data you want and put it in place by hand; nothing was changed"
         )
+
+
+def _folders_to_resume(
+    source: ContainerSource, journal: RestoreJournal, slot: DatabaseSlot
+) -> DataFolders | None:
+    """The node and binary folders the killed restore swapped, as its journal names them
+    (only a stamp of ours and one of this container's binary data roots are accepted)."""
+    if not journal.folders:
+        return None
+    roots = [str(root) for root in source.binary_roots]
+    roots.append(str(source.folder.path / RESTORED_BINARY_FOLDER))
+    if not re.fullmatch(STAMP, journal.folders) or journal.binary_root not in roots:
+        raise SnapshotError(
+            f"the restore journal in {slot.rollback_dir} names folders that are not this "
+            "container's: check it by hand; nothing was changed"
+        )
+    return DataFolders(
+        source.folder.path, journal.folders, slot.rollback_dir, Path(journal.binary_root)
+    )
 
 
 def _slot_to_resume(

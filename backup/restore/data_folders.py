@@ -34,6 +34,22 @@ class _Swap:
     kept: Path
 
 
+def _absent(kept: Path) -> Path:
+    """The marker saying the place had no folder before the restore."""
+    return kept.with_name(f"{kept.name}.absent")
+
+
+def _put_back(swap: _Swap) -> None:
+    """The place as it was before ``swap``: the kept folder back, or none when it had none."""
+    moved = swap.kept.exists() or swap.kept.is_symlink()
+    absent = _absent(swap.kept)
+    if (moved or absent.exists()) and swap.place.exists() and not swap.place.is_symlink():
+        shutil.rmtree(swap.place)
+    if moved:
+        swap.kept.rename(swap.place)
+    absent.unlink(missing_ok=True)
+
+
 @dataclass
 class DataFolders:
     """The folders of one restore: staged, swapped in, and back out on a rollback."""
@@ -99,22 +115,38 @@ class DataFolders:
         return folder
 
     def swap(self) -> None:
-        """Move each current folder aside and the staged one in its place."""
+        """Move each current folder aside and the staged one in its place. A place that had
+        none gets a marker beside the kept ones, so that a resume knows to empty it again."""
         for swap in self.swaps:
             swap.kept.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if swap.place.exists() or swap.place.is_symlink():
                 swap.place.rename(swap.kept)
+            else:
+                _absent(swap.kept).touch()
             self.done.append(swap)
             swap.staged.rename(swap.place)
 
     def swap_back(self) -> None:
         """Undo ``swap``: the restored folders are removed, the previous ones put back."""
         for swap in reversed(self.done):
-            if swap.place.exists() and not swap.place.is_symlink():
-                shutil.rmtree(swap.place)
-            if swap.kept.exists() or swap.kept.is_symlink():
-                swap.kept.rename(swap.place)
+            _put_back(swap)
         self.done.clear()
+
+    def undo_interrupted(self) -> None:
+        """After a killed restore (``restore --resume``): put back whatever a swap had moved,
+        at whatever point it stopped, and remove the staging folders."""
+        for swap in self._possible_swaps():
+            _put_back(swap)
+        self.discard()
+
+    def _possible_swaps(self) -> list[_Swap]:
+        swaps = [
+            _Swap(self._node_staging / name, self.n8n_folder / name, self.kept_nodes / name)
+            for name in NODE_FOLDERS
+        ]
+        kept = self.binary_root / f".rollback-{self.stamp}" / BINARY_FOLDER
+        place = self.binary_root / BINARY_FOLDER
+        return [*swaps, _Swap(self._binary_staging / BINARY_FOLDER, place, kept)]
 
     def keep_bounded(self, keep: int) -> None:
         """Keep the previous folders of the ``keep`` newest restores only."""

@@ -99,12 +99,24 @@ class DatabaseSlot(ABC):
         """What ``record`` writes; the PostgreSQL slot adds its database names."""
         return RestoreJournal(container, snapshot_id, self.rollback(), step, self.kind)
 
-    def record(self, container: str, snapshot_id: str, step: str, started_at: str = "") -> None:
+    def record(
+        self,
+        container: str,
+        snapshot_id: str,
+        step: str,
+        started_at: str = "",
+        folders: tuple[str, str] = ("", ""),
+    ) -> None:
         """Write the journal: ``step`` is about to be taken (``started_at``: when the restore
-        started the container on the new data, as Docker says)."""
+        started the container on the new data, as Docker says; ``folders``: the stamp and
+        binary root of the folders swapped beside the database)."""
         self.claim_rollback_dir()
         entry = self.journal_entry(container, snapshot_id, step)
-        write_journal(self.rollback_dir, replace(entry, started_at=started_at))
+        stamp, binary_root = folders
+        write_journal(
+            self.rollback_dir,
+            replace(entry, started_at=started_at, folders=stamp, binary_root=binary_root),
+        )
 
     def claim_rollback_dir(self) -> None:
         """Make restore-rollback/ ours (0700, this process's user) while we work in it: the

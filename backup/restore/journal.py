@@ -34,6 +34,8 @@ class RestoreJournal:
     database: str = ""  # PostgreSQL: the live database's name
     staging: str = ""  # PostgreSQL: the database the snapshot was restored into beside it
     started_at: str = ""  # Docker's StartedAt of the container once the restore started it
+    folders: str = ""  # the stamp of the node and binary folders swapped beside the database
+    binary_root: str = ""  # where the binary data was swapped (see DataFolders)
 
 
 def journal_path(rollback_dir: Path) -> Path:
