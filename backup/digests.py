@@ -53,15 +53,12 @@ def credential_digest(decrypted: dict[str, Any], encryption_key: str) -> str:
     return "hmac-sha256:" + hmac.new(digest_key, canonical_json(decrypted), "sha256").hexdigest()
 
 
-def entity_row_hashes(rows: list[Any], encryption_key: str) -> list[str]:
-    """A short keyed hash per entity row (canonical JSON), sorted: keyed because rows hold
-    emails and variable values; per row so that a restore can say how many are missing and
-    tell rows an upgrade added from rows it lost."""
+def entity_row_hash(row: Any, encryption_key: str) -> str:
+    """A short keyed hash of one entity row (canonical JSON): keyed because rows hold emails
+    and variable values; per row so that a restore can say which rows it lost and tell rows
+    an upgrade added from rows it lost."""
     digest_key = _derived_key(encryption_key, _ENTITY_DIGEST_CONTEXT)
-    return sorted(
-        hmac.new(digest_key, canonical_json(row), "sha256").hexdigest()[:ROW_HASH_HEX_CHARS]
-        for row in rows
-    )
+    return hmac.new(digest_key, canonical_json(row), "sha256").hexdigest()[:ROW_HASH_HEX_CHARS]
 
 
 def manifest_mac(body: dict[str, Any], encryption_key: str) -> str:

@@ -95,9 +95,11 @@ class PackageEntry:
 @dataclass(frozen=True)
 class EntityEntry:
     """The entities of one kind (tags, users, ...) the snapshot holds: one keyed hash per row
-    (see backup.n8n.entities and backup.digests.entity_row_hashes)."""
+    (see backup.n8n.entities and backup.digests.entity_row_hash)."""
 
     rows: list[str]
+    # Row hash -> how a report names the row (kinds with a name: tags, variables by key, ...).
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
@@ -395,15 +397,20 @@ class _ManifestReader:
         for name, item in value.items():
             if name not in ENTITY_NAMES:
                 self._fail("entities", f"names a kind this tool never writes: {_shown(name)}")
-            entry = self._object(f"entities.{name}", item, {"rows"}, set())
-            if not isinstance(entry["rows"], list):
-                self._fail(f"entities.{name}.rows", "is not a list")
-            entries[name] = EntityEntry(
-                rows=[
-                    self._match(f"entities.{name}.rows[{i}]", row, _ROW_HASH)
-                    for i, row in enumerate(entry["rows"])
-                ]
-            )
+            entry = self._object(f"entities.{name}", item, {"rows", "labels"}, set())
+            if not isinstance(entry["rows"], list) or not isinstance(entry["labels"], dict):
+                self._fail(f"entities.{name}", "does not hold a list of rows and their labels")
+            rows = [
+                self._match(f"entities.{name}.rows[{i}]", row, _ROW_HASH)
+                for i, row in enumerate(entry["rows"])
+            ]
+            labels = {
+                self._match(f"entities.{name}.labels", row, _ROW_HASH): self._text(
+                    f"entities.{name}.labels", label, 512, plain=False
+                )
+                for row, label in entry["labels"].items()
+            }
+            entries[name] = EntityEntry(rows=rows, labels=labels)
         return entries
 
     def _server_version(self, kind: str) -> str | None:

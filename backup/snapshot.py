@@ -23,7 +23,7 @@ from backup.atomic import (
 from backup.data_lock import exclusive
 from backup.digests import (
     credential_digest,
-    entity_row_hashes,
+    entity_row_hash,
     key_fingerprint,
     sha256_file,
     workflow_digest,
@@ -55,7 +55,7 @@ from backup.n8n.binary_data import ARCHIVE_NAME as BINARY_ARCHIVE
 from backup.n8n.binary_data import MAX_LISTED_MISSING, referenced_paths
 from backup.n8n.binary_data import write_archive as write_binary_archive
 from backup.n8n.cipher import CredentialDecryptError, DataKey, decrypt_credential_data
-from backup.n8n.entities import read_entities
+from backup.n8n.entities import read_entities, row_label
 from backup.n8n.extensions import ARCHIVE_NAME, write_archive
 from backup.n8n.folder import N8nFolder, read_encryption_key
 from backup.n8n.sqlite import (
@@ -299,7 +299,7 @@ def _fill_staging(
         ],
         node_folders=node_folders,
         entities={
-            name: EntityEntry(entity_row_hashes(rows, encryption_key))
+            name: _entity_entry(name, rows, encryption_key)
             for name, rows in contents.entities.items()
         },
         binary_data=(
@@ -308,6 +308,17 @@ def _fill_staging(
             else None
         ),
     )
+
+
+def _entity_entry(name: str, rows: list[list[Any]], encryption_key: str) -> EntityEntry:
+    """One kind's row hashes, with the names of its rows where the kind has names."""
+    hashes = [entity_row_hash(row, encryption_key) for row in rows]
+    labels = {
+        row_hash: label
+        for row_hash, row in zip(hashes, rows, strict=True)
+        if (label := row_label(name, row)) is not None
+    }
+    return EntityEntry(sorted(hashes), labels)
 
 
 def _exported_digest(body: dict[str, Any]) -> str:

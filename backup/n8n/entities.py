@@ -33,20 +33,24 @@ class EntityKind:
     table: str
     columns: tuple[str, ...]
     json_columns: frozenset[str] = frozenset()
+    # Columns that name a row in a report (never secret values); none: rows are not named.
+    label: tuple[str, ...] = ()
 
 
 ROLE_COLUMN = "{role}"  # the user's role: "role" on older 1.x, "roleSlug" since
 KINDS = (
-    EntityKind("tags", "tag_entity", ("id", "name")),
+    EntityKind("tags", "tag_entity", ("id", "name"), label=("id", "name")),
     EntityKind("workflow tags", "workflows_tags", ("workflowId", "tagId")),
-    EntityKind("folders", "folder", ("id", "name", "parentFolderId", "projectId")),
+    EntityKind(
+        "folders", "folder", ("id", "name", "parentFolderId", "projectId"), label=("id", "name")
+    ),
     EntityKind("folder tags", "folder_tag", ("folderId", "tagId")),
-    EntityKind("projects", "project", ("id", "name", "type")),
+    EntityKind("projects", "project", ("id", "name", "type"), label=("id", "name")),
     EntityKind("project members", "project_relation", ("projectId", "userId", "role")),
     EntityKind("workflow sharing", "shared_workflow", ("workflowId", "projectId", "role")),
     EntityKind("credential sharing", "shared_credentials", ("credentialsId", "projectId", "role")),
-    EntityKind("variables", "variables", ("id", "key", "type", "value")),
-    EntityKind("data tables", "data_table", ("id", "name", "projectId")),
+    EntityKind("variables", "variables", ("id", "key", "type", "value"), label=("id", "key")),
+    EntityKind("data tables", "data_table", ("id", "name", "projectId"), label=("id", "name")),
     EntityKind(
         "data table columns", "data_table_column", ("id", "name", "type", "index", "dataTableId")
     ),
@@ -56,7 +60,7 @@ KINDS = (
         ("versionId", "workflowId", "nodes", "connections"),
         frozenset({"nodes", "connections"}),
     ),
-    EntityKind("users", "user", ("id", "email", ROLE_COLUMN)),
+    EntityKind("users", "user", ("id", "email", ROLE_COLUMN), label=("id",)),
     EntityKind("executions", "execution_entity", ("id", "workflowId", "mode", "startedAt")),
 )
 NAMES = frozenset({*(kind.name for kind in KINDS), DATA_TABLE_ROWS})
@@ -108,6 +112,15 @@ def _data_table_rows(tables: N8nTables) -> Iterator[list[Any]]:
         columns = sorted(tables.columns(name) - _ROW_TIMESTAMPS)
         for row in _sorted_rows(tables.select(name, columns), [False] * len(columns)):
             yield [table_id, dict(zip(columns, row, strict=True))]
+
+
+def row_label(kind_name: str, row: list[Any]) -> str | None:
+    """How a report names one row of a kind ('id (name)'), or None for unnamed kinds."""
+    kind = next((kind for kind in KINDS if kind.name == kind_name), None)
+    if kind is None or not kind.label:
+        return None
+    values = [str(row[kind.columns.index(column)]) for column in kind.label]
+    return values[0] + (f" ({values[1]!r})" if len(values) > 1 else "")
 
 
 def read_entities(tables: N8nTables) -> dict[str, list[list[Any]]]:

@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from backup.digests import entity_row_hashes
+from backup.digests import entity_row_hash
 from backup.errors import N8nCheckError
 from backup.manifest import Manifest
 from backup.n8n.entities import read_entities
@@ -55,14 +55,16 @@ def stored_entity_problems(
             result.problems.append(f"{name}: missing (the restored database has no such table)")
             continue
         result.found[name] = len(rows)
-        have = Counter(entity_row_hashes(rows, encryption_key.reveal()))
+        have = Counter(entity_row_hash(row, encryption_key.reveal()) for row in rows)
         want = Counter(expected.rows)
-        lost = sum((want - have).values())
+        lost_rows = want - have
+        lost = sum(lost_rows.values())
         extra = sum((have - want).values())
         if lost:
+            named = sorted(expected.labels[row] for row in lost_rows if row in expected.labels)
             result.problems.append(
                 f"{name}: {lost} of the snapshot's {expected.count} missing or changed "
-                f"({len(rows)} restored)"
+                f"({len(rows)} restored)" + (f": {', '.join(named[:10])}" if named else "")
             )
         if extra and upgraded:
             result.added_by_upgrade[name] = extra
