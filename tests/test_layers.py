@@ -46,6 +46,7 @@ CORE_MAY_USE = {
     "backup.identifiers",
     "backup.progress",
     "backup.extras",
+    "backup.ownership",
 }
 
 
