@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -130,6 +130,8 @@ class SnapshotListing:
     verified_at: str | None
     state: str = STATE_OK  # ok / future / invalid / incomplete
     problem: str | None = None
+    # Why the last verification failed, per target ("2.40.7: test_boot: ..."), from its record.
+    verification_causes: list[str] = field(default_factory=list)
 
 
 def _hours(delta: timedelta) -> float:
@@ -172,6 +174,11 @@ def _snapshot_row(folder: Path, moment: datetime) -> SnapshotListing:
             problem=str(exc),
         )
     future = created - moment > FUTURE_TOLERANCE
+    causes = [
+        f"{target.target_version}: {cause}"
+        for target in (record.targets if record else [])
+        for cause in target.causes
+    ]
     return SnapshotListing(
         snapshot_id=manifest.snapshot_id,
         path=str(folder),
@@ -187,6 +194,7 @@ def _snapshot_row(folder: Path, moment: datetime) -> SnapshotListing:
         verified_at=verified_at,
         state=STATE_FUTURE if future else STATE_OK,
         problem=FUTURE_PROBLEM if future else None,
+        verification_causes=causes,
     )
 
 

@@ -26,6 +26,12 @@ class TargetResult:
     failed_tests: list[str]
     # After an upgrade: what the target's migrations changed, per workflow ("id (name)").
     upgrade_changes: dict[str, list[str]] = field(default_factory=dict)
+    source_version: str = ""
+    # "check: first line of why it failed", in the order the checks ran.
+    causes: list[str] = field(default_factory=list)
+    # What was expected and found: workflows, credentials, executions, node types, ...
+    counts: dict[str, int | None] = field(default_factory=dict)
+    durations: dict[str, float | None] = field(default_factory=dict)  # boot, checks (seconds)
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,9 @@ def test_verify_passes_nothing_fires_and_report_keeps_secrets(
     assert run.failures == {}
     run.result.assert_outcomes(passed=VERIFY_CHECKS)
     assert canary.hits == hits_before, "a restored workflow reached the canary"
+    (entry,) = run.machine_result()["entries"]
+    assert run.machine_result()["verdict"] == "PASSED" and entry["causes"] == []
+    assert entry["durations"]["boot"] > 0 and entry["counts"]["credentials_found"] == 6
     report = run.report
     assert report.parent == ROOT / "reports"
     text = report_with_attachments(report)
@@ -148,6 +151,17 @@ def test_verify_names_each_kind_of_damage(
     for test, message in expected.items():
         assert message in failures.get(test, ""), f"{test}: {failures.get(test)!r}"
     assert "truncated" in failures["test_files[truncated-db]"]
+    # The same verdicts and first causes, machine-readable; JUnit says what each test checked.
+    result = run.machine_result()
+    assert result["verdict"] == "FAILED" and len(result["entries"]) == 5
+    by_case = {Path(entry["snapshot_folder"]).name: entry for entry in result["entries"]}
+    (cause,) = by_case["deleted-workflow-file"]["causes"]
+    assert cause.startswith("test_files: snapshot files: ") and relative_victim in cause
+    assert by_case["flipped-byte"]["result"] == "FAILED"
+    assert by_case["flipped-byte"]["counts"]["workflows_expected"] > 250
+    props = run.properties["test_boot[deleted-workflow-file]"]
+    assert props["target_n8n_version"] == props["source_n8n_version"] == "2.40.7"
+    assert props["snapshot_id"] == Manifest.load(deleted).snapshot_id
     passed_elsewhere = {
         "test_boot[deleted-workflow-file]",
         "test_workflows_load[deleted-workflow-file]",

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+import jsonschema
 import pytest
 
 from backup.keystore import KeyStore
 from backup.manifest import MANIFEST_NAME, Manifest
 from tests.cli_support import ROOT
+from verify.result import SCHEMA_FILE
 
 # The checks `pytest verify` runs per snapshot and target (verify/test_snapshot.py).
 VERIFY_CHECKS = 12
@@ -23,6 +27,14 @@ class VerifyRun:
     result: pytest.RunResult
     report: Path
     failures: dict[str, str]  # test name -> failure or error message, from the JUnit XML
+    properties: dict[str, dict[str, str]]  # test name -> its JUnit properties
+
+    def machine_result(self) -> dict[str, Any]:
+        """The run's JSON result, checked against the schema it documents."""
+        body: dict[str, Any] = json.loads(self.report.with_suffix(".json").read_text())
+        jsonschema.validate(body, json.loads(SCHEMA_FILE.read_text()))
+        assert self.report.with_suffix(".json").stat().st_mode & 0o077 == 0
+        return body
 
 
 def run_verify(
@@ -42,10 +54,14 @@ def run_verify(
     report_line = next(line for line in result.outlines if "Generated html report" in line)
     report = Path(report_line.split("file://", 1)[1].strip(" -"))
     failures: dict[str, str] = {}
+    properties: dict[str, dict[str, str]] = {}
     for case in ET.parse(report.with_suffix(".xml")).iter("testcase"):
         for problem in [*case.iter("failure"), *case.iter("error")]:
             failures[case.attrib["name"]] = problem.attrib.get("message", "")
-    return VerifyRun(result, report, failures)
+        properties[case.attrib["name"]] = {
+            item.attrib["name"]: item.attrib["value"] for item in case.iter("property")
+        }
+    return VerifyRun(result, report, failures, properties)
 
 
 _DATA_URI = re.compile(r"data:[a-z]+/[a-z+-]+;(?:charset=utf-8;)?base64,([A-Za-z0-9+/=]+)")

@@ -29,6 +29,7 @@ from backup.settings import env_name, read_config
 from backup.verification_record import TargetResult, VerificationRecord, write_record
 from verify.cases import CASES_KEY, RUNTIME_NOTE_KEY, SUMMARIES_KEY, SnapshotCase
 from verify.report import SnapshotSummary, summary_table
+from verify.result import write_result
 
 VERIFY_DIR = Path(__file__).resolve().parent
 DEFAULT_BOOT_TIMEOUT = 180.0
@@ -65,6 +66,7 @@ TEST_CREDENTIALS_HELP = (
     "also run n8n's own test of each credential (the editor's Test button): the restored n8n "
     "then reaches the services the credentials point at, and only those"
 )
+CAUSE_LIMIT = 400
 # Checks that run only when asked for; a run without them still counts as verified.
 OPT_IN_CHECKS = frozenset({"test_credentials_connect"})
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
@@ -381,8 +383,11 @@ def pytest_runtest_makereport(
         summary.required = suite_checks(item)
         if not case.test_credentials:
             summary.required -= OPT_IN_CHECKS
+    if report.when == "teardown":  # JUnit takes a test's properties from its last report
+        report.user_properties.extend(_junit_properties(case, summary))
     if report.failed:
         summary.failed.append(name)
+        summary.causes.append(f"{name}: {_first_cause(report)}")
         log = case.instance_log()
         if log:
             from pytest_html import extras
@@ -392,6 +397,25 @@ def pytest_runtest_makereport(
     elif report.when == "call" and report.passed:
         summary.passed.add(name)
     return report
+
+
+def _junit_properties(case: SnapshotCase, summary: SnapshotSummary) -> list[tuple[str, object]]:
+    return [
+        ("snapshot_id", summary.snapshot_id),
+        ("source_n8n_version", summary.source_version),
+        ("target_n8n_version", summary.target_version),
+        ("runtime", case.runtime),
+    ]
+
+
+def _first_cause(report: pytest.TestReport) -> str:
+    """The first line of why a check failed (its message, not the traceback)."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = getattr(crash, "message", None) or str(report.longrepr)
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "failed")
+    for prefix in ("AssertionError: ", "Failed: "):
+        line = line.removeprefix(prefix)
+    return line[:CAUSE_LIMIT]
 
 
 def suite_checks(item: pytest.Item) -> frozenset[str]:
@@ -443,9 +467,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 summary.result,
                 summary.failed,
                 summary.upgrade_changes or {},
+                source_version=summary.source_version,
+                causes=summary.causes,
+                counts=summary.counts(),
+                durations={"boot": summary.boot_seconds, "checks": round(summary.test_seconds, 1)},
             )
         )
     report = str(session.config.option.htmlpath)
+    xml = session.config.option.xmlpath
+    write_result(
+        Path(report),
+        Path(xml) if xml else None,
+        verified_at,
+        {(snapshot_ids[folder], folder): targets for folder, targets in by_folder.items()},
+    )
     for folder, targets in by_folder.items():
         record = VerificationRecord(snapshot_ids[folder], verified_at, report, targets)
         try:

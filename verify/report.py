@@ -40,6 +40,7 @@ class SnapshotSummary:
     boot_seconds: float | None = None
     test_seconds: float = 0.0
     failed: list[str] = field(default_factory=list)
+    causes: list[str] = field(default_factory=list)  # "check: why", one per failed check
     passed: set[str] = field(default_factory=set)
     # Every check of the suite: only a run of all of them on a target counts as verified.
     required: frozenset[str] = frozenset()
@@ -55,6 +56,17 @@ class SnapshotSummary:
         self.expected_credentials = manifest.counts.credentials
         self.active_in_snapshot = [w.name for w in manifest.workflows if w.active]
         self.executions = manifest.counts.executions
+
+    def counts(self) -> dict[str, int | None]:
+        """What was expected and found, for the machine-readable result."""
+        return {
+            "workflows_expected": self.expected_workflows,
+            "workflows_found": self.found_workflows,
+            "credentials_expected": self.expected_credentials,
+            "credentials_found": self.found_credentials,
+            "executions": self.executions,
+            "node_types_missing": len(self.node_types_missing),
+        }
 
     @property
     def result(self) -> str:
