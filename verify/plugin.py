@@ -387,7 +387,12 @@ def pytest_runtest_makereport(
         report.user_properties.extend(_junit_properties(case, summary))
     if report.failed:
         summary.failed.append(name)
-        summary.causes.append(f"{name}: {_first_cause(report)}")
+        cause = _first_cause(report)
+        first = summary.setup_failures.setdefault(cause, name) if report.when == "setup" else name
+        if first != name:  # a fixture failed once: its dependents say so, not its trace again
+            report.longrepr = f"not run: {first} failed: {cause}"
+            return report
+        summary.causes.append(f"{name}: {cause}")
         log = case.instance_log()
         if log:
             from pytest_html import extras

@@ -40,7 +40,9 @@ class SnapshotSummary:
     boot_seconds: float | None = None
     test_seconds: float = 0.0
     failed: list[str] = field(default_factory=list)
-    causes: list[str] = field(default_factory=list)  # "check: why", one per failed check
+    causes: list[str] = field(default_factory=list)  # "check: why", once per cause
+    # A fixture's failure (first line) -> the first check it failed; its dependents only say so.
+    setup_failures: dict[str, str] = field(default_factory=dict)
     passed: set[str] = field(default_factory=set)
     # Every check of the suite: only a run of all of them on a target counts as verified.
     required: frozenset[str] = frozenset()
@@ -145,6 +147,16 @@ def _node_types(item: SnapshotSummary) -> str:
     return said + (f"; notes: {' | '.join(notes[:10])}" if notes else "")
 
 
+def _verdict(item: SnapshotSummary) -> str:
+    """The result with its first cause in one sentence; how many more checks failed."""
+    if not item.causes:
+        return item.result
+    more = len(item.failed) - 1
+    return f"{item.result}: {item.causes[0]}" + (
+        f" (and {more} more failed check{'s' if more > 1 else ''})" if more > 0 else ""
+    )
+
+
 def summary_table(summaries: list[SnapshotSummary]) -> str:
     """An HTML table, one row per snapshot; every value is escaped."""
     head = "".join(f"<th>{html.escape(column)}</th>" for column in COLUMNS)
@@ -174,7 +186,7 @@ def summary_table(summaries: list[SnapshotSummary]) -> str:
             item.key_fingerprint,
             _fmt(item.boot_seconds),
             _fmt(item.test_seconds),
-            item.result + ("" if not item.failed else ": " + ", ".join(item.failed)),
+            _verdict(item),
         ]
         result = item.result
         if result == "PARTIAL":
