@@ -24,7 +24,7 @@ from backup.errors import BackupError, InputError
 from backup.extras import MissingExtraError
 from backup.manifest import Manifest, find_snapshots
 from backup.n8n.instances.base import OFFICIAL_IMAGE, OFFICIAL_POSTGRES_IMAGE
-from backup.n8n.npm import validate_version
+from backup.n8n.npm import NODE_VERSION, validate_version
 from backup.settings import env_name, read_config
 from backup.verification_record import TargetResult, VerificationRecord, write_record
 from verify.cases import CASES_KEY, RUNTIME_NOTE_KEY, SUMMARIES_KEY, SnapshotCase
@@ -350,6 +350,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_metadata(metadata: dict[str, Any], config: pytest.Config) -> None:
+    """The report's Environment table: what matters for a restore, not every pytest plugin."""
+    if not _runs_verify_suite(config):
+        return
+    for unrelated in ("Packages", "Plugins"):
+        metadata.pop(unrelated, None)
+    metadata["n8n-restore-verify"] = tool_version()
+    metadata["Node.js (process runtime)"] = NODE_VERSION
+    metadata["Times"] = "UTC"
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
