@@ -18,6 +18,8 @@ from backup.about import tool_version
 from backup.errors import BackupError, InputError
 from backup.keystore import KeyStore
 from backup.listing import format_listings, list_snapshots
+from backup.manifest import INSTANCE_NAME
+from backup.metrics import write_metrics
 from backup.n8n import npm
 from backup.n8n.api import N8nApi
 from backup.n8n.binary_data import storage_roots
@@ -33,7 +35,7 @@ from backup.settings import (
     setting_name,
     unknown_top_level,
 )
-from backup.snapshot import SnapshotRequest, create_snapshot
+from backup.snapshot import SnapshotRequest, create_snapshot, instance_label
 
 if TYPE_CHECKING:  # PostgreSQL and Docker are extras: imported where a command needs them
     from backup.n8n.container import ContainerSource
@@ -41,6 +43,10 @@ if TYPE_CHECKING:  # PostgreSQL and Docker are extras: imported where a command 
 
 API_KEY_ENV = "N8N_API_KEY"
 QUIET_HELP = "print nothing but errors (for cron)"
+METRICS_HELP = (
+    "write the snapshot root's metrics there afterwards, in Prometheus' text format (for "
+    "node_exporter's textfile collector)"
+)
 CONFIG_HELP = "settings file (TOML; default $N8N_BACKUP_CONFIG or ./n8n-backup.toml)"
 SHOW_SETTINGS_HELP = (
     "print each setting with its value and where it came from (command line, environment "
@@ -156,11 +162,35 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
                 wait_timeout=args.wait_timeout,
                 force=args.force,
                 say=_notices(args),
+                instance=args.instance or instance_label(api_url),
             )
         )
+    _update_metrics(args, _snapshot_folder(args))
     if not args.quiet:
         print(path)
     return 0
+
+
+def instance_name(text: str) -> str:
+    """--instance: a name fit for a report and a metric label."""
+    if not INSTANCE_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an instance name: letters, digits and ._:@/- (up to 128)"
+        )
+    return text
+
+
+def _update_metrics(args: argparse.Namespace, root: Path) -> None:
+    """Rewrite --metrics-file after a change to the root; a failure is said, never fatal."""
+    if not args.metrics_file:
+        return
+    try:
+        write_metrics(root, args.metrics_file)
+    except OSError as exc:
+        print(
+            f"n8n-backup: cannot write the metrics file {args.metrics_file}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
 
 
 def _inspect(container: str) -> ContainerSource:
@@ -273,6 +303,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     """Apply the retention policy; with --dry-run only say what would go."""
     policy = RetentionPolicy(args.keep_daily, args.keep_weekly, args.keep_monthly)
     result = prune(_snapshot_folder(args), policy, datetime.now(UTC), dry_run=args.dry_run)
+    if not args.dry_run:
+        _update_metrics(args, _snapshot_folder(args))
     if args.quiet and not args.dry_run:
         return 0
     for line in result.report(dry_run=args.dry_run):
@@ -370,6 +402,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--table-prefix", default=os.environ.get("DB_TABLE_PREFIX", ""), help="DB_TABLE_PREFIX"
     )
     snap.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+    snap.add_argument("--metrics-file", type=Path, metavar="FILE", help=METRICS_HELP)
+    snap.add_argument(
+        "--instance",
+        type=instance_name,
+        help="which n8n this is, in reports and metrics (default: the API URL's host:port)",
+    )
     snap.set_defaults(handler=cmd_snapshot)
 
     restore = commands.add_parser("restore", help="restore a snapshot into n8n in a container")
@@ -436,6 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prune_cmd.add_argument("--dry-run", action="store_true", help="only list what would go")
     prune_cmd.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+    prune_cmd.add_argument("--metrics-file", type=Path, metavar="FILE", help=METRICS_HELP)
     prune_cmd.set_defaults(handler=cmd_prune)
 
     install = commands.add_parser(

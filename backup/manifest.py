@@ -49,6 +49,7 @@ _SERVER_VERSION = re.compile(r"\d{1,3}(?:\.\d{1,4}){0,2}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PACKAGE_NAME = re.compile(r"(?:@[a-z0-9][a-z0-9._~-]{0,100}/)?[a-z0-9][a-z0-9._~-]{0,213}")
 _BINARY_PATH = re.compile(BINARY_PATH)
+INSTANCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}")
 _ROW_HASH = re.compile(rf"[0-9a-f]{{{ROW_HASH_HEX_CHARS}}}")
 _NODE_FOLDER = re.compile(r"custom|nodes|extensions/\d{1,3}")
 
@@ -150,6 +151,8 @@ class Manifest:
     # Kind name -> count and digest; kinds the source's n8n version has no table for are absent.
     entities: dict[str, EntityEntry] = field(default_factory=dict)
     binary_data: BinaryData | None = None  # None: no execution refers to binary files
+    # Which n8n this is a snapshot of (--instance; default: the API URL's host and port).
+    instance: str | None = None
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
 
@@ -286,6 +289,7 @@ class _ManifestReader:
             "node_folders",
             "entities",
             "binary_data",
+            "instance",
             MAC_FIELD,
         }
     )
@@ -360,6 +364,11 @@ class _ManifestReader:
             ],
             entities=self._entities(),
             binary_data=self._binary_data(),
+            instance=(
+                self._match("instance", self.raw["instance"], INSTANCE_NAME)
+                if self.raw.get("instance") is not None
+                else None
+            ),
         )
 
     def _binary_data(self) -> BinaryData | None:

@@ -7,6 +7,7 @@ import json
 import re
 import secrets
 import shutil
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -39,6 +40,7 @@ from backup.errors import (
 from backup.execution_guard import wait_for_idle
 from backup.keystore import KeyStore
 from backup.manifest import (
+    INSTANCE_NAME,
     MANIFEST_NAME,
     WORKFLOWS_DIR,
     BinaryData,
@@ -94,6 +96,13 @@ class SnapshotRequest:
     extension_folders: tuple[Path, ...] = ()
     # Where the source keeps execution binary data (filesystem mode), most specific first.
     binary_roots: tuple[Path, ...] = ()
+    instance: str | None = None  # which n8n this is (see instance_label)
+
+
+def instance_label(api_url: str) -> str | None:
+    """The default name of the n8n a snapshot comes from: its API URL's host and port."""
+    host = urllib.parse.urlsplit(api_url).netloc.rsplit("@", 1)[-1]
+    return host if INSTANCE_NAME.fullmatch(host) else None
 
 
 def new_snapshot_id(now: datetime | None = None) -> str:
@@ -298,6 +307,7 @@ def _fill_staging(
             for package in contents.community_packages
         ],
         node_folders=node_folders,
+        instance=request.instance,
         entities={
             name: _entity_entry(name, rows, encryption_key)
             for name, rows in contents.entities.items()

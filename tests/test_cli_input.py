@@ -141,6 +141,18 @@ def test_invalid_api_url_is_one_line(
     assert result.returncode == 2
 
 
+def test_an_instance_name_that_cannot_be_a_metric_label_is_one_line(
+    n8n_folder: Path, tmp_path: Path
+) -> None:
+    args = api_args(tmp_path, "http://127.0.0.1:5678")
+    result = run_backup_cli(
+        *snapshot_args(n8n_folder, tmp_path, *args), "--instance", 'prod "eu"\nx'
+    )
+    assert_one_line_error(result, "is not an instance name")
+    assert result.returncode == 2
+    assert not (tmp_path / "out").exists()
+
+
 def test_api_key_file_that_is_not_utf8(n8n_folder: Path, tmp_path: Path) -> None:
     key_file = tmp_path / "binary-key"
     key_file.write_bytes(b"\xff\xfe\x00key")

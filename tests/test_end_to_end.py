@@ -14,6 +14,7 @@ import signal
 import stat
 import subprocess
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,7 @@ from tests.n8n_support import (
 from tests.verify_runner import (
     VERIFY_CHECKS,
     assert_wrong_key_caught_before_boot,
+    metric_samples,
     report_with_attachments,
     resign_manifest,
     run_verify,
@@ -77,13 +79,25 @@ def test_verify_passes_nothing_fires_and_report_keeps_secrets(
     pytester: pytest.Pytester, taken: TakenSnapshot, source: SourceInstance, canary: Canary
 ) -> None:
     hits_before = canary.hits
-    run = run_verify(pytester, taken.path.parent, taken.key_store, *PROCESS_ARGS)
+    metrics = pytester.path / "n8n_backup.prom"
+    run = run_verify(
+        pytester, taken.path.parent, taken.key_store, *PROCESS_ARGS, "--metrics-file", str(metrics)
+    )
     assert run.failures == {}
     run.result.assert_outcomes(passed=VERIFY_CHECKS)
     assert canary.hits == hits_before, "a restored workflow reached the canary"
     (entry,) = run.machine_result()["entries"]
     assert run.machine_result()["verdict"] == "PASSED" and entry["causes"] == []
     assert entry["durations"]["boot"] > 0 and entry["counts"]["credentials_found"] == 6
+    samples = metric_samples(metrics)
+    instance = frozenset(
+        {"instance": urllib.parse.urlsplit(source.process.base_url).netloc}.items()
+    )
+    target = instance | {("target_version", "2.40.7")}
+    assert samples[("n8n_backup_last_verification_success", target)] == 1
+    assert samples[("n8n_backup_snapshots", instance)] == 1
+    workflows = samples[("n8n_backup_last_snapshot_workflows", instance)]
+    assert workflows == Manifest.load(taken.path).counts.workflows
     report = run.report
     assert report.parent == ROOT / "reports"
     text = report_with_attachments(report)
@@ -132,8 +146,24 @@ def test_verify_names_each_kind_of_damage(
     missing_key = copy_variant(taken, root, "missing-key")
     resign_manifest(missing_key, taken.key_store, key_fingerprint="0" * 32)
 
-    run = run_verify(pytester, root, taken.key_store, "--quiet-seconds", "2", *runtime_args)
+    metrics = tmp_path / "n8n_backup.prom"
+    run = run_verify(
+        pytester,
+        root,
+        taken.key_store,
+        "--quiet-seconds",
+        "2",
+        *runtime_args,
+        "--metrics-file",
+        str(metrics),
+    )
     failures = run.failures
+    success = [
+        value
+        for (name, _), value in metric_samples(metrics).items()
+        if name == "n8n_backup_last_verification_success"
+    ]
+    assert success == [0], "a failed verification must show as 0"
     assert run.result.ret == 1
     relative_victim = victim.relative_to(deleted).as_posix()
     expected = {

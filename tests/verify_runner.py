@@ -12,6 +12,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from backup.keystore import KeyStore
 from backup.manifest import MANIFEST_NAME, Manifest
@@ -65,6 +66,15 @@ def run_verify(
 
 
 _DATA_URI = re.compile(r"data:[a-z]+/[a-z+-]+;(?:charset=utf-8;)?base64,([A-Za-z0-9+/=]+)")
+
+
+def metric_samples(path: Path) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """A metrics file as prometheus-client's own parser reads it: (name, labels) -> value."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(path.read_text(encoding="utf-8"))
+        for sample in family.samples
+    }
 
 
 def report_with_attachments(report: Path) -> str:

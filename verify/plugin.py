@@ -23,6 +23,7 @@ from backup.about import tool_version
 from backup.errors import BackupError, InputError
 from backup.extras import MissingExtraError
 from backup.manifest import Manifest, find_snapshots
+from backup.metrics import write_metrics
 from backup.n8n.instances.base import OFFICIAL_IMAGE, OFFICIAL_POSTGRES_IMAGE
 from backup.n8n.npm import NODE_VERSION, validate_version
 from backup.settings import env_name, read_config
@@ -66,6 +67,10 @@ TEST_CREDENTIALS_HELP = (
     "also run n8n's own test of each credential (the editor's Test button): the restored n8n "
     "then reaches the services the credentials point at, and only those"
 )
+METRICS_HELP = (
+    "after the run, write the snapshots' metrics there (Prometheus text format, for "
+    "node_exporter's textfile collector)"
+)
 CAUSE_LIMIT = 400
 # Checks that run only when asked for; a run without them still counts as verified.
 OPT_IN_CHECKS = frozenset({"test_credentials_connect"})
@@ -100,6 +105,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--postgres-image", default=OFFICIAL_POSTGRES_IMAGE, help=POSTGRES_IMAGE_HELP)
     group.addoption("--quiet-seconds", type=float, default=DEFAULT_QUIET_SECONDS, help=QUIET_HELP)
     group.addoption("--test-credentials", action="store_true", help=TEST_CREDENTIALS_HELP)
+    group.addoption("--metrics-file", type=Path, help=METRICS_HELP)
 
 
 def _module_path(name: str) -> Path | None:
@@ -258,6 +264,7 @@ VERIFY_SETTINGS: dict[str, tuple[str, Callable[[str], object]]] = {
     "postgres-image": ("postgres_image", str),
     "quiet-seconds": ("quiet_seconds", float),
     "test-credentials": ("test_credentials", flag),
+    "metrics-file": ("metrics_file", Path),
 }
 
 
@@ -498,11 +505,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         verified_at,
         {(snapshot_ids[folder], folder): targets for folder, targets in by_folder.items()},
     )
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     for folder, targets in by_folder.items():
         record = VerificationRecord(snapshot_ids[folder], verified_at, report, targets)
         try:
             write_record(folder, record)
         except OSError as exc:  # a read-only backup store must not fail the verification
-            reporter = session.config.pluginmanager.get_plugin("terminalreporter")
             if reporter is not None:
                 reporter.write_line(f"n8n-verify: cannot record the result beside {folder}: {exc}")
+    metrics_file = session.config.getoption("metrics_file")
+    if metrics_file:
+        try:
+            write_metrics(Path(session.config.getoption("snapshots")), metrics_file)
+        except OSError as exc:
+            if reporter is not None:
+                reporter.write_line(f"n8n-verify: cannot write the metrics file: {exc}")

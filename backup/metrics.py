@@ -1,0 +1,95 @@
+"""Prometheus metrics of a snapshot root, for node_exporter's textfile collector.
+
+Computed from what is on disk (the snapshots' manifests and their verification records), so
+that every command that changes it (snapshot, prune, verify) can rewrite the file, atomically,
+with the same values. Labels: ``instance`` (the source n8n, as its snapshots name it) and
+``target_version`` (the n8n version a verification booted).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+
+from backup.errors import SnapshotError
+from backup.listing import load_dated
+from backup.manifest import find_snapshots
+from backup.verification_record import read_record
+
+UNKNOWN_INSTANCE = "unknown"
+
+
+def _gauge(registry: CollectorRegistry, name: str, text: str, *labels: str) -> Gauge:
+    return Gauge(name, text, ["instance", *labels], registry=registry)
+
+
+def collect(root: Path) -> CollectorRegistry:
+    """The metrics of every valid snapshot under ``root`` (invalid ones are left out)."""
+    registry = CollectorRegistry()
+    count = _gauge(registry, "n8n_backup_snapshots", "Snapshots on disk")
+    snapshot_time = _gauge(
+        registry, "n8n_backup_last_snapshot_timestamp_seconds", "When the newest snapshot was taken"
+    )
+    snapshot_size = _gauge(
+        registry, "n8n_backup_last_snapshot_size_bytes", "Size of the newest snapshot's files"
+    )
+    workflows = _gauge(registry, "n8n_backup_last_snapshot_workflows", "Its workflows")
+    credentials = _gauge(registry, "n8n_backup_last_snapshot_credentials", "Its credentials")
+    verified_time = _gauge(
+        registry,
+        "n8n_backup_last_verification_timestamp_seconds",
+        "When a snapshot was last verified on this target version",
+        "target_version",
+    )
+    verified_ok = _gauge(
+        registry,
+        "n8n_backup_last_verification_success",
+        "1 when every check passed in that verification, else 0",
+        "target_version",
+    )
+    verified_seconds = _gauge(
+        registry,
+        "n8n_backup_last_verification_duration_seconds",
+        "How long that verification took (boot and checks)",
+        "target_version",
+    )
+    newest: dict[str, datetime] = {}
+    last_verified: dict[tuple[str, str], datetime] = {}
+    folders = find_snapshots(root) if root.is_dir() else []
+    for folder in folders:
+        try:
+            manifest, created = load_dated(folder)
+        except SnapshotError:
+            continue
+        instance = manifest.instance or UNKNOWN_INSTANCE
+        count.labels(instance).inc()
+        if instance not in newest or created > newest[instance]:
+            newest[instance] = created
+            snapshot_time.labels(instance).set(created.timestamp())
+            snapshot_size.labels(instance).set(sum(entry.size for entry in manifest.files))
+            workflows.labels(instance).set(manifest.counts.workflows)
+            credentials.labels(instance).set(manifest.counts.credentials)
+        record = read_record(folder)
+        if record is None:
+            continue
+        try:
+            verified_at = datetime.fromisoformat(record.verified_at)
+        except ValueError:
+            continue
+        for target in record.targets:
+            key = (instance, target.target_version)
+            if key in last_verified and last_verified[key] >= verified_at:
+                continue
+            last_verified[key] = verified_at
+            verified_time.labels(*key).set(verified_at.timestamp())
+            verified_ok.labels(*key).set(1 if target.result == "PASSED" else 0)
+            seconds = sum(value or 0 for value in target.durations.values())
+            verified_seconds.labels(*key).set(seconds)
+    return registry
+
+
+def write_metrics(root: Path, path: Path) -> None:
+    """Write the root's metrics to ``path`` in Prometheus' text format (atomically)."""
+    write_to_textfile(str(path), collect(root))
