@@ -25,6 +25,7 @@ from backup.n8n.api import N8nApi
 from backup.n8n.binary_data import storage_roots
 from backup.n8n.extensions import extension_folders
 from backup.n8n.folder import N8nFolder, locate
+from backup.notify import NOTIFY_ON, ON_FAILURE, Outcome, check_url, notify, ping_start
 from backup.restore.workflows import restore_workflows
 from backup.retention import RetentionPolicy, prune
 from backup.settings import (
@@ -166,9 +167,18 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
             )
         )
     _update_metrics(args, _snapshot_folder(args))
+    args.done = f"snapshot {path.name} taken"
     if not args.quiet:
         print(path)
     return 0
+
+
+def notify_url(text: str) -> str:
+    """--notify: a receiver URL (see backup.notify)."""
+    try:
+        return check_url(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def instance_name(text: str) -> str:
@@ -403,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     snap.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     snap.add_argument("--metrics-file", type=Path, metavar="FILE", help=METRICS_HELP)
+    _add_notify(snap)
     snap.add_argument(
         "--instance",
         type=instance_name,
@@ -475,6 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune_cmd.add_argument("--dry-run", action="store_true", help="only list what would go")
     prune_cmd.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     prune_cmd.add_argument("--metrics-file", type=Path, metavar="FILE", help=METRICS_HELP)
+    _add_notify(prune_cmd)
     prune_cmd.set_defaults(handler=cmd_prune)
 
     install = commands.add_parser(
@@ -537,7 +549,41 @@ def _run_with_settings(args: argparse.Namespace, given: list[str]) -> int:
             "file): where the encryption key is kept, apart from the snapshots"
         )
     handler: Handler = args.handler
-    return handler(args)
+    urls: list[str] = getattr(args, "notify", None) or []
+    if not urls:
+        return handler(args)
+    _say_problems(ping_start(urls))
+    try:
+        code = handler(args)
+    except BackupError as exc:
+        _say_problems(notify(urls, Outcome(args.command_name, False, str(exc)), args.notify_on))
+        raise
+    done = f"{args.command_name} finished" + (f": {args.done}" if getattr(args, "done", "") else "")
+    _say_problems(notify(urls, Outcome(args.command_name, True, done), args.notify_on))
+    return code
+
+
+def _say_problems(problems: list[str]) -> None:
+    """Notification problems: said on stderr, never a failure of the backup itself."""
+    for problem in problems:
+        print(f"n8n-backup: {problem}", file=sys.stderr)
+
+
+def _add_notify(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--notify",
+        action="append",
+        type=notify_url,
+        metavar="URL",
+        help="post the result there (repeatable): a JSON webhook, slack+https://... or "
+        "ping+https://... (healthchecks.io-style)",
+    )
+    command.add_argument(
+        "--notify-on",
+        choices=NOTIFY_ON,
+        default=ON_FAILURE,
+        help="failure (default): webhooks hear of failures only; always: of every run",
+    )
 
 
 def run_command(prog: str, handler: Handler, args: argparse.Namespace) -> int:

@@ -84,6 +84,18 @@ def _convert(action: argparse.Action, name: str, value: object, where: str) -> o
         if text in TRUE | FALSE:
             return text in TRUE
         raise InputError(f"{name} in {where} must be true or false, not {value!r}")
+    if isinstance(action, argparse._AppendAction):  # a list: TOML's, or space-separated text
+        items = value if isinstance(value, list) else str(value).split()
+        return [_convert_one(action, name, item, where) for item in items]
+    if isinstance(value, (dict, list, bool)):
+        raise InputError(f"{name} in {where} must be a single value, not {value!r}")
+    converted = _convert_one(action, name, value, where)
+    if action.nargs is not None and action.nargs not in ("?", 1):
+        return [converted]
+    return converted
+
+
+def _convert_one(action: argparse.Action, name: str, value: object, where: str) -> object:
     if isinstance(value, (dict, list, bool)):
         raise InputError(f"{name} in {where} must be a single value, not {value!r}")
     text = str(value)
@@ -94,8 +106,6 @@ def _convert(action: argparse.Action, name: str, value: object, where: str) -> o
         raise InputError(f"{name} in {where} is not a valid value: {value!r}") from None
     if action.choices is not None and converted not in action.choices:
         raise InputError(f"{name} in {where} must be one of {', '.join(map(str, action.choices))}")
-    if action.nargs is not None and action.nargs not in ("?", 1):
-        return [converted]
     return converted
 
 
@@ -168,10 +178,15 @@ def describe(
 
 
 def masked(value: object) -> object:
-    """A DSN with its password replaced by ***, in URI or key=value form: settings are
-    printed, secrets never."""
+    """A DSN with its password replaced by ***, in URI or key=value form, and a URL's path
+    (a webhook's token) hidden: settings are printed, secrets never."""
+    if isinstance(value, list):
+        return [masked(item) for item in value]
     if not isinstance(value, str):
         return value
+    hook = re.fullmatch(r"((?:slack\+|ping\+)?https?://[^/]+)/.+", value)
+    if hook:  # a webhook's path is its token
+        return f"{hook.group(1)}/***"
     text = re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", r"\1***", value)
     if "://" in text:
         scheme, _, rest = text.partition("://")

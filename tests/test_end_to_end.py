@@ -33,6 +33,7 @@ from tests.n8n_support import (
     process_source_args,
     start_source,
 )
+from tests.receiver import Receiver
 from tests.verify_runner import (
     VERIFY_CHECKS,
     assert_wrong_key_caught_before_boot,
@@ -80,9 +81,25 @@ def test_verify_passes_nothing_fires_and_report_keeps_secrets(
 ) -> None:
     hits_before = canary.hits
     metrics = pytester.path / "n8n_backup.prom"
-    run = run_verify(
-        pytester, taken.path.parent, taken.key_store, *PROCESS_ARGS, "--metrics-file", str(metrics)
-    )
+    receiver = Receiver()
+    try:
+        run = run_verify(
+            pytester,
+            taken.path.parent,
+            taken.key_store,
+            *PROCESS_ARGS,
+            "--metrics-file",
+            str(metrics),
+            "--notify",
+            receiver.url("/hook"),
+            "--notify",
+            "ping+" + receiver.url("/ping/nightly"),
+        )
+    finally:
+        receiver.close()
+    # A pass: the ping check hears start and success, the webhook nothing (failures only).
+    assert receiver.paths() == ["/ping/nightly/start", "/ping/nightly"]
+    assert b"PASSED" in receiver.at("/ping/nightly")[0].body
     assert run.failures == {}
     run.result.assert_outcomes(passed=VERIFY_CHECKS)
     assert canary.hits == hits_before, "a restored workflow reached the canary"

@@ -26,11 +26,12 @@ from backup.manifest import Manifest, find_snapshots
 from backup.metrics import write_metrics
 from backup.n8n.instances.base import OFFICIAL_IMAGE, OFFICIAL_POSTGRES_IMAGE
 from backup.n8n.npm import NODE_VERSION, validate_version
+from backup.notify import NOTIFY_ON, ON_FAILURE, check_url, notify, ping_start
 from backup.settings import env_name, read_config
 from backup.verification_record import TargetResult, VerificationRecord, write_record
 from verify.cases import CASES_KEY, RUNTIME_NOTE_KEY, SUMMARIES_KEY, SnapshotCase
 from verify.report import SnapshotSummary, summary_table
-from verify.result import write_result
+from verify.result import run_outcome, write_result
 
 VERIFY_DIR = Path(__file__).resolve().parent
 DEFAULT_BOOT_TIMEOUT = 180.0
@@ -71,6 +72,11 @@ METRICS_HELP = (
     "after the run, write the snapshots' metrics there (Prometheus text format, for "
     "node_exporter's textfile collector)"
 )
+NOTIFY_HELP = (
+    "post the run's result there (repeatable): a JSON webhook, slack+https://... or "
+    "ping+https://... (healthchecks.io-style: start, success, fail)"
+)
+NOTIFY_ON_HELP = "failure (default): webhooks hear of failed runs only; always: of every run"
 CAUSE_LIMIT = 400
 # Checks that run only when asked for; a run without them still counts as verified.
 OPT_IN_CHECKS = frozenset({"test_credentials_connect"})
@@ -106,6 +112,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--quiet-seconds", type=float, default=DEFAULT_QUIET_SECONDS, help=QUIET_HELP)
     group.addoption("--test-credentials", action="store_true", help=TEST_CREDENTIALS_HELP)
     group.addoption("--metrics-file", type=Path, help=METRICS_HELP)
+    group.addoption("--notify", action="append", default=[], metavar="URL", help=NOTIFY_HELP)
+    group.addoption("--notify-on", choices=NOTIFY_ON, default=ON_FAILURE, help=NOTIFY_ON_HELP)
 
 
 def _module_path(name: str) -> Path | None:
@@ -265,6 +273,8 @@ VERIFY_SETTINGS: dict[str, tuple[str, Callable[[str], object]]] = {
     "quiet-seconds": ("quiet_seconds", float),
     "test-credentials": ("test_credentials", flag),
     "metrics-file": ("metrics_file", Path),
+    "notify": ("notify", str),
+    "notify-on": ("notify_on", str),
 }
 
 
@@ -299,6 +309,9 @@ def apply_verify_settings(config: pytest.Config, environ: Mapping[str, str]) -> 
         try:
             if dest == "n8n_version":
                 value: object = [str(v) for v in raw] if isinstance(raw, list) else [str(raw)]
+            elif dest == "notify":  # a list, or URLs separated by spaces
+                items = raw if isinstance(raw, list) else str(raw).split()
+                value = [check_url(str(item)) for item in items]
             else:
                 value = convert(str(raw))
         except ValueError:
@@ -315,11 +328,14 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     try:
         apply_verify_settings(config, os.environ)
+        for url in config.getoption("notify"):
+            check_url(url)
         cases = _load_cases(config)
     except BackupError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[CASES_KEY] = cases
     config.stash[SUMMARIES_KEY] = {case.case_id: SnapshotSummary(case.case_id) for case in cases}
+    _say(config, ping_start(config.getoption("notify")))
     config.pluginmanager.register(VerifyReportTitle(), "verify.report-title")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     # Reports name workflows, credentials and keys' fingerprints: private to the user (0600),
@@ -470,6 +486,14 @@ class VerifyReportTitle:
         report.title = f"n8n restore verification (n8n-restore-verify {tool_version()})"
 
 
+def _say(config: pytest.Config, problems: list[str]) -> None:
+    """Problems that must not fail the run (notifications): one line each on the terminal."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    for problem in problems:
+        if reporter is not None:
+            reporter.write_line(f"n8n-verify: {problem}")
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Record each verified snapshot's result beside it, for ``n8n-backup list`` and ``prune``."""
     cases: list[SnapshotCase] | None = session.config.stash.get(CASES_KEY, None)
@@ -499,11 +523,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         )
     report = str(session.config.option.htmlpath)
     xml = session.config.option.xmlpath
-    write_result(
-        Path(report),
-        Path(xml) if xml else None,
-        verified_at,
-        {(snapshot_ids[folder], folder): targets for folder, targets in by_folder.items()},
+    by_snapshot = {(snapshot_ids[folder], folder): targets for folder, targets in by_folder.items()}
+    write_result(Path(report), Path(xml) if xml else None, verified_at, by_snapshot)
+    _say(
+        session.config,
+        notify(
+            session.config.getoption("notify"),
+            run_outcome(by_snapshot, report),
+            session.config.getoption("notify_on"),
+        ),
     )
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     for folder, targets in by_folder.items():

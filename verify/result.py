@@ -10,6 +10,7 @@ from pathlib import Path
 
 from backup.about import tool_version
 from backup.atomic import write_text_atomic
+from backup.notify import Outcome
 from backup.verification_record import TargetResult
 
 SCHEMA = "n8n-restore-verify/verify-result"
@@ -47,6 +48,37 @@ def write_result(
     path = result_path(html_report)
     write_text_atomic(path, json.dumps(body, indent=2, ensure_ascii=False) + "\n")
     return path
+
+
+def run_outcome(targets: dict[tuple[str, Path], list[TargetResult]], report: str) -> Outcome:
+    """What notifications say about a run: its verdict, and for each snapshot and target that
+    did not pass, its first cause."""
+    results = [target for found in targets.values() for target in found]
+    verdict = _verdict([target.result for target in results])
+    failing = [
+        f"{snapshot_id}@{target.target_version}: {target.result}"
+        + (f" ({target.causes[0]})" if target.causes else "")
+        for (snapshot_id, _), found in targets.items()
+        for target in found
+        if target.result != "PASSED"
+    ]
+    summary = f"{verdict}: {len(results)} snapshot/target pair(s) verified" + (
+        f"; {'; '.join(failing[:5])}" if failing else ""
+    )
+    details = {
+        "report": report,
+        "entries": [
+            {
+                "snapshot_id": snapshot_id,
+                "target_version": target.target_version,
+                "result": target.result,
+                "causes": target.causes,
+            }
+            for (snapshot_id, _), found in targets.items()
+            for target in found
+        ],
+    }
+    return Outcome("verify", verdict == "PASSED", summary, details)
 
 
 def _verdict(results: list[object]) -> str:
