@@ -36,7 +36,7 @@ from backup.settings import (
     setting_name,
     unknown_top_level,
 )
-from backup.snapshot import SnapshotRequest, create_snapshot, instance_label
+from backup.snapshot import SnapshotRequest, create_snapshot
 
 if TYPE_CHECKING:  # PostgreSQL and Docker are extras: imported where a command needs them
     from backup.n8n.container import ContainerSource
@@ -163,7 +163,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
                 wait_timeout=args.wait_timeout,
                 force=args.force,
                 say=_notices(args),
-                instance=args.instance or instance_label(api_url),
+                instance=args.instance,
             )
         )
     _update_metrics(args, _snapshot_folder(args))

@@ -96,7 +96,7 @@ class SnapshotRequest:
     extension_folders: tuple[Path, ...] = ()
     # Where the source keeps execution binary data (filesystem mode), most specific first.
     binary_roots: tuple[Path, ...] = ()
-    instance: str | None = None  # which n8n this is (see instance_label)
+    instance: str | None = None  # which n8n this is; None: instance_label of the API URL
 
 
 def instance_label(api_url: str) -> str | None:
@@ -307,7 +307,7 @@ def _fill_staging(
             for package in contents.community_packages
         ],
         node_folders=node_folders,
-        instance=request.instance,
+        instance=request.instance or instance_label(request.api.base_url),
         entities={
             name: _entity_entry(name, rows, encryption_key)
             for name, rows in contents.entities.items()

@@ -3,6 +3,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+# Debian's chromium renders the reports in the tests, as a reader sees them.
+command -v chromium >/dev/null 2>&1 || {
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+}
 # Debian's PostgreSQL 15 (n8n users run it): the tests start a server of their own with it.
 if [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then
     apt-get update -qq

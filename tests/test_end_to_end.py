@@ -22,6 +22,7 @@ import pytest
 from backup.digests import sha256_file
 from backup.manifest import MANIFEST_NAME, Counts, Manifest, find_snapshots
 from backup.n8n.extensions import ARCHIVE_NAME as CUSTOM_NODES_ARCHIVE
+from tests.browser import rendered_dom, summary_results
 from tests.cli_support import ROOT, backup_command, run_backup_cli, run_snapshot_cli, snapshot_args
 from tests.docker_support import DOCKER_ARGS, PROCESS_ARGS
 from tests.n8n_support import (
@@ -119,6 +120,7 @@ def test_verify_passes_nothing_fires_and_report_keeps_secrets(
     assert report.parent == ROOT / "reports"
     text = report_with_attachments(report)
     manifest = Manifest.load(taken.path)
+    assert summary_results(rendered_dom(report)) == ["PASSED"]  # as a browser shows it
     assert manifest.snapshot_id in text and "snapshot-summary" in text
     assert "Canary every 5 s" in text  # listed as active in the snapshot, not activated
     for secret in [*source.seeded_secrets, source.encryption_key, source.api_key]:
@@ -186,14 +188,16 @@ def test_verify_names_each_kind_of_damage(
     expected = {
         "test_files[flipped-byte]": "database.sqlite does not match its sha256",
         "test_boot[flipped-byte]": "not booted, the database copy is damaged",
-        "test_key[flipped-byte]": "not read, the database copy is damaged",
+        "test_counts[flipped-byte]": "not read, the database copy is damaged",
+        "test_key[flipped-byte]": "not run: test_counts failed",
         "test_files[truncated-db]": "database.sqlite has",
         "test_boot[truncated-db]": "not booted, the database copy is damaged",
         "test_files[deleted-workflow-file]": f"{relative_victim} is missing",
         "test_counts[lying-count]": "the manifest counts",
         "test_workflows_load[lying-count]": "n8n serves",
         "test_manifest_authentic[missing-key]": f"encryption key {'0' * 32} is not in the key",
-        "test_boot[missing-key]": f"encryption key {'0' * 32} is not in the key store",
+        "test_files[missing-key]": f"encryption key {'0' * 32} is not in the key store",
+        "test_boot[missing-key]": "not run: test_files failed",
     }
     for test, message in expected.items():
         assert message in failures.get(test, ""), f"{test}: {failures.get(test)!r}"

@@ -159,11 +159,19 @@ CASES: dict[str, tuple[Variant, dict[str, str]]] = {
     "escape-database": (
         escape_database,
         {
-            "test_files": "manifest.json is malformed: database_file is '../other/database.sqlite'",
-            "test_boot": "database_file is '../other/database.sqlite', not one of",
+            "test_manifest_authentic": "manifest.json is malformed: database_file is "
+            "'../other/database.sqlite', not one of",
+            "test_files": "not run: test_manifest_authentic failed",
+            "test_boot": "not run: test_manifest_authentic failed",
         },
     ),
-    "absolute-file": (absolute_file, {"test_key": "path has an unexpected form: '/etc/passwd'"}),
+    "absolute-file": (
+        absolute_file,
+        {
+            "test_manifest_authentic": "path has an unexpected form: '/etc/passwd'",
+            "test_key": "not run: test_manifest_authentic failed",
+        },
+    ),
     "database-link": (
         database_link,
         {
@@ -180,7 +188,10 @@ CASES: dict[str, tuple[Variant, dict[str, str]]] = {
     "empty-folder": (empty_folder, {"test_files": "stray/ is an empty folder"}),
     "hostile-prefix": (
         hostile_prefix,
-        {"test_counts": "malformed: table prefix 'x\"; DROP TABLE workflow_entity; --' is not"},
+        {
+            "test_manifest_authentic": "malformed: table prefix 'x\"; DROP TABLE "
+            "workflow_entity; --' is not"
+        },
     ),
     "decoy-views": (
         decoy_views,
@@ -194,7 +205,8 @@ CASES: dict[str, tuple[Variant, dict[str, str]]] = {
         edited_digest,
         {
             "test_manifest_authentic": "manifest.json does not match its MAC",
-            "test_credentials_decrypt_in_n8n": "not checked: the manifest is not authentic",
+            "test_files": "not checked: the manifest is not authentic",
+            "test_credentials_decrypt_in_n8n": "not run: test_files failed",
         },
     ),
     "unsigned": (unsigned, {"test_manifest_authentic": "manifest.json carries no MAC"}),

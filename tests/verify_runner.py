@@ -103,9 +103,11 @@ def assert_wrong_key_caught_before_boot(run: VerifyRun, snapshot: Path, fingerpr
     case = snapshot.name
     authentic = run.failures[f"test_manifest_authentic[{case}]"]
     assert f"does not hold encryption key {fingerprint}" in authentic, authentic
+    files = run.failures[f"test_files[{case}]"]
+    assert "not checked: the manifest is not authentic" in files, files
+    assert fingerprint in files
     boot = run.failures[f"test_boot[{case}]"]
-    assert "not checked: the manifest is not authentic" in boot, boot
-    assert fingerprint in boot
+    assert "not run: test_files failed" in boot, boot  # the cause is said once
     run.result.assert_outcomes(failed=1, errors=VERIFY_CHECKS - 1)
     assert "n8n log" not in report_with_attachments(run.report), "something booted"
 

@@ -121,3 +121,4 @@ CASES_KEY = pytest.StashKey[list[SnapshotCase]]()
 SUMMARIES_KEY = pytest.StashKey[dict[str, SnapshotSummary]]()
 # Which runtime boots the restores, and why (said in the header and the report).
 RUNTIME_NOTE_KEY = pytest.StashKey[str]()
+STARTED_KEY = pytest.StashKey[str]()  # when the run started, in UTC

@@ -9,9 +9,9 @@ own ``case`` fixtures and parameters are left alone.
 from __future__ import annotations
 
 import argparse
-import html
 import importlib.util
 import os
+import socket
 from collections.abc import Callable, Generator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,10 +27,10 @@ from backup.metrics import write_metrics
 from backup.n8n.instances.base import OFFICIAL_IMAGE, OFFICIAL_POSTGRES_IMAGE
 from backup.n8n.npm import NODE_VERSION, validate_version
 from backup.notify import NOTIFY_ON, ON_FAILURE, check_url, notify, ping_start
-from backup.settings import env_name, read_config
+from backup.settings import env_name, masked, read_config
 from backup.verification_record import TargetResult, VerificationRecord, write_record
-from verify.cases import CASES_KEY, RUNTIME_NOTE_KEY, SUMMARIES_KEY, SnapshotCase
-from verify.report import SnapshotSummary, summary_table
+from verify.cases import CASES_KEY, RUNTIME_NOTE_KEY, STARTED_KEY, SUMMARIES_KEY, SnapshotCase
+from verify.report import PRINT_CSS, SnapshotSummary, checks_table, run_facts, summary_table
 from verify.result import run_outcome, write_result
 
 VERIFY_DIR = Path(__file__).resolve().parent
@@ -335,6 +335,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     config.stash[CASES_KEY] = cases
     config.stash[SUMMARIES_KEY] = {case.case_id: SnapshotSummary(case.case_id) for case in cases}
+    config.stash[STARTED_KEY] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     _say(config, ping_start(config.getoption("notify")))
     config.pluginmanager.register(VerifyReportTitle(), "verify.report-title")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -424,8 +425,8 @@ def pytest_runtest_makereport(
         summary.failed.append(name)
         cause = _first_cause(report)
         first = summary.setup_failures.setdefault(cause, name) if report.when == "setup" else name
-        if first != name:  # a fixture failed once: its dependents say so, not its trace again
-            report.longrepr = f"not run: {first} failed: {cause}"
+        if first != name:  # a fixture failed once: its dependents point there, nothing repeated
+            report.longrepr = f"not run: {first} failed"
             return report
         summary.causes.append(f"{name}: {cause}")
         log = case.instance_log()
@@ -458,6 +459,15 @@ def _first_cause(report: pytest.TestReport) -> str:
     return line[:CAUSE_LIMIT]
 
 
+def suite_docstrings(module: Any) -> dict[str, str]:
+    """Each check of the suite and the first paragraph of its docstring."""
+    return {
+        name: " ".join((value.__doc__ or "").split("\n\n")[0].split())
+        for name, value in vars(module).items()
+        if name.startswith("test_") and callable(value)
+    }
+
+
 def suite_checks(item: pytest.Item) -> frozenset[str]:
     """Every check the verify suite has, whatever was selected: a snapshot counts as verified
     only when all of them passed on a target."""
@@ -473,9 +483,24 @@ def pytest_html_results_summary(
     """Open the report with one row per snapshot."""
     summaries = session.config.stash.get(SUMMARIES_KEY, None)
     if summaries:
-        note = session.config.stash.get(RUNTIME_NOTE_KEY, "-")
-        prefix.append(f"<p>Runtime: {html.escape(note)}</p>")
+        config = session.config
+        prefix.append(PRINT_CSS)
         prefix.append(summary_table(list(summaries.values())))
+        facts = {
+            "tool": f"n8n-restore-verify {tool_version()}",
+            "command line": " ".join(  # passwords in DSNs and webhook tokens hidden
+                ["pytest", *(str(masked(str(arg))) for arg in config.invocation_params.args)]
+            ),
+            "host": socket.gethostname(),
+            "started (UTC)": config.stash.get(STARTED_KEY, "?"),
+            "snapshots": str(config.getoption("snapshots")),
+            "key store": f"{config.getoption('key_store')} (key values are never shown)",
+            "runtime": config.stash.get(RUNTIME_NOTE_KEY, "-"),
+        }
+        prefix.append(run_facts(facts))
+        module = next((item.module for item in session.items if hasattr(item, "module")), None)
+        if module is not None:
+            prefix.append(checks_table(suite_docstrings(module)))
 
 
 class VerifyReportTitle:

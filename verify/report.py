@@ -14,6 +14,7 @@ class SnapshotSummary:
 
     case_id: str
     snapshot_id: str = "?"
+    instance: str = "?"  # the source n8n, as the snapshot names it
     created: str = "?"
     source_version: str = "?"
     target_version: str = "?"
@@ -51,6 +52,7 @@ class SnapshotSummary:
     def fill_from_manifest(self, manifest: Manifest) -> None:
         """Take what the manifest says about the snapshot."""
         self.snapshot_id = manifest.snapshot_id
+        self.instance = manifest.instance or "-"
         self.created = manifest.created
         self.source_version = manifest.source_n8n_version
         self.key_fingerprint = manifest.key_fingerprint
@@ -94,6 +96,7 @@ class SnapshotSummary:
 
 COLUMNS = (
     "snapshot",
+    "instance",
     "created",
     "source n8n",
     "target n8n",
@@ -157,6 +160,41 @@ def _verdict(item: SnapshotSummary) -> str:
     )
 
 
+# Printed or saved as PDF (audits are): the summary and the run's facts on landscape pages,
+# pytest-html's filters and per-test table left out, long cells wrapped.
+PRINT_CSS = """<style>
+@media print {
+  @page { size: A4 landscape; margin: 10mm; }
+  body { font-size: 8pt; }
+  .filters, .collapse, #results-table, .controls, #environment-header { display: none; }
+  #snapshot-summary { width: 100%; table-layout: fixed; }
+  #snapshot-summary td, #snapshot-summary th { word-break: break-word; font-size: 7pt; }
+  #snapshot-summary tr { page-break-inside: avoid; }
+}
+</style>"""
+
+
+def run_facts(facts: dict[str, str]) -> str:
+    """The run's facts (what, where, when, with what) as a small table."""
+    rows = "".join(
+        f"<tr><th>{html.escape(name)}</th><td>{html.escape(value)}</td></tr>"
+        for name, value in facts.items()
+    )
+    return f'<h2>This run</h2><table id="run-facts" border="1" cellpadding="3">{rows}</table>'
+
+
+def checks_table(checks: dict[str, str]) -> str:
+    """What each check proves (its docstring's first paragraph), as in the README."""
+    rows = "".join(
+        f"<tr><td><code>{html.escape(name)}</code></td><td>{html.escape(proves)}</td></tr>"
+        for name, proves in checks.items()
+    )
+    return (
+        '<h2>What each check proves</h2><table id="checks" border="1" cellpadding="3">'
+        f"<tr><th>check</th><th>proves</th></tr>{rows}</table>"
+    )
+
+
 def summary_table(summaries: list[SnapshotSummary]) -> str:
     """An HTML table, one row per snapshot; every value is escaped."""
     head = "".join(f"<th>{html.escape(column)}</th>" for column in COLUMNS)
@@ -165,6 +203,7 @@ def summary_table(summaries: list[SnapshotSummary]) -> str:
         active = ", ".join(item.active_in_snapshot) or "none"
         cells = [
             item.case_id,
+            item.instance,
             item.created,
             item.source_version,
             item.target_version,
