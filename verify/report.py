@@ -197,7 +197,8 @@ def checks_table(checks: dict[str, str]) -> str:
 
 def summary_table(summaries: list[SnapshotSummary]) -> str:
     """An HTML table, one row per snapshot; every value is escaped."""
-    head = "".join(f"<th>{html.escape(column)}</th>" for column in COLUMNS)
+    ordered = [COLUMNS[0], COLUMNS[-1], *COLUMNS[1:-1]]  # as the cells: the verdict second
+    head = "".join(f"<th>{html.escape(column)}</th>" for column in ordered)
     rows = []
     for item in summaries:
         active = ", ".join(item.active_in_snapshot) or "none"
@@ -232,9 +233,10 @@ def summary_table(summaries: list[SnapshotSummary]) -> str:
             missing = sorted(item.required - item.passed)
             cells[-1] = f"PARTIAL (not run: {', '.join(missing)}): not verified"
         color = {"PASSED": "#070", "FAILED": "#c00"}.get(result, "#b60")
-        body = "".join(f"<td>{html.escape(_fmt(cell))}</td>" for cell in cells[:-1])
-        body += f'<td style="color:{color};font-weight:bold">{html.escape(cells[-1])}</td>'
-        rows.append(f"<tr>{body}</tr>")
+        # The verdict right after the snapshot's name: the first thing a reader looks for.
+        verdict = f'<td style="color:{color};font-weight:bold">{html.escape(cells[-1])}</td>'
+        rest = "".join(f"<td>{html.escape(_fmt(cell))}</td>" for cell in cells[1:-1])
+        rows.append(f"<tr><td>{html.escape(cells[0])}</td>{verdict}{rest}</tr>")
     return (
         '<h2>Snapshots verified</h2><table id="snapshot-summary" border="1" cellpadding="4" '
         f'style="border-collapse:collapse"><tr>{head}</tr>{"".join(rows)}</table>'
