@@ -343,7 +343,12 @@ def test_nightly_example_is_silent_on_success_and_loud_on_failure(
 ) -> None:
     key_file = tmp_path / "api-key"
     key_file.write_text(source.api_key)
+    receiver = Receiver()
+    metrics = tmp_path / "n8n_backup.prom"
     env = {
+        # Alerts and metrics for every step, from the environment as the systemd unit sets them.
+        "N8N_BACKUP_NOTIFY": f"{receiver.url('/hook')} ping+{receiver.url('/ping/night')}",
+        "N8N_BACKUP_METRICS_FILE": str(metrics),
         **os.environ,
         "N8N_FOLDER": str(source.n8n_folder),
         "N8N_API_URL": source.process.base_url,
@@ -359,18 +364,31 @@ def test_nightly_example_is_silent_on_success_and_loud_on_failure(
     shutil.copytree(taken.path, decoy)
     (decoy / "database.sqlite").write_bytes(b"not a database")
     nightly = [str(ROOT / "examples" / "nightly.sh")]
-    ok = subprocess.run(nightly, env=env, capture_output=True, text=True, timeout=900, check=False)
-    assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert ok.stdout == "" and ok.stderr == "", "cron would mail a successful night"
+    try:
+        ok = subprocess.run(
+            nightly, env=env, capture_output=True, text=True, timeout=900, check=False
+        )
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert ok.stdout == "" and ok.stderr == "", "cron would mail a successful night"
+        # snapshot, verify and prune each pinged start and success; the webhook heard nothing.
+        assert receiver.paths() == ["/ping/night/start", "/ping/night"] * 3
+        samples = metric_samples(metrics)
+        # The night's snapshot, and the decoy unless prune let it go.
+        assert [v for (n, _), v in samples.items() if n == "n8n_backup_snapshots"] in ([1], [2])
+        assert [v for (n, _), v in samples.items() if "verification_success" in n] == [1]
+        key_file.write_text("not-a-key")
+        failed = subprocess.run(
+            nightly, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert receiver.at("/ping/night/fail") and receiver.at("/hook")
+        assert "refused the API key" in receiver.at("/hook")[0].json()["summary"]
+    finally:
+        receiver.close()
     listed = json.loads(run_backup_cli("list", str(tmp_path / "snapshots"), "--json").stdout)
     verified = {Path(entry["path"]).name: entry["last_verification"] for entry in listed}
     # The broken decoy would have failed the night; prune may drop it (same day, older).
     assert verified.pop("manual-copy-before-upgrade", "never") == "never", "the decoy was verified"
     assert list(verified.values()) == ["PASSED"]
-    key_file.write_text("not-a-key")
-    failed = subprocess.run(
-        nightly, env=env, capture_output=True, text=True, timeout=300, check=False
-    )
     assert failed.returncode == 1
     assert "refused the API key (401)" in failed.stderr
     assert "nightly: snapshot of n8n failed" in failed.stderr
