@@ -213,6 +213,7 @@ def test_verify_names_each_kind_of_damage(
     props = run.properties["test_boot[deleted-workflow-file]"]
     assert props["target_n8n_version"] == props["source_n8n_version"] == "2.40.7"
     assert props["snapshot_id"] == Manifest.load(deleted).snapshot_id
+    assert props["instance"] == Manifest.load(deleted).instance
     passed_elsewhere = {
         "test_boot[deleted-workflow-file]",
         "test_workflows_load[deleted-workflow-file]",

@@ -443,6 +443,7 @@ def pytest_runtest_makereport(
 def _junit_properties(case: SnapshotCase, summary: SnapshotSummary) -> list[tuple[str, object]]:
     return [
         ("snapshot_id", summary.snapshot_id),
+        ("instance", summary.instance),
         ("source_n8n_version", summary.source_version),
         ("target_n8n_version", summary.target_version),
         ("runtime", case.runtime),
