@@ -274,9 +274,10 @@ def test_older_target_is_refused_before_anything_boots(
         pytester, taken.path, taken.key_store, "--n8n-version", "1.123.81", *PROCESS_ARGS
     )
     case = f"{taken.path.name}@1.123.81"
-    message = run.failures[f"test_boot[{case}]"]
+    message = run.failures[f"test_manifest_authentic[{case}]"]  # the first check, and only it
     assert "comes from n8n 2.40.7; n8n 1.123.81 is older" in message
     assert "cannot downgrade a database" in message
+    assert "not run: test_manifest_authentic failed" in run.failures[f"test_boot[{case}]"]
     run.result.assert_outcomes(errors=VERIFY_CHECKS)
     assert "not booted" in run.report.read_text(encoding="utf-8")
 
