@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -103,6 +104,7 @@ def test_container_snapshot_under_load_verifies_in_docker(
     run.result.assert_outcomes(passed=VERIFY_CHECKS)
     text = report_with_attachments(run.report)
     assert "docker (n8n-restore-verify/n8n:2.40.7, internal network)" in text
+    assert re.search(r"image sha256:[0-9a-f]{10,}, Docker engine \d+\.", text), "no image id"
     handle, seeded = source_container
     for secret in [handle.encryption_key, handle.api_key, *seeded]:
         assert secret not in text

@@ -25,6 +25,7 @@ from backup.n8n.session import EditorSession, instance_jwt_secret
 from backup.n8n.sqlite import N8nDatabase
 from backup.restore.database_slot import ROLLBACK_DIR
 from backup.secret import Secret
+from tests.browser import rendered_dom, summary_results
 from tests.cli_support import run_backup_cli, run_snapshot_cli
 from tests.docker_support import DOCKER_ARGS, PROCESS_ARGS, remove, run_n8n_container
 from tests.n8n_support import process_source_args
@@ -201,6 +202,12 @@ def test_verify_names_missing_nodes_refused_archives_and_lost_entities(
         assert message in failures.get(test, ""), f"{test}: {failures.get(test)!r}"
     assert "'Uses a missing node'" in failures["test_node_types_load[missing-node]"]
     assert "('nightly')" in failures["test_other_entities[lost-tag]"]  # named, by id and name
+    # As a reader sees it: the missing node is the verdict's first cause in the summary.
+    results = summary_results(rendered_dom(run.report))
+    assert any(
+        result.startswith(f"FAILED: test_node_types_load: node types: {MISSING_TYPE} v1")
+        for result in results
+    ), results
     assert "'Uses extensions'" in failures["test_node_types_load[no-community-package]"]
     assert CUSTOM_TYPE not in failures["test_node_types_load[no-community-package]"]
     unrelated = {

@@ -251,9 +251,14 @@ def _new_instance(
     extra_env: dict[str, str],
 ) -> N8nInstance:
     if case.runtime == "docker":
+        from backup.n8n.instances.docker import N8nContainer, engine_facts
+
         image = case.image(version)
-        summary.runtime = f"docker ({image}, internal network)"
-        from backup.n8n.instances.docker import N8nContainer
+        engine, image_id = engine_facts(image)
+        summary.runtime = (
+            f"docker ({image}, internal network), image {image_id or '?'}, "
+            f"Docker engine {engine or '?'}"
+        )
 
         network: IsolatedNetwork = request.getfixturevalue("docker_network")
         if case.test_credentials:

@@ -57,6 +57,25 @@ def engine_answers() -> bool:
         return False
 
 
+def engine_facts(image: str) -> tuple[str | None, str | None]:
+    """The engine's version and ``image``'s short id, as far as the engine says (for reports)."""
+    try:
+        client = DockerClient.from_env(timeout=5)
+    except DockerException:
+        return None, None
+    try:
+        version = str(client.version().get("Version") or "") or None
+        try:
+            short_id: str | None = str(client.images.get(image).short_id)
+        except DockerException:
+            short_id = None
+        return version, short_id
+    except DockerException:
+        return None, None
+    finally:
+        client.close()
+
+
 def missing_images(images: list[str]) -> list[str]:
     """Which of ``images`` this machine's Docker engine does not have (no registry is asked)."""
     client = DockerClient.from_env()
