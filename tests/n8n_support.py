@@ -206,6 +206,13 @@ class TakenSnapshot:
     writes_during_snapshot: int
 
 
+def flip_middle_byte(path: Path) -> None:
+    """Damage a file by one bit in its middle, its size unchanged."""
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    path.write_bytes(bytes(raw))
+
+
 def copy_variant(taken: TakenSnapshot, root: Path, name: str) -> Path:
     """A copy of the shared snapshot under ``root``, to damage or alter."""
     target = root / name

@@ -31,6 +31,7 @@ from tests.n8n_support import (
     SourceInstance,
     TakenSnapshot,
     copy_variant,
+    flip_middle_byte,
     process_source_args,
     start_source,
 )
@@ -149,9 +150,7 @@ def test_verify_names_each_kind_of_damage(
     root = tmp_path / "damaged"
     root.mkdir()
     flipped = copy_variant(taken, root, "flipped-byte") / "database.sqlite"
-    raw = bytearray(flipped.read_bytes())
-    raw[len(raw) // 2] ^= 0x01
-    flipped.write_bytes(bytes(raw))
+    flip_middle_byte(flipped)
     truncated = copy_variant(taken, root, "truncated-db") / "database.sqlite"
     truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 3])
     deleted = copy_variant(taken, root, "deleted-workflow-file")

@@ -10,7 +10,7 @@ import pytest
 from backup.manifest import Manifest
 from tests.browser import rendered_dom, screenshot, summary_results, visible_text
 from tests.docker_support import PROCESS_ARGS
-from tests.n8n_support import SourceInstance, TakenSnapshot, copy_variant
+from tests.n8n_support import SourceInstance, TakenSnapshot, copy_variant, flip_middle_byte
 from tests.verify_runner import run_verify, wrong_key_store
 
 TRACEBACK_MARKERS = ("Traceback (most recent call last)", "During handling of the above")
@@ -22,9 +22,7 @@ def test_a_failing_report_says_why_first_and_once(
     root = tmp_path / "failing"
     root.mkdir()
     flipped = copy_variant(taken, root, "flipped-byte") / "database.sqlite"
-    raw = bytearray(flipped.read_bytes())
-    raw[len(raw) // 2] ^= 0x01
-    flipped.write_bytes(bytes(raw))
+    flip_middle_byte(flipped)
     run = run_verify(pytester, root, taken.key_store, *PROCESS_ARGS, "--quiet-seconds", "1")
     dom = rendered_dom(run.report)
     (result,) = summary_results(dom)

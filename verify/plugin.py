@@ -559,18 +559,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             session.config.getoption("notify_on"),
         ),
     )
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     for folder, targets in by_folder.items():
         record = VerificationRecord(snapshot_ids[folder], verified_at, report, targets)
         try:
             write_record(folder, record)
         except OSError as exc:  # a read-only backup store must not fail the verification
-            if reporter is not None:
-                reporter.write_line(f"n8n-verify: cannot record the result beside {folder}: {exc}")
+            _say(session.config, [f"cannot record the result beside {folder}: {exc}"])
     metrics_file = session.config.getoption("metrics_file")
     if metrics_file:
         try:
             write_metrics(Path(session.config.getoption("snapshots")), metrics_file)
         except OSError as exc:
-            if reporter is not None:
-                reporter.write_line(f"n8n-verify: cannot write the metrics file: {exc}")
+            _say(session.config, [f"cannot write the metrics file: {exc}"])
