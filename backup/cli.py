@@ -26,6 +26,9 @@ from backup.n8n.binary_data import storage_roots
 from backup.n8n.extensions import extension_folders
 from backup.n8n.folder import N8nFolder, locate
 from backup.notify import NOTIFY_ON, ON_FAILURE, Outcome, check_url, notify, ping_start
+from backup.repository import keys as key_copies
+from backup.repository import snapshots as stored
+from backup.repository.restic import Password, ResticRepository, repository
 from backup.restore.workflows import restore_workflows
 from backup.retention import RetentionPolicy, prune
 from backup.settings import (
@@ -140,6 +143,9 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     )
     if api_url is None:
         raise InputError("give --api-url, the address of n8n (e.g. http://localhost:5678)")
+    repo = _repository(args) if args.repo else None
+    if repo is not None:
+        repo.snapshots()  # the repository answers before anything is copied
     with N8nApi(api_url, read_api_key(args.api_key_file)) as api:
         path = create_snapshot(
             SnapshotRequest(
@@ -168,8 +174,15 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         )
     _update_metrics(args, _snapshot_folder(args))
     args.done = f"snapshot {path.name} taken"
+    if repo is not None:
+        item = stored.store(repo, path, _notices(args))
+        args.done += f", stored in {repo.shown} as {item.stored.short_id}"
+        if not args.keep_local:
+            stored.remove_local(path)
+            _update_metrics(args, _snapshot_folder(args))
+            args.done += " (local copy removed)"
     if not args.quiet:
-        print(path)
+        print(path if repo is None else f"{repo.location} {item.stored.short_id}")
     return 0
 
 
@@ -301,9 +314,13 @@ def cmd_list(args: argparse.Namespace) -> int:
         rollbacks = list_rollbacks(source, postgres)
         print(format_rollbacks(source, rollbacks, pending_restore(source), args.json))
         return 0
+    if args.repo:
+        print(stored.format_stored(stored.stored_snapshots(_repository(args)), args.json))
+        return 0
     if args.snapshots is None and args.root is None:
         raise InputError(
-            "give --snapshots DIR, the folder of snapshots to list (or --container NAME)"
+            "give --snapshots DIR, the folder of snapshots to list (or --container NAME, or "
+            "--repo REPOSITORY)"
         )
     print(format_listings(list_snapshots(_snapshot_folder(args)), args.json))
     return 0
@@ -312,6 +329,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_prune(args: argparse.Namespace) -> int:
     """Apply the retention policy; with --dry-run only say what would go."""
     policy = RetentionPolicy(args.keep_daily, args.keep_weekly, args.keep_monthly)
+    if args.repo:
+        plan = stored.prune(_repository(args), policy, dry_run=args.dry_run)
+        args.done = f"{len(plan.remove)} snapshots {'would go' if args.dry_run else 'removed'}"
+        if not args.quiet or args.dry_run:
+            print("\n".join(plan.report(dry_run=args.dry_run)))
+        return 0
     result = prune(_snapshot_folder(args), policy, datetime.now(UTC), dry_run=args.dry_run)
     if not args.dry_run:
         _update_metrics(args, _snapshot_folder(args))
@@ -320,6 +343,103 @@ def cmd_prune(args: argparse.Namespace) -> int:
     for line in result.report(dry_run=args.dry_run):
         print(line)
     return 0
+
+
+def cmd_repo(args: argparse.Namespace) -> int:
+    """``repo init`` / ``repo check`` of a snapshot (or key) repository."""
+    repo = _repository(args)
+    if args.action == "init":
+        repo.init()
+        print(f"restic repository {repo.shown} created; keep its password apart from it")
+        return 0
+    repo.check(args.read_data_subset)
+    sample = f", {args.read_data_subset} of the data read back" if args.read_data_subset else ""
+    print(f"restic repository {repo.shown}: no errors found{sample}")
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """``keys push`` / ``keys pull``: the key store's second copy."""
+    if args.key_store is None:
+        raise InputError("give --key-store DIR, the key store to copy from or into")
+    if bool(args.key_repo) == bool(args.key_folder):
+        raise InputError("give --key-repo REPOSITORY or --key-folder DIR (one of them)")
+    local = KeyStore(args.key_store)
+    if args.key_folder:
+        other = KeyStore(args.key_folder)
+        source, target = (local, other) if args.action == "push" else (other, local)
+        added = key_copies.copy_keys(source, target)
+    else:
+        repo = _key_repository(args)
+        added = (
+            key_copies.push(local, repo) if args.action == "push" else key_copies.pull(repo, local)
+        )
+    where = args.key_folder or args.key_repo
+    verb = "pushed to" if args.action == "push" else "added from"
+    print(f"{added} keys {verb} {where}")
+    return 0
+
+
+def _repository(args: argparse.Namespace) -> ResticRepository:
+    """--repo with its password source (RESTIC_PASSWORD_FILE/COMMAND by default)."""
+    password = _password(args.repo_password_file, args.repo_password_command)
+    return repository(
+        args.repo,
+        password or Password.from_environ(os.environ),
+        args.repo_option or [],
+        what="--repo",
+    )
+
+
+def _key_repository(args: argparse.Namespace) -> ResticRepository:
+    """--key-repo: its own password, never the snapshot repository's."""
+    password = _password(args.key_repo_password_file, args.key_repo_password_command)
+    repo = repository(args.key_repo, password, args.key_repo_option or [], what="--key-repo")
+    snapshots_password = _password(
+        getattr(args, "repo_password_file", None), getattr(args, "repo_password_command", None)
+    ) or Password.from_environ(os.environ)
+    if snapshots_password is not None and repo.password.same_secret_as(snapshots_password):
+        raise InputError(
+            "the key repository's password is the snapshot repository's: give it a secret of "
+            "its own, or one thief holds both"
+        )
+    return repo
+
+
+def _password(file: Path | None, command: str | None) -> Password | None:
+    if file is not None and command:
+        raise InputError("give a password file or a password command, not both")
+    if file is not None:
+        return Password(file=file)
+    return Password(command=command) if command else None
+
+
+def _add_repository(command: argparse.ArgumentParser, name: str, what: str) -> None:
+    """--NAME REPOSITORY and its password source and restic options."""
+    command.add_argument(f"--{name}", metavar="REPOSITORY", help=what)
+    command.add_argument(
+        f"--{name}-password-file",
+        type=Path,
+        metavar="FILE",
+        help="file holding its restic password"
+        + (" (default $RESTIC_PASSWORD_FILE)" if name == "repo" else ""),
+    )
+    command.add_argument(
+        f"--{name}-password-command",
+        metavar="CMD",
+        help="command printing its restic password"
+        + (" (default $RESTIC_PASSWORD_COMMAND)" if name == "repo" else ""),
+    )
+    command.add_argument(
+        f"--{name}-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="restic extended option for it (repeatable), e.g. sftp.command=...",
+    )
+
+
+REPO_HELP = "restic repository of snapshots (a path, sftp:..., rest:..., s3:..., b2:...)"
+KEY_REPO_HELP = "restic repository for the key store's copy (its own password)"
 
 
 def cmd_install_n8n(args: argparse.Namespace) -> int:
@@ -419,6 +539,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=instance_name,
         help="which n8n this is, in reports and metrics (default: the API URL's host:port)",
     )
+    _add_repository(snap, "repo", REPO_HELP + ": store the snapshot there once it is checked")
+    snap.add_argument(
+        "--keep-local",
+        action="store_true",
+        help="with --repo: keep the local copy too (by default it goes once the repository "
+        "holds every file)",
+    )
     snap.set_defaults(handler=cmd_snapshot)
 
     restore = commands.add_parser("restore", help="restore a snapshot into n8n in a container")
@@ -465,6 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--postgres", metavar="DSN", help="with --container: its n8n's PostgreSQL database"
     )
     listing.add_argument("--json", action="store_true", help="JSON for scripts")
+    _add_repository(listing, "repo", REPO_HELP + ": list the snapshots stored there")
     listing.set_defaults(handler=cmd_list)
 
     from backup.retention import non_negative_int
@@ -484,10 +612,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-monthly", type=non_negative_int, default=0, help="months (default 0)"
     )
     prune_cmd.add_argument("--dry-run", action="store_true", help="only list what would go")
+    _add_repository(prune_cmd, "repo", REPO_HELP + ": prune there (restic forget, then prune)")
     prune_cmd.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     prune_cmd.add_argument("--metrics-file", type=Path, metavar="FILE", help=METRICS_HELP)
     _add_notify(prune_cmd)
     prune_cmd.set_defaults(handler=cmd_prune)
+
+    repo_cmd = commands.add_parser("repo", help="create or check a restic repository")
+    repo_cmd.add_argument("action", choices=("init", "check"))
+    _add_repository(repo_cmd, "repo", REPO_HELP)
+    repo_cmd.add_argument(
+        "--read-data-subset",
+        metavar="N%|n/t",
+        help="check: also read back this sample of the data (e.g. 5%%)",
+    )
+    repo_cmd.set_defaults(handler=cmd_repo)
+
+    keys_cmd = commands.add_parser(
+        "keys", help="push the key store to its second copy, or pull the keys from there"
+    )
+    keys_cmd.add_argument("action", choices=("push", "pull"))
+    keys_cmd.add_argument("--key-store", type=Path, metavar="DIR", help="the local key store")
+    _add_repository(keys_cmd, "key-repo", KEY_REPO_HELP)
+    keys_cmd.add_argument(
+        "--key-folder", type=Path, metavar="DIR", help="a plain folder as the second copy"
+    )
+    keys_cmd.set_defaults(handler=cmd_keys)
 
     install = commands.add_parser(
         "install-n8n", help="install an n8n version from the npm registry, with its Node.js"
@@ -505,6 +655,8 @@ def build_parser() -> argparse.ArgumentParser:
         "restore": restore,
         "list": listing,
         "prune": prune_cmd,
+        "repo": repo_cmd,
+        "keys": keys_cmd,
         "install-n8n": install,
     }
     legacy_install.add_argument("--config", type=Path, help=argparse.SUPPRESS)

@@ -10,6 +10,7 @@ BackupError                 (exit 1 unless a subclass says otherwise)
  ├─ SnapshotError           a folder is not a snapshot, or its manifest is unreadable
  ├─ KeyStoreError           the encryption key is missing, unreadable, or does not match (exit 12)
  ├─ RuntimeInstallError     an n8n runtime could not be installed or started
+ ├─ RepositoryError         restic or its repository refused, failed or is not there
  ├─ N8nStartError           a fresh or restored n8n did not become ready
  ├─ N8nCheckError           n8n could not be asked, or its answer shows a restore problem
  └─ RestoreError            a full restore failed; says whether the previous database is back
@@ -61,6 +62,11 @@ class KeyStoreError(BackupError):
     """The encryption key for a snapshot is missing, unreadable or not the right one."""
 
     exit_code = 12
+
+
+class RepositoryError(BackupError):
+    """restic is missing, or a restic repository is unreachable, locked, refused its password
+    or failed a command; the message says which and what to do."""
 
 
 class RuntimeInstallError(BackupError):

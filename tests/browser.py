@@ -61,3 +61,23 @@ def screenshot(report: Path, target: Path, size: str = "1600,1000") -> Path:
     result = _run(f"--screenshot={target}", f"--window-size={size}", report.resolve().as_uri())
     assert result.returncode == 0 and target.is_file(), result.stderr[-500:]
     return target
+
+
+def printed_pages(report: Path, target: Path) -> list[str]:
+    """The report printed to PDF as the browser prints it (print CSS applied), one text per
+    page (read back with pypdf)."""
+    from pypdf import PdfReader
+
+    result = _run("--no-pdf-header-footer", f"--print-to-pdf={target}", report.resolve().as_uri())
+    assert result.returncode == 0 and target.is_file(), result.stderr[-500:]
+    return [page.extract_text() for page in PdfReader(target).pages]
+
+
+def environment_table(dom: str) -> dict[str, str]:
+    """The report's Environment table (pytest-html's), name -> value, as rendered."""
+    table = re.search(r'<table id="environment".*?</table>', dom, re.S)
+    assert table, "the report has no Environment table"
+    rows = re.findall(r"<tr>\s*<td>(.*?)</td>\s*<td>(.*?)</td>", table.group(0), re.S)
+    return {
+        html.unescape(name): html.unescape(re.sub(r"<[^>]+>", "", value)) for name, value in rows
+    }

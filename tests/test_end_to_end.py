@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -22,7 +23,7 @@ import pytest
 from backup.digests import sha256_file
 from backup.manifest import MANIFEST_NAME, Counts, Manifest, find_snapshots
 from backup.n8n.extensions import ARCHIVE_NAME as CUSTOM_NODES_ARCHIVE
-from tests.browser import rendered_dom, summary_results
+from tests.browser import environment_table, printed_pages, rendered_dom, summary_results
 from tests.cli_support import ROOT, backup_command, run_backup_cli, run_snapshot_cli, snapshot_args
 from tests.docker_support import DOCKER_ARGS, PROCESS_ARGS
 from tests.n8n_support import (
@@ -188,7 +189,7 @@ def test_verify_names_each_kind_of_damage(
         "test_files[flipped-byte]": "database.sqlite does not match its sha256",
         "test_boot[flipped-byte]": "not booted, the database copy is damaged",
         "test_counts[flipped-byte]": "not read, the database copy is damaged",
-        "test_key[flipped-byte]": "not run: test_counts failed",
+        "test_key[flipped-byte]": "not run: counts failed (see test_counts)",
         "test_files[truncated-db]": "database.sqlite has",
         "test_boot[truncated-db]": "not booted, the database copy is damaged",
         "test_files[deleted-workflow-file]": f"{relative_victim} is missing",
@@ -196,7 +197,7 @@ def test_verify_names_each_kind_of_damage(
         "test_workflows_load[lying-count]": "n8n serves",
         "test_manifest_authentic[missing-key]": f"encryption key {'0' * 32} is not in the key",
         "test_files[missing-key]": f"encryption key {'0' * 32} is not in the key store",
-        "test_boot[missing-key]": "not run: test_files failed",
+        "test_boot[missing-key]": "not run: files failed (see test_files)",
     }
     for test, message in expected.items():
         assert message in failures.get(test, ""), f"{test}: {failures.get(test)!r}"
@@ -213,6 +214,19 @@ def test_verify_names_each_kind_of_damage(
     assert props["target_n8n_version"] == props["source_n8n_version"] == "2.40.7"
     assert props["snapshot_id"] == Manifest.load(deleted).snapshot_id
     assert props["instance"] == Manifest.load(deleted).instance
+    # What matters for a restore, in the Environment table; the summary prints on one page.
+    dom = rendered_dom(run.report)
+    environment = environment_table(dom)
+    assert environment["n8n (restore target)"] == "2.40.7"
+    assert "Python" in environment and environment["Times"] == "UTC"
+    assert not {"Plugins", "Packages"} & environment.keys()
+    runtime_fact = "Docker engine" if "docker" in runtime_args else "Node.js (process runtime)"
+    assert re.match(r"v?\d+\.\d+\.\d+", environment[runtime_fact]), environment
+    pages = printed_pages(run.report, tmp_path / "report.pdf")
+    first_page = " ".join(pages[0].split())
+    for case in ("flipped-byte", "truncated-db", "deleted-workflow-file", "lying-count"):
+        assert case in first_page, f"{case} is not on the printed summary's first page"
+    assert first_page.count("FAILED") >= 5 and "Snapshots verified" in first_page
     passed_elsewhere = {
         "test_boot[deleted-workflow-file]",
         "test_workflows_load[deleted-workflow-file]",
@@ -276,7 +290,10 @@ def test_older_target_is_refused_before_anything_boots(
     message = run.failures[f"test_manifest_authentic[{case}]"]  # the first check, and only it
     assert "comes from n8n 2.40.7; n8n 1.123.81 is older" in message
     assert "cannot downgrade a database" in message
-    assert "not run: test_manifest_authentic failed" in run.failures[f"test_boot[{case}]"]
+    assert (
+        "not run: manifest authentic failed (see test_manifest_authentic)"
+        in run.failures[f"test_boot[{case}]"]
+    )
     run.result.assert_outcomes(errors=VERIFY_CHECKS)
     assert "not booted" in run.report.read_text(encoding="utf-8")
 

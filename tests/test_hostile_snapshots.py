@@ -161,15 +161,15 @@ CASES: dict[str, tuple[Variant, dict[str, str]]] = {
         {
             "test_manifest_authentic": "manifest.json is malformed: database_file is "
             "'../other/database.sqlite', not one of",
-            "test_files": "not run: test_manifest_authentic failed",
-            "test_boot": "not run: test_manifest_authentic failed",
+            "test_files": "not run: manifest authentic failed (see test_manifest_authentic)",
+            "test_boot": "not run: manifest authentic failed (see test_manifest_authentic)",
         },
     ),
     "absolute-file": (
         absolute_file,
         {
             "test_manifest_authentic": "path has an unexpected form: '/etc/passwd'",
-            "test_key": "not run: test_manifest_authentic failed",
+            "test_key": "not run: manifest authentic failed (see test_manifest_authentic)",
         },
     ),
     "database-link": (
@@ -206,7 +206,7 @@ CASES: dict[str, tuple[Variant, dict[str, str]]] = {
         {
             "test_manifest_authentic": "manifest.json does not match its MAC",
             "test_files": "not checked: the manifest is not authentic",
-            "test_credentials_decrypt_in_n8n": "not run: test_files failed",
+            "test_credentials_decrypt_in_n8n": "not run: files failed (see test_files)",
         },
     ),
     "unsigned": (unsigned, {"test_manifest_authentic": "manifest.json carries no MAC"}),

@@ -48,7 +48,10 @@ def test_minor_upgrade_rehearsal_passes_and_reports_the_upgrade(
     assert run.failures == {}
     run.result.assert_outcomes(passed=VERIFY_CHECKS)
     text = run.report.read_text(encoding="utf-8")
-    assert f"<td>{EARLIER_2X}</td><td>{target}</td>" in text
+    assert (
+        f'<td data-label="source n8n">{EARLIER_2X}</td><td data-label="target n8n">{target}</td>'
+        in text
+    )
     record = json.loads((path.parent / f"{path.name}.verified.json").read_text())
     (result,) = record["targets"]
     assert result["target_version"] == target and result["result"] == "PASSED"

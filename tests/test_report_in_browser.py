@@ -33,7 +33,7 @@ def test_a_failing_report_says_why_first_and_once(
     text = visible_text(dom)
     # The damaged database's consequence is said once; the checks that depend on it point there.
     assert text.count("not read, the database copy is damaged") == 1
-    assert "not run: test_counts failed" in text
+    assert "not run: counts failed (see test_counts)" in text
     assert not any(marker in text for marker in TRACEBACK_MARKERS)
     for secret in [*source.seeded_secrets, source.encryption_key, source.api_key]:
         assert secret not in dom, "a secret reached the rendered report"
@@ -53,7 +53,9 @@ def test_a_wrong_key_is_the_first_thing_a_reader_sees(
     assert f"does not hold encryption key {fingerprint}" in result
     text = visible_text(dom)
     assert text.count("not checked: the manifest is not authentic") == 1
-    assert text.count("not run: test_files failed") == 10  # every other check, pointing there
+    assert (
+        text.count("not run: files failed (see test_files)") == 10
+    )  # every other check, pointing there
     assert "definitely-the-wrong-key" not in dom
     shot = screenshot(run.report, tmp_path / "failing.png")
     assert shot.stat().st_size > 10_000

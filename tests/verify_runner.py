@@ -107,7 +107,7 @@ def assert_wrong_key_caught_before_boot(run: VerifyRun, snapshot: Path, fingerpr
     assert "not checked: the manifest is not authentic" in files, files
     assert fingerprint in files
     boot = run.failures[f"test_boot[{case}]"]
-    assert "not run: test_files failed" in boot, boot  # the cause is said once
+    assert "not run: files failed (see test_files)" in boot, boot  # the cause is said once
     run.result.assert_outcomes(failed=1, errors=VERIFY_CHECKS - 1)
     assert "n8n log" not in report_with_attachments(run.report), "something booted"
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import pytest
+from pytest_metadata.plugin import metadata_key
 
 from backup.check import database_file_problems
 from backup.digests import workflow_digest
@@ -31,7 +32,7 @@ from backup.restore.checks import active_before_start
 from backup.restore.credential_tests import credential_secrets as decrypt_for_tests
 from backup.secret import Secret
 from verify.cases import SUMMARIES_KEY, DowngradeError, SnapshotCase, StoredKey
-from verify.report import SnapshotSummary
+from verify.report import SnapshotSummary, add_environment_fact
 from verify.restore import RestoredFolder, restore_to_temp
 from verify.upgrade import upgrade_changes
 
@@ -223,7 +224,9 @@ def snapshot_database(
             target = restore_dump(server, case.folder / manifest.database_file, dbname, role)
         except BackupError as exc:
             pytest.fail(f"the dump does not restore: {exc}", pytrace=False)
-        yield PostgresTables(target)
+        tables = PostgresTables(target)
+        _environment_fact(request, "PostgreSQL (restore target)", tables.server_version())
+        yield tables
     finally:
         with contextlib.suppress(BackupError):
             drop_database(server, dbname)
@@ -241,6 +244,14 @@ def docker_network() -> Iterator[IsolatedNetwork]:
     network.close()
 
 
+def _environment_fact(request: pytest.FixtureRequest, name: str, value: str | None) -> None:
+    """A version learnt while verifying, for the report's Environment table (pytest-html
+    renders that table from pytest-metadata's stash at the end of the run)."""
+    environment = request.config.stash.get(metadata_key, None)
+    if environment is not None:
+        add_environment_fact(environment, name, value)
+
+
 def _new_instance(
     case: SnapshotCase,
     version: str,
@@ -250,11 +261,13 @@ def _new_instance(
     summary: SnapshotSummary,
     extra_env: dict[str, str],
 ) -> N8nInstance:
+    _environment_fact(request, "n8n (restore target)", version)
     if case.runtime == "docker":
         from backup.n8n.instances.docker import N8nContainer, engine_facts
 
         image = case.image(version)
         engine, image_id = engine_facts(image)
+        _environment_fact(request, "Docker engine", engine)
         summary.runtime = (
             f"docker ({image}, internal network), image {image_id or '?'}, "
             f"Docker engine {engine or '?'}"
@@ -278,6 +291,7 @@ def _new_instance(
     except BackupError as exc:
         pytest.fail(f"cannot install n8n {version}: {exc}", pytrace=False)
     summary.runtime = f"process (n8n {version} from npm, Node.js {npm.NODE_VERSION})"
+    _environment_fact(request, "Node.js (process runtime)", npm.NODE_VERSION)
     summary.isolation = (
         "local process on 127.0.0.1; n8n's outbound features off ("
         + ", ".join(sorted(OUTBOUND_OFF))

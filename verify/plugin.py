@@ -25,12 +25,19 @@ from backup.extras import MissingExtraError
 from backup.manifest import Manifest, find_snapshots
 from backup.metrics import write_metrics
 from backup.n8n.instances.base import OFFICIAL_IMAGE, OFFICIAL_POSTGRES_IMAGE
-from backup.n8n.npm import NODE_VERSION, validate_version
+from backup.n8n.npm import validate_version
 from backup.notify import NOTIFY_ON, ON_FAILURE, check_url, notify, ping_start
 from backup.settings import env_name, masked, read_config
 from backup.verification_record import TargetResult, VerificationRecord, write_record
 from verify.cases import CASES_KEY, RUNTIME_NOTE_KEY, STARTED_KEY, SUMMARIES_KEY, SnapshotCase
-from verify.report import PRINT_CSS, SnapshotSummary, checks_table, run_facts, summary_table
+from verify.report import (
+    PRINT_CSS,
+    SnapshotSummary,
+    checks_table,
+    plain_check_name,
+    run_facts,
+    summary_table,
+)
 from verify.result import run_outcome, write_result
 
 VERIFY_DIR = Path(__file__).resolve().parent
@@ -384,7 +391,6 @@ def pytest_metadata(metadata: dict[str, Any], config: pytest.Config) -> None:
     for unrelated in ("Packages", "Plugins"):
         metadata.pop(unrelated, None)
     metadata["n8n-restore-verify"] = tool_version()
-    metadata["Node.js (process runtime)"] = NODE_VERSION
     metadata["Times"] = "UTC"
 
 
@@ -426,7 +432,7 @@ def pytest_runtest_makereport(
         cause = _first_cause(report)
         first = summary.setup_failures.setdefault(cause, name) if report.when == "setup" else name
         if first != name:  # a fixture failed once: its dependents point there, nothing repeated
-            report.longrepr = f"not run: {first} failed"
+            report.longrepr = f"not run: {plain_check_name(first)} failed (see {first})"
             return report
         summary.causes.append(f"{name}: {cause}")
         log = case.instance_log()

@@ -122,6 +122,21 @@ COLUMNS = (
 )
 
 
+def add_environment_fact(environment: dict[str, object], name: str, value: str | None) -> None:
+    """Add ``value`` under ``name`` in the report's Environment table; several snapshots may
+    bring several values (two PostgreSQL servers, say): each is listed once."""
+    if not value:
+        return
+    said = [part for part in str(environment.get(name, "")).split(", ") if part]
+    if value not in said:
+        environment[name] = ", ".join([*said, value])
+
+
+def plain_check_name(test_name: str) -> str:
+    """``test_boot`` -> ``boot``: how a check is named to a reader."""
+    return test_name.removeprefix("test_").replace("_", " ")
+
+
 def _fmt(value: object) -> str:
     if value is None:
         return "-"
@@ -162,14 +177,27 @@ def _verdict(item: SnapshotSummary) -> str:
 
 # Printed or saved as PDF (audits are): the summary and the run's facts on landscape pages,
 # pytest-html's filters and per-test table left out, long cells wrapped.
+# On paper the wide summary becomes one card per snapshot ("column: value" in four columns,
+# the verdict on its own line), so that the summary of a nightly run fits an A4 page.
 PRINT_CSS = """<style>
 @media print {
-  @page { size: A4 landscape; margin: 10mm; }
+  @page { size: A4 portrait; margin: 10mm; }
   body { font-size: 8pt; }
   .filters, .collapse, #results-table, .controls, #environment-header { display: none; }
-  #snapshot-summary { width: 100%; table-layout: fixed; }
-  #snapshot-summary td, #snapshot-summary th { word-break: break-word; font-size: 7pt; }
-  #snapshot-summary tr { page-break-inside: avoid; }
+  #snapshot-summary, #snapshot-summary tbody { display: block; border: none; }
+  #snapshot-summary tr.head { display: none; }
+  #snapshot-summary tr {
+    display: grid; grid-template-columns: repeat(6, 1fr); border: 1px solid #888;
+    margin-bottom: 2mm; break-inside: avoid;
+  }
+  #snapshot-summary td {
+    display: block; border: none; padding: 0.2mm 1mm; font-size: 6pt; word-break: break-word;
+  }
+  #snapshot-summary td:nth-child(-n+2) { grid-column: 1 / -1; font-size: 8pt; }
+  #snapshot-summary td:nth-child(n+3) {  /* long cells: their first lines (all on screen) */
+    display: -webkit-box; -webkit-box-orient: vertical; -webkit-line-clamp: 2; overflow: hidden;
+  }
+  #snapshot-summary td::before { content: attr(data-label) ": "; font-weight: bold; color: #000; }
 }
 </style>"""
 
@@ -234,10 +262,15 @@ def summary_table(summaries: list[SnapshotSummary]) -> str:
             cells[-1] = f"PARTIAL (not run: {', '.join(missing)}): not verified"
         color = {"PASSED": "#070", "FAILED": "#c00"}.get(result, "#b60")
         # The verdict right after the snapshot's name: the first thing a reader looks for.
-        verdict = f'<td style="color:{color};font-weight:bold">{html.escape(cells[-1])}</td>'
-        rest = "".join(f"<td>{html.escape(_fmt(cell))}</td>" for cell in cells[1:-1])
-        rows.append(f"<tr><td>{html.escape(cells[0])}</td>{verdict}{rest}</tr>")
+        verdict_style = f' style="color:{color};font-weight:bold"'
+        ordered_cells = [cells[0], cells[-1], *cells[1:-1]]
+        labelled = "".join(
+            f'<td data-label="{html.escape(label)}"{verdict_style if index == 1 else ""}>'
+            f"{html.escape(_fmt(cell))}</td>"
+            for index, (label, cell) in enumerate(zip(ordered, ordered_cells, strict=True))
+        )
+        rows.append(f"<tr>{labelled}</tr>")
     return (
         '<h2>Snapshots verified</h2><table id="snapshot-summary" border="1" cellpadding="4" '
-        f'style="border-collapse:collapse"><tr>{head}</tr>{"".join(rows)}</table>'
+        f'style="border-collapse:collapse"><tr class="head">{head}</tr>{"".join(rows)}</table>'
     )

@@ -1,0 +1,1 @@
+"""Snapshots and keys off the host, in restic repositories (encrypted, deduplicated)."""

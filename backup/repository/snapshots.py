@@ -1,0 +1,329 @@
+"""n8n snapshots in a restic repository: stored with tags that say what they are, confirmed
+file by file before a local copy may go, fetched into a private folder to be verified or
+restored, tagged with each verification's result, and pruned by restic's policy with the
+newest verified snapshot of each instance always kept."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC
+from pathlib import Path
+
+from backup.atomic import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, make_private_dir
+from backup.errors import InputError, RepositoryError
+from backup.listing import printable
+from backup.manifest import Manifest
+from backup.repository.restic import RepoSnapshot, ResticRepository
+from backup.retention import RetentionPolicy
+
+MARK = "n8n-backup"  # every n8n snapshot carries it; other snapshots in the repository are not ours
+SNAPSHOT_TAG, INSTANCE_TAG, VERSION_TAG = "snapshot", "instance", "n8n"
+VERIFIED_TAG, FAILED_TAG = "verified", "failed"
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
+
+
+@dataclass(frozen=True)
+class StoredSnapshot:
+    """An n8n snapshot as the repository holds it."""
+
+    stored: RepoSnapshot
+
+    @property
+    def snapshot_id(self) -> str:
+        """The manifest's snapshot id (from its tag)."""
+        return self.stored.tag_value(SNAPSHOT_TAG) or "?"
+
+    @property
+    def instance(self) -> str:
+        """The source instance's label."""
+        return self.stored.tag_value(INSTANCE_TAG) or self.stored.host
+
+    @property
+    def n8n_version(self) -> str:
+        """The source's n8n version."""
+        return self.stored.tag_value(VERSION_TAG) or "?"
+
+    @property
+    def verified(self) -> list[str]:
+        """Target versions it passed verification on."""
+        return self.stored.tag_values(VERIFIED_TAG)
+
+    @property
+    def failed(self) -> list[str]:
+        """Target versions it failed verification on."""
+        return self.stored.tag_values(FAILED_TAG)
+
+    @property
+    def verified_ok(self) -> bool:
+        """Verified, and failed on no target."""
+        return bool(self.verified) and not self.failed
+
+    @property
+    def folder_name(self) -> str:
+        """The snapshot folder's name, as stored (checked: a plain name, nothing more)."""
+        name = Path(self.stored.paths[0]).name if len(self.stored.paths) == 1 else ""
+        if not _FOLDER_NAME.fullmatch(name):
+            raise RepositoryError(
+                f"restic snapshot {self.stored.short_id} does not hold one snapshot folder with a "
+                f"plain name ({printable(', '.join(self.stored.paths))[:200]}): not ours to fetch"
+            )
+        return name
+
+
+def instance_of(manifest: Manifest) -> str:
+    """The source instance's label (older snapshots have none)."""
+    return manifest.instance or "unnamed"
+
+
+def snapshot_tags(manifest: Manifest) -> list[str]:
+    """The tags a stored snapshot carries."""
+    return [
+        MARK,
+        f"{SNAPSHOT_TAG}:{manifest.snapshot_id}",
+        f"{INSTANCE_TAG}:{instance_of(manifest)}",
+        f"{VERSION_TAG}:{manifest.source_n8n_version}",
+    ]
+
+
+def store(repo: ResticRepository, folder: Path, say: Callable[[str], None]) -> StoredSnapshot:
+    """Store a complete, checked snapshot folder; confirm that the repository holds every one of
+    its files at its size before returning."""
+    manifest = Manifest.load(folder)
+    say(f"storing snapshot {manifest.snapshot_id} in the restic repository {repo.shown}")
+    restic_id = repo.backup(folder, snapshot_tags(manifest), host=instance_of(manifest))
+    stored = _one(repo, restic_id)
+    _confirm(repo, stored, folder)
+    return StoredSnapshot(stored)
+
+
+def _one(repo: ResticRepository, restic_id: str) -> RepoSnapshot:
+    found = [item for item in repo.snapshots(MARK) if item.id.startswith(restic_id)]
+    if len(found) != 1:
+        raise RepositoryError(
+            f"the restic repository {repo.shown} does not list the snapshot it just stored "
+            f"({restic_id}): the local copy is kept"
+        )
+    return found[0]
+
+
+def _confirm(repo: ResticRepository, stored: RepoSnapshot, folder: Path) -> None:
+    """Every local file is in the stored snapshot with its size: else an error (and the local
+    copy stays)."""
+    base = stored.paths[0].rstrip("/")
+    remote = {
+        path[len(base) + 1 :]: size
+        for path, size in repo.files(stored.id).items()
+        if path.startswith(base + "/")
+    }
+    local = {
+        path.relative_to(folder).as_posix(): path.stat().st_size
+        for path in folder.rglob("*")
+        if path.is_file() and not path.is_symlink()
+    }
+    missing = sorted(name for name, size in local.items() if remote.get(name) != size)
+    if missing:
+        raise RepositoryError(
+            f"the restic repository {repo.shown} does not hold {printable(missing[0])} of "
+            f"snapshot {stored.short_id} as it is here ({len(missing)} files differ): the local "
+            "copy is kept"
+        )
+
+
+def stored_snapshots(repo: ResticRepository) -> list[StoredSnapshot]:
+    """The n8n snapshots in the repository, oldest first."""
+    return [StoredSnapshot(item) for item in repo.snapshots(MARK)]
+
+
+def select(stored: list[StoredSnapshot], wanted: Sequence[str]) -> list[StoredSnapshot]:
+    """``latest`` (the newest of each instance; the default), ``all``, or snapshot ids
+    (n8n-backup's, or restic's ids or their 8-character prefixes)."""
+    wanted = list(wanted) or ["latest"]
+    if wanted == ["all"]:
+        return stored
+    if wanted == ["latest"]:
+        newest: dict[str, StoredSnapshot] = {}
+        for item in stored:  # oldest first: the last one of an instance wins
+            newest[item.instance] = item
+        return sorted(newest.values(), key=lambda item: item.stored.time)
+    chosen: list[StoredSnapshot] = []
+    for name in wanted:
+        matches = [
+            item
+            for item in stored
+            if name in (item.snapshot_id, item.stored.short_id)
+            or (len(name) >= 8 and item.stored.id.startswith(name))
+        ]
+        if not matches:
+            raise InputError(
+                f"no n8n snapshot {printable(name)} in the repository: `n8n-backup list --repo` "
+                "lists them"
+            )
+        chosen.extend(match for match in matches if match not in chosen)
+    return chosen
+
+
+def fetch(repo: ResticRepository, item: StoredSnapshot, into: Path) -> Path:
+    """Restore one stored snapshot as ``into/<its folder name>`` (folders 0700, files 0600)."""
+    name = item.folder_name
+    target = into / name
+    if target.exists():
+        raise InputError(f"{target} exists already: fetch into an empty folder")
+    make_private_dir(into)
+    with tempfile.TemporaryDirectory(prefix=".fetch-", dir=into) as staging:
+        os.chmod(staging, PRIVATE_DIR_MODE)
+        repo.restore(item.stored.id, Path(staging))
+        restored = Path(staging) / item.stored.paths[0].lstrip("/")
+        inside = Path(staging).resolve() in restored.resolve().parents
+        if not inside or restored.is_symlink() or not restored.is_dir():
+            raise RepositoryError(
+                f"restic snapshot {item.stored.short_id} did not restore a snapshot folder"
+            )
+        _make_private(restored)
+        restored.rename(target)
+    return target
+
+
+def _make_private(folder: Path) -> None:
+    """Snapshot permissions, whatever the repository recorded: 0700 folders, 0600 files."""
+    os.chmod(folder, PRIVATE_DIR_MODE)
+    for path in folder.rglob("*"):
+        if path.is_symlink():
+            path.unlink()  # a snapshot holds no links; one from a repository is not followed
+        elif path.is_dir():
+            os.chmod(path, PRIVATE_DIR_MODE)
+        else:
+            os.chmod(path, PRIVATE_FILE_MODE)
+
+
+def record_verification(
+    repo: ResticRepository, item: StoredSnapshot, results: dict[str, bool]
+) -> None:
+    """Tag the stored snapshot with each target version's result (verified:V or failed:V),
+    replacing that version's earlier result; anyone listing the repository sees it."""
+    add = [f"{VERIFIED_TAG if ok else FAILED_TAG}:{version}" for version, ok in results.items()]
+    remove = [f"{FAILED_TAG if ok else VERIFIED_TAG}:{version}" for version, ok in results.items()]
+    stale = [tag for tag in remove if tag in item.stored.tags]
+    fresh = [tag for tag in add if tag not in item.stored.tags]
+    if fresh or stale:
+        repo.retag(item.stored.id, fresh, stale)
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    """What a prune removes and keeps (restic's plan, with the safety rules on top)."""
+
+    remove: list[StoredSnapshot]
+    keep: list[tuple[StoredSnapshot, list[str]]]
+
+    def report(self, *, dry_run: bool) -> list[str]:
+        """One line per snapshot, as the local prune says it."""
+        verb = "would remove" if dry_run else "removed"
+        lines = [f"{verb} {_label(item)}" for item in self.remove]
+        lines += [f"keep {_label(item)} ({', '.join(why)})" for item, why in self.keep]
+        return lines
+
+
+def _label(item: StoredSnapshot) -> str:
+    return printable(f"{item.snapshot_id} ({item.instance}, restic {item.stored.short_id})")
+
+
+def plan_prune(repo: ResticRepository, policy: RetentionPolicy) -> PrunePlan:
+    """restic's ``forget`` plan for ``policy`` (per instance), then: the newest verified
+    snapshot of each instance is kept whatever the plan says."""
+    keep_args = [
+        f"--keep-{unit}={count}"
+        for unit, count in (
+            ("daily", policy.keep_daily),
+            ("weekly", policy.keep_weekly),
+            ("monthly", policy.keep_monthly),
+        )
+        if count > 0
+    ] or ["--keep-last=1"]  # no period: the newest only, as the local prune keeps
+    groups = repo.json("forget", "--dry-run", "--tag", MARK, "--group-by", "host", *keep_args)
+    stored = {item.stored.id: item for item in stored_snapshots(repo)}  # oldest first
+    reasons: dict[str, list[str]] = {}
+    removed: list[str] = []
+    for group in groups or []:
+        kept = group.get("keep") or []
+        whys = group.get("reasons") or []  # one per kept snapshot, in the same order
+        for index, raw in enumerate(kept):
+            matches = whys[index].get("matches") if index < len(whys) else None
+            reasons.setdefault(str(raw.get("id")), []).extend(matches or [])
+        removed += [str(raw.get("id")) for raw in group.get("remove") or []]
+    newest_ok: dict[str, StoredSnapshot] = {}
+    for item in stored.values():
+        if item.verified_ok:  # oldest first: the last verified one of an instance wins
+            newest_ok[item.instance] = item
+    for item in newest_ok.values():
+        reasons.setdefault(item.stored.id, []).append("newest verified")
+    keep = [(stored[i], why or ["restic policy"]) for i, why in reasons.items() if i in stored]
+    remove = [stored[i] for i in removed if i in stored and i not in reasons]
+    return PrunePlan(remove, sorted(keep, key=lambda pair: pair[0].stored.time))
+
+
+def prune(repo: ResticRepository, policy: RetentionPolicy, *, dry_run: bool) -> PrunePlan:
+    """Forget what the plan removes and prune the repository's data; with ``dry_run`` only
+    the plan."""
+    plan = plan_prune(repo, policy)
+    if not dry_run and plan.remove:
+        repo.forget([item.stored.id for item in plan.remove])
+        repo.prune()
+    return plan
+
+
+def remove_local(folder: Path) -> None:
+    """The local copy of a snapshot that the repository holds (confirmed) goes."""
+    shutil.rmtree(folder)
+
+
+def format_stored(items: list[StoredSnapshot], as_json: bool) -> str:
+    """The stored snapshots as a table (newest last) or as JSON for scripts."""
+    rows = [
+        {
+            "restic_id": item.stored.short_id,
+            "snapshot_id": item.snapshot_id,
+            "instance": item.instance,
+            "created": item.stored.time.isoformat(timespec="seconds"),
+            "n8n_version": item.n8n_version,
+            "verified_on": item.verified,
+            "failed_on": item.failed,
+            "last_verification": (
+                "FAILED" if item.failed else "PASSED" if item.verified else "never verified"
+            ),
+        }
+        for item in items
+    ]
+    if as_json:
+        return json.dumps(rows, indent=2)
+    if not rows:
+        return "no n8n snapshot in this repository"
+    header = ("RESTIC", "SNAPSHOT", "INSTANCE", "CREATED (UTC)", "N8N", "VERIFICATION")
+    lines = [
+        (
+            row["restic_id"],
+            row["snapshot_id"],
+            row["instance"],
+            item.stored.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
+            row["n8n_version"],
+            _verification(item),
+        )
+        for row, item in zip(rows, items, strict=True)
+    ]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *lines, strict=True)]
+    return "\n".join(
+        "  ".join(
+            printable(str(cell)).ljust(width) for cell, width in zip(line, widths, strict=True)
+        ).rstrip()
+        for line in [header, *lines]
+    )
+
+
+def _verification(item: StoredSnapshot) -> str:
+    said = [f"passed on {v}" for v in item.verified] + [f"FAILED on {v}" for v in item.failed]
+    return ", ".join(said) or "never verified"
