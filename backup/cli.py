@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +29,7 @@ from backup.n8n.folder import N8nFolder, locate
 from backup.notify import NOTIFY_ON, ON_FAILURE, Outcome, check_url, notify, ping_start
 from backup.repository import keys as key_copies
 from backup.repository import snapshots as stored
-from backup.repository.restic import Password, ResticRepository, repository
+from backup.repository.restic import Password, ResticRepository, password_source, repository
 from backup.restore.workflows import restore_workflows
 from backup.retention import RetentionPolicy, prune
 from backup.settings import (
@@ -231,6 +232,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
         print(resume_restore(args.container, postgres_dsn=args.postgres, api_url=args.api_url))
         return 0
+    if args.repo:
+        if args.snapshot is not None:
+            raise InputError("give the snapshot folder or --repo REPOSITORY, not both")
+        return _restore_from_repository(args)
     if args.snapshot is None:
         raise InputError("give the snapshot folder to restore (or --resume --container NAME)")
     if not args.container:
@@ -258,6 +263,24 @@ def cmd_restore(args: argparse.Namespace) -> int:
         f"previous database kept as {result.rollback}"
     )
     return 0
+
+
+def _restore_from_repository(args: argparse.Namespace) -> int:
+    """Fetch one stored snapshot into a private temporary folder, restore it from there, and
+    remove the copy afterwards (also on failure)."""
+    repo = _repository(args)
+    wanted = [args.repo_snapshot] if args.repo_snapshot else ["latest"]
+    chosen = stored.select(stored.stored_snapshots(repo), wanted)
+    if len(chosen) != 1:
+        instances = ", ".join(sorted({item.instance for item in chosen})) or "none"
+        raise InputError(
+            f"the repository holds snapshots of several instances ({instances}) or none: "
+            "give --repo-snapshot ID"
+        )
+    with tempfile.TemporaryDirectory(prefix="n8n-restore-") as staging:
+        args.snapshot = stored.fetch(repo, chosen[0], Path(staging))
+        args.repo = None
+        return cmd_restore(args)
 
 
 def _restore_workflows_only(args: argparse.Namespace) -> int:
@@ -382,7 +405,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def _repository(args: argparse.Namespace) -> ResticRepository:
     """--repo with its password source (RESTIC_PASSWORD_FILE/COMMAND by default)."""
-    password = _password(args.repo_password_file, args.repo_password_command)
+    password = password_source(args.repo_password_file, args.repo_password_command)
     return repository(
         args.repo,
         password or Password.from_environ(os.environ),
@@ -393,9 +416,9 @@ def _repository(args: argparse.Namespace) -> ResticRepository:
 
 def _key_repository(args: argparse.Namespace) -> ResticRepository:
     """--key-repo: its own password, never the snapshot repository's."""
-    password = _password(args.key_repo_password_file, args.key_repo_password_command)
+    password = password_source(args.key_repo_password_file, args.key_repo_password_command)
     repo = repository(args.key_repo, password, args.key_repo_option or [], what="--key-repo")
-    snapshots_password = _password(
+    snapshots_password = password_source(
         getattr(args, "repo_password_file", None), getattr(args, "repo_password_command", None)
     ) or Password.from_environ(os.environ)
     if snapshots_password is not None and repo.password.same_secret_as(snapshots_password):
@@ -404,14 +427,6 @@ def _key_repository(args: argparse.Namespace) -> ResticRepository:
             "its own, or one thief holds both"
         )
     return repo
-
-
-def _password(file: Path | None, command: str | None) -> Password | None:
-    if file is not None and command:
-        raise InputError("give a password file or a password command, not both")
-    if file is not None:
-        return Password(file=file)
-    return Password(command=command) if command else None
 
 
 def _add_repository(command: argparse.ArgumentParser, name: str, what: str) -> None:
@@ -579,6 +594,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     restore.add_argument("--postgres-schema", help="DB_POSTGRESDB_SCHEMA (default: the snapshot's)")
     restore.add_argument("--table-prefix", help="DB_TABLE_PREFIX (default: the snapshot's)")
+    _add_repository(restore, "repo", REPO_HELP + ": restore a snapshot stored there")
+    restore.add_argument(
+        "--repo-snapshot",
+        metavar="ID",
+        help="with --repo: which snapshot (n8n-backup's or restic's id; default the newest)",
+    )
     restore.set_defaults(handler=cmd_restore)
 
     listing = commands.add_parser(

@@ -26,7 +26,7 @@ from tests.n8n_support import (
     start_source,
 )
 
-pytest_plugins = ["pytester"]
+pytest_plugins = ["pytester", "tests.repository_servers"]
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -104,8 +104,8 @@ def test_commands_come_from_the_installed_package(installed: Installed, tmp_path
     missing = installed.run("n8n-verify", "--snapshots", str(tmp_path), cwd=tmp_path)
     assert missing.returncode == pytest.ExitCode.USAGE_ERROR
     assert missing.stderr.strip().splitlines() == [
-        "n8n-verify: error: --key-store DIR is required; usage: n8n-verify --snapshots DIR "
-        "--key-store DIR [pytest verify options]"
+        "n8n-verify: error: --key-store DIR is required; usage: n8n-verify (--snapshots DIR | "
+        "--repo REPOSITORY) (--key-store DIR | --key-repo REPOSITORY) [pytest verify options]"
     ]
     assert list(tmp_path.iterdir()) == []
 

@@ -12,6 +12,7 @@ from backup.keystore import KeyStore
 from backup.manifest import Manifest
 from backup.n8n.instances.base import N8nInstance
 from backup.secret import Secret
+from verify.remote import RemoteSnapshots
 from verify.report import SnapshotSummary
 
 REDACTED = "[redacted]"
@@ -121,4 +122,5 @@ CASES_KEY = pytest.StashKey[list[SnapshotCase]]()
 SUMMARIES_KEY = pytest.StashKey[dict[str, SnapshotSummary]]()
 # Which runtime boots the restores, and why (said in the header and the report).
 RUNTIME_NOTE_KEY = pytest.StashKey[str]()
+REMOTE_KEY = pytest.StashKey[RemoteSnapshots]()  # --repo: the fetched snapshots
 STARTED_KEY = pytest.StashKey[str]()  # when the run started, in UTC

@@ -1,6 +1,7 @@
 """``n8n-verify``: the verify suite of the installed package, run from any folder.
 
-``n8n-verify --snapshots DIR --key-store DIR [option...]`` is ``pytest verify`` without a
+``n8n-verify --snapshots DIR --key-store DIR [option...]`` (or ``--repo`` / ``--key-repo``
+instead of the folders) is ``pytest verify`` without a
 checkout: pytest runs the suite installed with this package, every other option passes through
 to it unchanged (``--n8n-version``, ``--runtime``, ``-k``...), and the HTML and JUnit reports go
 to ``reports/`` under the current folder. The exit code is pytest's; a missing or unusable
@@ -23,7 +24,12 @@ from backup.settings import env_name
 
 PROG = "n8n-verify"
 FOLDER_OPTIONS = ("--snapshots", "--key-store")
-USAGE = f"{PROG} --snapshots DIR --key-store DIR [pytest verify options]"
+# Instead of the folder, a restic repository the suite fetches from.
+REPOSITORY_OPTIONS = {"--snapshots": "--repo", "--key-store": "--key-repo"}
+USAGE = (
+    f"{PROG} (--snapshots DIR | --repo REPOSITORY) (--key-store DIR | --key-repo REPOSITORY) "
+    "[pytest verify options]"
+)
 HELP_FLAGS = ("-h", "--help")
 
 
@@ -36,20 +42,27 @@ def input_problem(argv: Sequence[str]) -> str | None:
     """What is wrong with ``--snapshots`` and ``--key-store``, in one line; None when both
     name folders (the suite checks what is inside them)."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
-    for option in FOLDER_OPTIONS:
+    for option in (*FOLDER_OPTIONS, *REPOSITORY_OPTIONS.values()):
         parser.add_argument(option)
     try:
         given, _ = parser.parse_known_args(argv)
     except argparse.ArgumentError as exc:
         return f"{exc}; usage: {USAGE}"
     for option in FOLDER_OPTIONS:
-        value: str | None = getattr(given, option.removeprefix("--").replace("-", "_"))
-        value = value or os.environ.get(env_name(option.removeprefix("--")))
+        value: str | None = _given(given, option)
+        if not value and _given(given, REPOSITORY_OPTIONS[option]):
+            continue  # fetched from the repository by the suite
         if not value:
             return f"{option} DIR is required; usage: {USAGE}"
         if not Path(value).is_dir():
             return f"{option} {value} is not a folder"
     return None
+
+
+def _given(given: argparse.Namespace, option: str) -> str | None:
+    """An option's value from the command line, else from its N8N_BACKUP_* variable."""
+    value: str | None = getattr(given, option.removeprefix("--").replace("-", "_"))
+    return value or os.environ.get(env_name(option.removeprefix("--")))
 
 
 def pytest_args(argv: Sequence[str], reports_base: Path) -> list[str]:

@@ -27,9 +27,18 @@ from backup.metrics import write_metrics
 from backup.n8n.instances.base import OFFICIAL_IMAGE, OFFICIAL_POSTGRES_IMAGE
 from backup.n8n.npm import validate_version
 from backup.notify import NOTIFY_ON, ON_FAILURE, check_url, notify, ping_start
+from backup.repository.restic import Password
 from backup.settings import env_name, masked, read_config
 from backup.verification_record import TargetResult, VerificationRecord, write_record
-from verify.cases import CASES_KEY, RUNTIME_NOTE_KEY, STARTED_KEY, SUMMARIES_KEY, SnapshotCase
+from verify.cases import (
+    CASES_KEY,
+    REMOTE_KEY,
+    RUNTIME_NOTE_KEY,
+    STARTED_KEY,
+    SUMMARIES_KEY,
+    SnapshotCase,
+)
+from verify.remote import RemoteSnapshots, fetch_remote, repository_option
 from verify.report import (
     PRINT_CSS,
     SnapshotSummary,
@@ -84,6 +93,17 @@ NOTIFY_HELP = (
     "ping+https://... (healthchecks.io-style: start, success, fail)"
 )
 NOTIFY_ON_HELP = "failure (default): webhooks hear of failed runs only; always: of every run"
+REPO_HELP = (
+    "verify snapshots straight from this restic repository (fetched into a private folder, "
+    "removed afterwards; each result tagged there as verified:V or failed:V)"
+)
+KEY_REPO_HELP = "read the keys from this restic repository (the key store's second copy)"
+PASSWORD_HELP = "its restic password's file or command (--repo: default RESTIC_PASSWORD_FILE)"
+OPTION_HELP = "restic extended option for it (repeatable), e.g. sftp.command=..."
+REPO_SNAPSHOTS_HELP = (
+    "with --repo: latest (newest of each instance; default), all, or snapshot ids "
+    "(repeatable, or comma-separated)"
+)
 CAUSE_LIMIT = 400
 # Checks that run only when asked for; a run without them still counts as verified.
 OPT_IN_CHECKS = frozenset({"test_credentials_connect"})
@@ -121,6 +141,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--metrics-file", type=Path, help=METRICS_HELP)
     group.addoption("--notify", action="append", default=[], metavar="URL", help=NOTIFY_HELP)
     group.addoption("--notify-on", choices=NOTIFY_ON, default=ON_FAILURE, help=NOTIFY_ON_HELP)
+    for name, what in (("repo", REPO_HELP), ("key-repo", KEY_REPO_HELP)):
+        group.addoption(f"--{name}", metavar="REPOSITORY", help=what)
+        group.addoption(f"--{name}-password-file", type=Path, metavar="FILE", help=PASSWORD_HELP)
+        group.addoption(f"--{name}-password-command", metavar="CMD", help=PASSWORD_HELP)
+        group.addoption(
+            f"--{name}-option", action="append", default=[], metavar="KEY=VALUE", help=OPTION_HELP
+        )
+    group.addoption(
+        "--repo-snapshots", action="append", default=[], metavar="WHICH", help=REPO_SNAPSHOTS_HELP
+    )
 
 
 def _module_path(name: str) -> Path | None:
@@ -159,12 +189,48 @@ def _runs_verify_suite(config: pytest.Config) -> bool:
     return False
 
 
+def _fetch_remote(config: pytest.Config) -> RemoteSnapshots | None:
+    """With --repo: the selected snapshots (and, with --key-repo, the keys) fetched."""
+    repo = repository_option(
+        config.getoption("repo"),
+        config.getoption("repo_password_file"),
+        config.getoption("repo_password_command"),
+        config.getoption("repo_option"),
+        what="--repo",
+        environ_default=Password.from_environ(os.environ),
+    )
+    key_repo = repository_option(
+        config.getoption("key_repo"),
+        config.getoption("key_repo_password_file"),
+        config.getoption("key_repo_password_command"),
+        config.getoption("key_repo_option"),
+        what="--key-repo",
+    )
+    if repo is None:
+        if key_repo is not None:
+            raise InputError("--key-repo goes with --repo (local snapshots use --key-store)")
+        return None
+    if config.getoption("snapshots") is not None:
+        raise InputError("give --snapshots DIR or --repo REPOSITORY, not both")
+    wanted = [w.strip() for o in config.getoption("repo_snapshots") for w in o.split(",")]
+    remote = fetch_remote(repo, [w for w in wanted if w], key_repo)
+    config.stash[REMOTE_KEY] = remote
+    config.option.snapshots = remote.folder / "snapshots"
+    if remote.key_store is not None and config.getoption("key_store") is None:
+        config.option.key_store = remote.key_store
+    return remote
+
+
 def _load_cases(config: pytest.Config) -> list[SnapshotCase]:
+    remote = _fetch_remote(config)
+    if remote is not None and not remote.fetched:
+        raise pytest.UsageError(f"no n8n snapshot in the restic repository {remote.repo.shown}")
     snapshots: Path | None = config.getoption("snapshots")
     key_store: Path | None = config.getoption("key_store")
     if snapshots is None or key_store is None:
         raise pytest.UsageError(
-            "pytest verify needs --snapshots DIR and --key-store DIR (see README)"
+            "pytest verify needs --snapshots DIR (or --repo REPOSITORY) and --key-store DIR "
+            "(or --key-repo REPOSITORY) (see README)"
         )
     if not snapshots.is_dir():
         raise pytest.UsageError(f"--snapshots {snapshots} is not a folder")
@@ -282,6 +348,12 @@ VERIFY_SETTINGS: dict[str, tuple[str, Callable[[str], object]]] = {
     "metrics-file": ("metrics_file", Path),
     "notify": ("notify", str),
     "notify-on": ("notify_on", str),
+    "repo": ("repo", str),
+    "repo-password-file": ("repo_password_file", Path),
+    "repo-password-command": ("repo_password_command", str),
+    "key-repo": ("key_repo", str),
+    "key-repo-password-file": ("key_repo_password_file", Path),
+    "key-repo-password-command": ("key_repo_password_command", str),
 }
 
 
@@ -500,7 +572,7 @@ def pytest_html_results_summary(
             ),
             "host": socket.gethostname(),
             "started (UTC)": config.stash.get(STARTED_KEY, "?"),
-            "snapshots": str(config.getoption("snapshots")),
+            "snapshots": _snapshots_source(config),
             "key store": f"{config.getoption('key_store')} (key values are never shown)",
             "runtime": config.stash.get(RUNTIME_NOTE_KEY, "-"),
         }
@@ -508,6 +580,14 @@ def pytest_html_results_summary(
         module = next((item.module for item in session.items if hasattr(item, "module")), None)
         if module is not None:
             prefix.append(checks_table(suite_docstrings(module)))
+
+
+def _snapshots_source(config: pytest.Config) -> str:
+    remote = config.stash.get(REMOTE_KEY, None)
+    if remote is None:
+        return str(config.getoption("snapshots"))
+    ids = ", ".join(item.stored.short_id for item in remote.fetched.values())
+    return f"restic repository {remote.repo.shown} (snapshots {ids}, fetched for this run)"
 
 
 class VerifyReportTitle:
@@ -571,9 +651,25 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             write_record(folder, record)
         except OSError as exc:  # a read-only backup store must not fail the verification
             _say(session.config, [f"cannot record the result beside {folder}: {exc}"])
+    remote = session.config.stash.get(REMOTE_KEY, None)
+    if remote is not None:
+        verdicts = {
+            folder: {
+                t.target_version: t.result == "PASSED" for t in targets if t.result != "PARTIAL"
+            }
+            for folder, targets in by_folder.items()
+        }
+        _say(session.config, remote.record(verdicts))
     metrics_file = session.config.getoption("metrics_file")
-    if metrics_file:
+    if metrics_file and remote is None:
         try:
             write_metrics(Path(session.config.getoption("snapshots")), metrics_file)
         except OSError as exc:
             _say(session.config, [f"cannot write the metrics file: {exc}"])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Snapshots and keys fetched from a repository for this run go (also after a failure)."""
+    remote = config.stash.get(REMOTE_KEY, None)
+    if remote is not None:
+        remote.remove()

@@ -59,8 +59,8 @@ def pull(repo: ResticRepository, store: KeyStore) -> int:
     with tempfile.TemporaryDirectory(prefix="n8n-keys-") as staging:
         os.chmod(staging, PRIVATE_DIR_MODE)
         repo.restore(newest.id, Path(staging))
-        restored = Path(staging) / newest.paths[0].lstrip("/")
-        if Path(staging).resolve() not in restored.resolve().parents or not restored.is_dir():
+        restored = Path(staging) / Path(newest.paths[0] if newest.paths else "-").name
+        if restored.is_symlink() or not restored.is_dir():
             raise RepositoryError(f"restic snapshot {newest.short_id} holds no key store folder")
         make_private_dir(restored)
         for path in restored.iterdir():

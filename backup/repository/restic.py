@@ -71,6 +71,15 @@ class Password:
             return self.file == other.file
 
 
+def password_source(file: Path | None, command: str | None) -> Password | None:
+    """A password file or command given as options (at most one of them)."""
+    if file is not None and command:
+        raise InputError("give a password file or a password command, not both")
+    if file is not None:
+        return Password(file=file)
+    return Password(command=command) if command else None
+
+
 @dataclass(frozen=True)
 class RepoSnapshot:
     """One snapshot in a restic repository, as ``restic snapshots --json`` describes it."""
@@ -165,7 +174,8 @@ class ResticRepository:
         return sorted(found, key=lambda item: item.time)
 
     def backup(self, folder: Path, tags: Sequence[str], host: str) -> str:
-        """Store ``folder``; the new snapshot's id."""
+        """Store ``folder``; the new snapshot's id. It is stored from its parent folder: the
+        snapshot's tree holds ``/<folder name>`` (restored as ``TARGET/<folder name>``)."""
         out = self.run(
             "backup",
             "--json",

@@ -115,7 +115,7 @@ def _one(repo: ResticRepository, restic_id: str) -> RepoSnapshot:
 def _confirm(repo: ResticRepository, stored: RepoSnapshot, folder: Path) -> None:
     """Every local file is in the stored snapshot with its size: else an error (and the local
     copy stays)."""
-    base = stored.paths[0].rstrip("/")
+    base = f"/{folder.name}"  # stored from its parent folder: the tree holds only its name
     remote = {
         path[len(base) + 1 :]: size
         for path, size in repo.files(stored.id).items()
@@ -178,7 +178,7 @@ def fetch(repo: ResticRepository, item: StoredSnapshot, into: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix=".fetch-", dir=into) as staging:
         os.chmod(staging, PRIVATE_DIR_MODE)
         repo.restore(item.stored.id, Path(staging))
-        restored = Path(staging) / item.stored.paths[0].lstrip("/")
+        restored = Path(staging) / name  # stored from its parent folder, under its name
         inside = Path(staging).resolve() in restored.resolve().parents
         if not inside or restored.is_symlink() or not restored.is_dir():
             raise RepositoryError(
