@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from backup.about import tool_version
-from backup.errors import BackupError, InputError
+from backup.errors import BackupError, InputError, RepositoryError
 from backup.keystore import KeyStore
 from backup.listing import format_listings, list_snapshots
 from backup.manifest import INSTANCE_NAME
@@ -176,7 +176,10 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     _update_metrics(args, _snapshot_folder(args))
     args.done = f"snapshot {path.name} taken"
     if repo is not None:
-        item = stored.store(repo, path, _notices(args))
+        try:
+            item = stored.store(repo, path, _notices(args))
+        except RepositoryError as exc:
+            raise RepositoryError(f"{exc}; the snapshot stays in {path}") from None
         args.done += f", stored in {repo.shown} as {item.stored.short_id}"
         if not args.keep_local:
             stored.remove_local(path)

@@ -7,13 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from tests.repository_servers import (  # noqa: F401
-    RestServer,
-    SftpServer,
-    require_tool,
-    rest_server,
-    sftp_server,
-)
+from tests.repository_servers import RestServer, SftpServer, require_tool
 
 RESTIC_TIMEOUT = 60
 
@@ -59,7 +53,7 @@ def _round_trip(url: str, options: list[str], tmp_path: Path) -> None:
     assert snapshots[0]["tags"] == ["repository-servers"]
 
 
-def test_rest_server_serves_a_repository(rest_server: RestServer, tmp_path: Path) -> None:  # noqa: F811
+def test_rest_server_serves_a_repository(rest_server: RestServer, tmp_path: Path) -> None:
     assert rest_server.url == f"rest:http://127.0.0.1:{rest_server.port}/"
     url = rest_server.repo_url("rest-self-test")
     assert url == f"{rest_server.url}rest-self-test/"
@@ -67,7 +61,7 @@ def test_rest_server_serves_a_repository(rest_server: RestServer, tmp_path: Path
     assert (rest_server.data_dir / "rest-self-test" / "config").is_file()
 
 
-def test_sftp_server_serves_a_repository(sftp_server: SftpServer, tmp_path: Path) -> None:  # noqa: F811
+def test_sftp_server_serves_a_repository(sftp_server: SftpServer, tmp_path: Path) -> None:
     url = sftp_server.repo_url("sftp-self-test")
     assert url == f"sftp:nrv-sftp:{sftp_server.root}/sftp-self-test"
     _round_trip(url, sftp_server.restic_options(), tmp_path)

@@ -39,18 +39,14 @@ class VerifyRun:
 
 
 def run_verify(
-    pytester: pytest.Pytester, snapshots: Path, key_store: Path, *extra: str
+    pytester: pytest.Pytester, snapshots: Path | None, key_store: Path | None, *extra: str
 ) -> VerifyRun:
-    """Run ``pytest verify`` as an operator does; read its default HTML and JUnit reports."""
+    """Run ``pytest verify`` as an operator does; read its default HTML and JUnit reports.
+    Without ``snapshots`` or ``key_store``, ``extra`` says where they come from (--repo)."""
+    folders = [("--snapshots", snapshots), ("--key-store", key_store)]
+    given = [arg for option, path in folders if path is not None for arg in (option, str(path))]
     result = pytester.runpytest_subprocess(
-        str(ROOT / "verify"),
-        "--snapshots",
-        str(snapshots),
-        "--key-store",
-        str(key_store),
-        "--durations=5",
-        *extra,
-        timeout=900,
+        str(ROOT / "verify"), *given, "--durations=5", *extra, timeout=900
     )
     report_line = next(line for line in result.outlines if "Generated html report" in line)
     report = Path(report_line.split("file://", 1)[1].strip(" -"))

@@ -31,7 +31,7 @@ _RESTIC_ENV = (
 COMMAND_TIMEOUT = 3600.0
 _UNREACHABLE = re.compile(
     r"connection refused|dial tcp|no such host|network is unreachable|i/o timeout|"
-    r"unable to start the sftp session|ssh: |connection reset|Connection closed|EOF",
+    r"unable to start the sftp session|ssh: connect|connection reset|Connection closed",
     re.IGNORECASE,
 )
 

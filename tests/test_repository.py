@@ -1,0 +1,308 @@
+"""Snapshots off the host in real restic repositories (local, SFTP on a real sshd, REST on a
+real rclone server): stored after the snapshot is checked, confirmed before the local copy goes,
+verified straight from the repository with the result tagged there, listed and pruned there; the
+keys in a second repository with a password of its own; every bad input one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from backup.keystore import KeyStore
+from backup.manifest import Manifest, find_snapshots
+from tests.cli_support import ROOT, run_backup_cli, snapshot_args
+from tests.n8n_support import SourceInstance, TakenSnapshot, process_source_args
+from tests.repository_servers import RestServer, SftpServer, require_tool
+from tests.verify_runner import VERIFY_CHECKS, run_verify
+
+PROCESS = ("--runtime", "process", "--quiet-seconds", "1")
+
+
+def _password(folder: Path, name: str, secret: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(secret + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def _repo_args(location: str, password: Path, *options: str, prefix: str = "repo") -> list[str]:
+    args = [f"--{prefix}", location, f"--{prefix}-password-file", str(password)]
+    for option in options:
+        args += [f"--{prefix}-option", option]
+    return args
+
+
+def _ok(*args: str, env: dict[str, str] | None = None) -> str:
+    result = run_backup_cli(*args, env=env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> str:
+    assert result.returncode != 0, result.stdout
+    lines = [line for line in result.stderr.splitlines() if ": error: " in line]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def _listed(*repo: str) -> list[dict[str, object]]:
+    entries: list[dict[str, object]] = json.loads(_ok("list", *repo, "--json"))
+    return entries
+
+
+def _fetch_folders() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("n8n-verify-repo-*")}
+
+
+def _snapshot_to(
+    source: SourceInstance, tmp: Path, keys: Path, *repo: str
+) -> subprocess.CompletedProcess[str]:
+    out = tmp / f"snapshots-{time.monotonic_ns()}"
+    return run_backup_cli(
+        *snapshot_args(source.api_key, out, keys, *process_source_args(source)), *repo
+    )
+
+
+def test_snapshots_live_in_a_local_repository_verified_listed_and_pruned_there(
+    source: SourceInstance, pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    password = _password(tmp_path / "secrets", "repo-password", "correct horse battery")
+    location = str(tmp_path / "repository")
+    repo = _repo_args(location, password)
+    assert "created" in _ok("repo", "init", *repo)
+    keys = tmp_path / "keys"
+    out = tmp_path / "snapshots"
+    first = run_backup_cli(
+        *snapshot_args(source.api_key, out, keys, *process_source_args(source)),
+        *repo,
+        "--instance",
+        "prod-n8n",
+    )
+    assert first.returncode == 0, first.stderr
+    assert find_snapshots(out) == [], "the local copy goes once the repository holds it"
+    assert len(list(keys.glob("*.key"))) == 1
+    (entry,) = _listed(*repo)
+    assert entry["instance"] == "prod-n8n" and entry["n8n_version"] == "2.40.7"
+    assert entry["last_verification"] == "never verified"
+
+    # Verified straight from the repository: nothing left behind, the result tagged there.
+    before = _fetch_folders()
+    run = run_verify(pytester, None, keys, *repo, *PROCESS)
+    run.result.assert_outcomes(passed=VERIFY_CHECKS, deselected=1)
+    assert _fetch_folders() == before, "the fetched copy must be removed after the run"
+    (entry,) = _listed(*repo)
+    assert entry["verified_on"] == ["2.40.7"] and entry["last_verification"] == "PASSED"
+    assert f"restic repository {location}" in run.report.read_text(encoding="utf-8")
+
+    # A second night: deduplicated against the first, kept locally on request.
+    size_one = _tree_size(Path(location))
+    second = run_backup_cli(
+        *snapshot_args(source.api_key, out, keys, *process_source_args(source)),
+        *repo,
+        "--instance",
+        "prod-n8n",
+        "--keep-local",
+    )
+    assert second.returncode == 0, second.stderr
+    (local,) = find_snapshots(out)
+    snapshot_size = _tree_size(local)
+    growth = _tree_size(Path(location)) - size_one
+    assert growth < 0.2 * snapshot_size, f"{growth} bytes added for a {snapshot_size} snapshot"
+    newest = Manifest.load(local).snapshot_id
+
+    # Prune by a policy that keeps only the newest: the newest verified one stays too.
+    plan = _ok("prune", *repo, "--keep-daily", "0", "--keep-weekly", "0", "--dry-run")
+    assert "would remove" not in plan and "newest verified" in plan, plan
+    run_verify(pytester, None, keys, *repo, *PROCESS).result.assert_outcomes(
+        passed=VERIFY_CHECKS, deselected=1
+    )
+    pruned = _ok("prune", *repo, "--keep-daily", "0", "--keep-weekly", "0")
+    assert pruned.startswith("removed ") and "newest verified" in pruned, pruned
+    (entry,) = _listed(*repo)
+    assert entry["snapshot_id"] == newest and entry["last_verification"] == "PASSED"
+    assert "no errors found" in _ok("repo", "check", *repo, "--read-data-subset", "100%")
+
+
+def _tree_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def test_sftp_repository_on_a_real_ssh_server(
+    source: SourceInstance, sftp_server: SftpServer, tmp_path: Path
+) -> None:
+    password = _password(tmp_path / "secrets", "repo-password", "sftp repository secret")
+    repo = _repo_args(
+        sftp_server.repo_url("snapshots"), password, f"sftp.command={sftp_server.sftp_command}"
+    )
+    _ok("repo", "init", *repo)
+    taken = _snapshot_to(source, tmp_path, tmp_path / "keys", *repo)
+    assert taken.returncode == 0, taken.stderr
+    (entry,) = _listed(*repo)
+    assert entry["n8n_version"] == "2.40.7"
+    assert "no errors found" in _ok("repo", "check", *repo, "--read-data-subset", "100%")
+    # Restic's own check read back every pack over SFTP; the data is on the server's disk.
+    assert any((sftp_server.root / "snapshots" / "data").rglob("*"))
+
+
+def test_disaster_drill_from_rest_repositories(
+    source: SourceInstance,
+    rest_server: RestServer,
+    taken: TakenSnapshot,
+    pytester: pytest.Pytester,
+    tmp_path: Path,
+) -> None:
+    """Nothing but the two repositories' locations and passwords: keys pulled into an empty
+    folder, the latest snapshot verified from the repository, then restored (README recipe)."""
+    secrets_dir = tmp_path / "secrets"
+    snap_password = _password(secrets_dir, "snapshots", "snapshots repository secret")
+    key_password = _password(secrets_dir, "keys", "a different secret for the keys")
+    snap_repo = _repo_args(rest_server.repo_url("drill-snapshots"), snap_password)
+    key_repo = _repo_args(rest_server.repo_url("drill-keys"), key_password, prefix="key-repo")
+    _ok("repo", "init", *snap_repo)
+    _ok("repo", "init", "--repo", key_repo[1], "--repo-password-file", str(key_password))
+    # The nightly side: the snapshot to one repository, the key store to the other.
+    stored = _snapshot_to(source, tmp_path, taken.key_store, *snap_repo)
+    assert stored.returncode == 0, stored.stderr
+    same_secret = run_backup_cli(
+        "keys",
+        "push",
+        "--key-store",
+        str(taken.key_store),
+        "--key-repo",
+        key_repo[1],
+        "--key-repo-password-file",
+        str(snap_password),
+        env={**os.environ, "RESTIC_PASSWORD_FILE": str(snap_password)},
+    )
+    _one_line_error(same_secret, "its own")
+    assert "pushed" in _ok("keys", "push", "--key-store", str(taken.key_store), *key_repo)
+
+    # The drill, on an empty folder.
+    drill = tmp_path / "drill"
+    drill.mkdir()
+    pulled = _ok("keys", "pull", "--key-store", str(drill / "keys"), *key_repo)
+    assert pulled.startswith(f"{len(list(taken.key_store.glob('*.key')))} keys added")
+    assert KeyStore(drill / "keys").root.stat().st_mode & 0o077 == 0
+    run = run_verify(pytester, None, None, *snap_repo, *key_repo, *PROCESS)
+    run.result.assert_outcomes(passed=VERIFY_CHECKS, deselected=1)
+    (entry,) = _listed(*snap_repo)
+    assert entry["verified_on"] == ["2.40.7"]
+
+    # Fails clearly: a missing key repository, a damaged pack in the snapshot repository.
+    missing = run_verify_usage(
+        pytester, *snap_repo, "--key-repo", rest_server.repo_url("nowhere"), *key_repo[2:]
+    )
+    assert "is not a restic repository" in missing and "nowhere" in missing
+    packs = sorted((rest_server.data_dir / "drill-snapshots" / "data").rglob("*"))
+    pack = max((p for p in packs if p.is_file()), key=lambda p: p.stat().st_size)
+    raw = bytearray(pack.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    pack.chmod(0o600)
+    pack.write_bytes(bytes(raw))
+    damaged = run_verify_usage(pytester, *snap_repo, *key_repo)
+    assert "restic restore failed" in damaged, damaged
+    check = run_backup_cli("repo", "check", *snap_repo, "--read-data-subset", "100%")
+    _one_line_error(check, "restic check failed")
+
+
+def run_verify_usage(pytester: pytest.Pytester, *args: str) -> str:
+    """A verify run that must stop before any test with one line: that line."""
+    result = pytester.runpytest_subprocess(str(ROOT / "verify"), *args, *PROCESS, timeout=300)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.outlines[-20:]
+    errors = [line for line in result.errlines if line.startswith("ERROR:")]
+    assert len(errors) == 1 and not any("Traceback" in line for line in result.errlines)
+    return errors[0]
+
+
+def test_bad_repositories_are_one_line_and_change_nothing(
+    source: SourceInstance, tmp_path: Path
+) -> None:
+    password = _password(tmp_path / "secrets", "right", "the right one")
+    wrong = _password(tmp_path / "secrets", "wrong", "not the right one")
+    location = str(tmp_path / "repository")
+    _ok("repo", "init", *_repo_args(location, password))
+    keys = tmp_path / "keys"
+
+    def refused(*repo: str) -> str:
+        out = tmp_path / f"out-{time.monotonic_ns()}"
+        result = run_backup_cli(
+            *snapshot_args(source.api_key, out, keys, *process_source_args(source)), *repo
+        )
+        assert not out.exists() or find_snapshots(out) == [], "nothing may be left half-done"
+        return _one_line_error(result)
+
+    assert "wrong password" in refused(*_repo_args(location, wrong))
+    not_restic = tmp_path / "just-a-folder"
+    not_restic.mkdir()
+    assert "is not a restic repository" in refused(*_repo_args(str(not_restic), password))
+    closed = f"rest:http://127.0.0.1:{_closed_port()}/"
+    assert "unreachable" in refused(*_repo_args(closed, password))
+    assert "no password" in _one_line_error(
+        run_backup_cli("list", "--repo", location, env=_without_restic_password())
+    )
+    no_restic = run_backup_cli(
+        "list", *_repo_args(location, password), env={**os.environ, "PATH": str(tmp_path)}
+    )
+    _one_line_error(no_restic, "restic is not installed", "apt install restic")
+
+    # The password changes between the check and the upload: the snapshot stays here.
+    flip = tmp_path / "secrets" / "flip.sh"
+    count = tmp_path / "secrets" / "calls"
+    flip.write_text(
+        "#!/bin/sh\n"
+        f'echo x >> "{count}"\n'
+        f'if [ "$(wc -l < "{count}")" -le 1 ]; then cat "{password}"; else cat "{wrong}"; fi\n'
+    )
+    flip.chmod(0o700)
+    out = tmp_path / "kept"
+    result = run_backup_cli(
+        *snapshot_args(source.api_key, out, keys, *process_source_args(source)),
+        "--repo",
+        location,
+        "--repo-password-command",
+        str(flip),
+    )
+    (kept,) = find_snapshots(out)
+    _one_line_error(result, "wrong password", f"the snapshot stays in {kept}")
+    assert Manifest.load(kept).counts.workflows > 250, "the local snapshot must survive"
+
+    # A stale lock: said with how to remove it, never removed silently.
+    require_tool("restic")
+    env = {**_without_restic_password(), "RESTIC_PASSWORD_FILE": str(password)}
+    holder = subprocess.Popen(
+        ["restic", "-r", location, "backup", "--stdin", "--stdin-filename", "x"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    while not any((Path(location) / "locks").iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    locks = list((Path(location) / "locks").iterdir())
+    assert locks, "restic took no lock"
+    locked = run_backup_cli("prune", *_repo_args(location, password), "--keep-daily", "1")
+    _one_line_error(locked, "is locked", "unlock", "never unlocks")
+    assert list((Path(location) / "locks").iterdir()) == locks
+
+
+def _closed_port() -> int:
+    from backup.n8n.instances.process import free_port
+
+    return free_port()
+
+
+def _without_restic_password() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("RESTIC_")}
