@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -17,7 +18,11 @@ import pytest
 
 from backup.keystore import KeyStore
 from backup.manifest import Manifest, find_snapshots
+from backup.n8n.api import N8nApi
+from backup.n8n.container import inspect_n8n_container
+from docker import DockerClient
 from tests.cli_support import ROOT, run_backup_cli, snapshot_args
+from tests.docker_support import remove, run_n8n_container
 from tests.n8n_support import SourceInstance, TakenSnapshot, process_source_args
 from tests.repository_servers import RestServer, SftpServer, require_tool
 from tests.verify_runner import VERIFY_CHECKS, run_verify
@@ -160,6 +165,8 @@ def test_disaster_drill_from_rest_repositories(
     taken: TakenSnapshot,
     pytester: pytest.Pytester,
     tmp_path: Path,
+    docker_client: DockerClient,
+    n8n_image: str,
 ) -> None:
     """Nothing but the two repositories' locations and passwords: keys pulled into an empty
     folder, the latest snapshot verified from the repository, then restored (README recipe)."""
@@ -186,6 +193,12 @@ def test_disaster_drill_from_rest_repositories(
     )
     _one_line_error(same_secret, "its own")
     assert "pushed" in _ok("keys", "push", "--key-store", str(taken.key_store), *key_repo)
+    copy = tmp_path / "key-copy"  # or a plain folder, say on another disk
+    _ok("keys", "push", "--key-store", str(taken.key_store), "--key-folder", str(copy))
+    assert sorted(p.name for p in copy.iterdir()) == sorted(
+        p.name for p in taken.key_store.glob("*.key")
+    )
+    assert copy.stat().st_mode & 0o077 == 0
 
     # The drill, on an empty folder.
     drill = tmp_path / "drill"
@@ -197,6 +210,18 @@ def test_disaster_drill_from_rest_repositories(
     run.result.assert_outcomes(passed=VERIFY_CHECKS, deselected=1)
     (entry,) = _listed(*snap_repo)
     assert entry["verified_on"] == ["2.40.7"]
+    # Then restored into a fresh n8n started with the pulled key.
+    (key_file,) = (drill / "keys").glob("*.key")
+    fresh = run_n8n_container(docker_client, n8n_image, encryption_key=key_file.read_text().strip())
+    try:
+        restored = _ok("restore", *snap_repo, "--container", fresh.name)
+        loaded = re.search(r": (\d+) workflows load, (\d+) credentials decrypt", restored)
+        assert loaded and int(loaded.group(1)) > 250 and int(loaded.group(2)) > 0, restored
+        with N8nApi(inspect_n8n_container(fresh.name).api_url or "", source.api_key) as api:
+            assert sum(1 for _ in api.iter_workflows()) == int(loaded.group(1))
+    finally:
+        remove(docker_client, fresh)
+    assert not list(Path(tempfile.gettempdir()).glob("n8n-restore-*")), "fetched copy left"
 
     # Fails clearly: a missing key repository, a damaged pack in the snapshot repository.
     missing = run_verify_usage(
