@@ -8,6 +8,14 @@ command -v chromium >/dev/null 2>&1 || {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 }
+# restic (snapshot repositories) and the real servers its tests store into on 127.0.0.1:
+# rclone's REST server and OpenSSH's sshd (its service is not started; the tests run their own).
+if ! command -v restic >/dev/null 2>&1 || ! command -v rclone >/dev/null 2>&1 \
+    || [ ! -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        restic rclone openssh-server openssh-client >/dev/null
+fi
 # Debian's PostgreSQL 15 (n8n users run it): the tests start a server of their own with it.
 if [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then
     apt-get update -qq
