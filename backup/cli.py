@@ -146,7 +146,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         raise InputError("give --api-url, the address of n8n (e.g. http://localhost:5678)")
     repo = _repository(args) if args.repo else None
     if repo is not None:
-        repo.snapshots()  # the repository answers before anything is copied
+        repo.open()  # the repository answers before anything is copied
     with N8nApi(api_url, read_api_key(args.api_key_file)) as api:
         path = create_snapshot(
             SnapshotRequest(

@@ -15,6 +15,9 @@
 #   N8N_BACKUP_NOTIFY             alerts from every step: "ping+https://hc-ping.com/<uuid>",
 #                                 webhooks (failures only), slack+https://... (space-separated)
 #   N8N_BACKUP_METRICS_FILE       Prometheus textfile, rewritten by every step
+#   N8N_BACKUP_REPO               optional restic repository: the snapshot is stored there (the
+#                                 local copy goes), verified from there, pruned there; its
+#                                 password in RESTIC_PASSWORD_FILE or N8N_BACKUP_REPO_PASSWORD_FILE
 set -uo pipefail
 # The folder snapshot prints is read below: a quiet setting for cron must not hide it.
 unset N8N_BACKUP_QUIET
@@ -42,12 +45,17 @@ if [ "$rc" -ne 0 ]; then
     exit "$rc"
 fi
 newest="${taken##*$'\n'}"
-if [ ! -d "$newest" ]; then
+if [ -n "${N8N_BACKUP_REPO:-}" ]; then
+    # snapshot printed "REPOSITORY RESTIC-ID": verify that one, from the repository.
+    which=(--repo-snapshots "${newest##* }")
+elif [ -d "$newest" ]; then
+    which=(--snapshots "$newest")
+else
     echo "nightly: snapshot printed no snapshot folder (got '$newest')" >&2
     exit 1
 fi
 # shellcheck disable=SC2086  # VERIFY_ARGS is a list of options on purpose
-if ! (cd "$here" && .venv/bin/pytest verify --snapshots "$newest" --key-store "$KEY_STORE" \
+if ! (cd "$here" && .venv/bin/pytest verify "${which[@]}" --key-store "$KEY_STORE" \
         -q ${VERIFY_ARGS:-}) >"$log" 2>&1; then
     echo "nightly: verification of $newest FAILED; report and log follow" >&2
     cat "$log" >&2

@@ -331,3 +331,36 @@ def _closed_port() -> int:
 
 def _without_restic_password() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("RESTIC_")}
+
+
+def test_the_nightly_routine_with_a_repository(source: SourceInstance, tmp_path: Path) -> None:
+    """examples/nightly.sh with N8N_BACKUP_REPO: stored, verified from the repository, pruned
+    there; silent when all is well."""
+    password = _password(tmp_path / "secrets", "repo-password", "nightly repository secret")
+    location = str(tmp_path / "repository")
+    _ok("repo", "init", *_repo_args(location, password))
+    key_file = _password(tmp_path / "secrets", "api-key", source.api_key)
+    env = {
+        **_without_restic_password(),
+        "N8N_FOLDER": str(source.n8n_folder),
+        "N8N_API_URL": source.process.base_url,
+        "N8N_API_KEY_FILE": str(key_file),
+        "BACKUP_ROOT": str(tmp_path / "snapshots"),
+        "KEY_STORE": str(tmp_path / "keys"),
+        "VERIFY_ARGS": " ".join(PROCESS),
+        "N8N_BACKUP_REPO": location,
+        "RESTIC_PASSWORD_FILE": str(password),
+    }
+    night = subprocess.run(
+        [str(ROOT / "examples" / "nightly.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert night.returncode == 0, night.stdout + night.stderr
+    assert night.stdout == "" and night.stderr == "", "cron would mail a successful night"
+    assert find_snapshots(tmp_path / "snapshots") == [], "the local copy went to the repository"
+    (entry,) = _listed(*_repo_args(location, password))
+    assert entry["last_verification"] == "PASSED" and entry["verified_on"] == ["2.40.7"]

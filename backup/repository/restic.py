@@ -153,6 +153,10 @@ class ResticRepository:
                 f"restic {args[0]} on {self.shown} answered something that is not JSON"
             ) from None
 
+    def open(self) -> None:
+        """Check that the repository is there and the password opens it (reads its config)."""
+        self.run("cat", "config")
+
     def init(self) -> None:
         """Create the repository (restic refuses if one is there already)."""
         self.run("init")
@@ -194,18 +198,26 @@ class ResticRepository:
                 return str(message["snapshot_id"])
         raise RepositoryError(f"restic backup on {self.shown} did not say which snapshot it made")
 
-    def files(self, snapshot_id: str) -> dict[str, int]:
-        """Every file of a snapshot: absolute path -> size (``restic ls --json``)."""
+    def listing(self, snapshot_id: str) -> tuple[RepoSnapshot, dict[str, int]]:
+        """A snapshot and every file in it (path in its tree -> size): ``restic ls --json``,
+        whose first line describes the snapshot itself."""
         out = self.run("ls", "--json", snapshot_id)
+        snapshot: RepoSnapshot | None = None
         files: dict[str, int] = {}
         for line in out.splitlines():
             try:
                 node = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if isinstance(node, dict) and node.get("type") == "file":
+            if not isinstance(node, dict):
+                continue
+            if node.get("struct_type") == "snapshot" and snapshot is None:
+                snapshot = _snapshot(node)
+            elif node.get("type") == "file":
                 files[str(node.get("path"))] = int(node.get("size") or 0)
-        return files
+        if snapshot is None:
+            raise RepositoryError(f"restic ls on {self.shown} did not describe {snapshot_id}")
+        return snapshot, files
 
     def restore(self, snapshot_id: str, target: Path) -> None:
         """Restore a snapshot under ``target`` (restic recreates its absolute paths there)."""

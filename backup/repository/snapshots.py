@@ -97,29 +97,21 @@ def store(repo: ResticRepository, folder: Path, say: Callable[[str], None]) -> S
     manifest = Manifest.load(folder)
     say(f"storing snapshot {manifest.snapshot_id} in the restic repository {repo.shown}")
     restic_id = repo.backup(folder, snapshot_tags(manifest), host=instance_of(manifest))
-    stored = _one(repo, restic_id)
-    _confirm(repo, stored, folder)
-    return StoredSnapshot(stored)
+    return StoredSnapshot(_confirm(repo, restic_id, folder))
 
 
-def _one(repo: ResticRepository, restic_id: str) -> RepoSnapshot:
-    found = [item for item in repo.snapshots(MARK) if item.id.startswith(restic_id)]
-    if len(found) != 1:
+def _confirm(repo: ResticRepository, restic_id: str, folder: Path) -> RepoSnapshot:
+    """The stored snapshot, once the repository shows every local file in it with its size:
+    else an error (and the local copy stays)."""
+    stored, files = repo.listing(restic_id)
+    if MARK not in stored.tags:
         raise RepositoryError(
-            f"the restic repository {repo.shown} does not list the snapshot it just stored "
-            f"({restic_id}): the local copy is kept"
+            f"restic snapshot {restic_id} in {repo.shown} is not the one just stored: the local "
+            "copy is kept"
         )
-    return found[0]
-
-
-def _confirm(repo: ResticRepository, stored: RepoSnapshot, folder: Path) -> None:
-    """Every local file is in the stored snapshot with its size: else an error (and the local
-    copy stays)."""
     base = f"/{folder.name}"  # stored from its parent folder: the tree holds only its name
     remote = {
-        path[len(base) + 1 :]: size
-        for path, size in repo.files(stored.id).items()
-        if path.startswith(base + "/")
+        path[len(base) + 1 :]: size for path, size in files.items() if path.startswith(base + "/")
     }
     local = {
         path.relative_to(folder).as_posix(): path.stat().st_size
@@ -133,6 +125,7 @@ def _confirm(repo: ResticRepository, stored: RepoSnapshot, folder: Path) -> None
             f"snapshot {stored.short_id} as it is here ({len(missing)} files differ): the local "
             "copy is kept"
         )
+    return stored
 
 
 def stored_snapshots(repo: ResticRepository) -> list[StoredSnapshot]:
