@@ -186,7 +186,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
             _update_metrics(args, _snapshot_folder(args))
             args.done += " (local copy removed)"
     if not args.quiet:
-        print(path if repo is None else f"{repo.location} {item.stored.short_id}")
+        print(path if repo is None else f"{repo.shown} {item.stored.short_id}")
     return 0
 
 
@@ -395,12 +395,13 @@ def cmd_keys(args: argparse.Namespace) -> int:
         other = KeyStore(args.key_folder)
         source, target = (local, other) if args.action == "push" else (other, local)
         added = key_copies.copy_keys(source, target)
+        where = str(args.key_folder)
     else:
         repo = _key_repository(args)
         added = (
             key_copies.push(local, repo) if args.action == "push" else key_copies.pull(repo, local)
         )
-    where = args.key_folder or args.key_repo
+        where = repo.shown
     verb = "pushed to" if args.action == "push" else "added from"
     print(f"{added} keys {verb} {where}")
     return 0

@@ -270,8 +270,9 @@ def test_bad_repositories_are_one_line_and_change_nothing(
     not_restic = tmp_path / "just-a-folder"
     not_restic.mkdir()
     assert "is not a restic repository" in refused(*_repo_args(str(not_restic), password))
-    closed = f"rest:http://127.0.0.1:{_closed_port()}/"
-    assert "unreachable" in refused(*_repo_args(closed, password))
+    closed = f"rest:http://n8n:hunter2@127.0.0.1:{_closed_port()}/"
+    unreachable = refused(*_repo_args(closed, password))
+    assert "unreachable" in unreachable and "hunter2" not in unreachable, unreachable
     assert "no password" in _one_line_error(
         run_backup_cli("list", "--repo", location, env=_without_restic_password())
     )

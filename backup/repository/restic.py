@@ -141,7 +141,7 @@ class ResticRepository:
     @property
     def shown(self) -> str:
         """The location as it may be printed (no credentials embedded in a URL)."""
-        return printable(re.sub(r"//[^/@\s]+@", "//***@", self.location))
+        return printable(_without_credentials(self.location))
 
     def json(self, *args: str) -> Any:
         """``restic ARGS --json``, parsed."""
@@ -278,11 +278,16 @@ class ResticRepository:
         return f"restic {command} failed on {where}: {_last_line(stderr)}"
 
 
+def _without_credentials(text: str) -> str:
+    """``scheme://user:password@host`` -> ``scheme://***@host``, wherever it appears."""
+    return re.sub(r"//[^/@\s\"']+@", "//***@", text)
+
+
 def _last_line(stderr: str) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     fatal = [line for line in lines if line.startswith("Fatal:")]
     said = (fatal or lines or ["no message"])[-1].removeprefix("Fatal:").strip()
-    return printable(said[:300])
+    return printable(_without_credentials(said)[:300])
 
 
 def _snapshot(raw: object) -> RepoSnapshot | None:
