@@ -23,6 +23,7 @@ from backup.n8n.postgres import (
     restore_dump,
     server_major,
 )
+from tests.browser import environment_table, rendered_dom
 from tests.cli_support import run_snapshot_cli
 from tests.docker_support import PROCESS_ARGS
 from tests.n8n_support import BOOT_TIMEOUT, SourceInstance, seed
@@ -102,6 +103,10 @@ def test_verify_on_the_same_and_a_newer_major(
     text = run.report.read_text(encoding="utf-8")
     majors_differ = "PostgreSQL 15 snapshot on a PostgreSQL 18 server"
     assert (majors_differ in text) == (server_name == "postgres_18")
+    # The server's version is in the report's Environment table, as the browser shows it.
+    major = "18" if server_name == "postgres_18" else "15"
+    restore_target = environment_table(rendered_dom(run.report))["PostgreSQL (restore target)"]
+    assert restore_target.startswith(f"{major}."), restore_target
 
 
 def test_restore_into_the_older_server_keeps_real_errors(
