@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -20,7 +21,7 @@ from backup.errors import BackupError, InputError, RepositoryError
 from backup.keystore import KeyStore
 from backup.listing import format_listings, list_snapshots
 from backup.manifest import INSTANCE_NAME
-from backup.metrics import write_metrics
+from backup.metrics import write_metrics, write_repository_metrics
 from backup.n8n import npm
 from backup.n8n.api import N8nApi
 from backup.n8n.binary_data import storage_roots
@@ -173,7 +174,6 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
                 instance=args.instance,
             )
         )
-    _update_metrics(args, _snapshot_folder(args))
     args.done = f"snapshot {path.name} taken"
     if repo is not None:
         try:
@@ -182,9 +182,9 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
             raise RepositoryError(f"{exc}; the snapshot stays in {path}") from None
         args.done += f", stored in {repo.shown} as {item.stored.short_id}"
         if not args.keep_local:
-            stored.remove_local(path)
-            _update_metrics(args, _snapshot_folder(args))
+            shutil.rmtree(path)  # the repository holds every file of it (confirmed)
             args.done += " (local copy removed)"
+    _update_metrics(args, _snapshot_folder(args), repo)
     if not args.quiet:
         print(path if repo is None else f"{repo.shown} {item.stored.short_id}")
     return 0
@@ -207,15 +207,22 @@ def instance_name(text: str) -> str:
     return text
 
 
-def _update_metrics(args: argparse.Namespace, root: Path) -> None:
-    """Rewrite --metrics-file after a change to the root; a failure is said, never fatal."""
+def _update_metrics(
+    args: argparse.Namespace, root: Path | None, repo: ResticRepository | None = None
+) -> None:
+    """Rewrite --metrics-file after a change to the root (or, with --repo, to the repository);
+    a failure is said, never fatal."""
     if not args.metrics_file:
         return
     try:
-        write_metrics(root, args.metrics_file)
-    except OSError as exc:
+        if repo is not None:
+            write_repository_metrics(stored.stored_snapshots(repo), args.metrics_file)
+        elif root is not None:
+            write_metrics(root, args.metrics_file)
+    except (OSError, RepositoryError) as exc:
+        said = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         print(
-            f"n8n-backup: cannot write the metrics file {args.metrics_file}: {exc.strerror or exc}",
+            f"n8n-backup: cannot write the metrics file {args.metrics_file}: {said}",
             file=sys.stderr,
         )
 
@@ -280,7 +287,7 @@ def _restore_from_repository(args: argparse.Namespace) -> int:
             f"the repository holds snapshots of several instances ({instances}) or none: "
             "give --repo-snapshot ID"
         )
-    with tempfile.TemporaryDirectory(prefix="n8n-restore-") as staging:
+    with tempfile.TemporaryDirectory(prefix="n8n-backup-fetch-") as staging:
         args.snapshot = stored.fetch(repo, chosen[0], Path(staging))
         args.repo = None
         return cmd_restore(args)
@@ -356,7 +363,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
     """Apply the retention policy; with --dry-run only say what would go."""
     policy = RetentionPolicy(args.keep_daily, args.keep_weekly, args.keep_monthly)
     if args.repo:
-        plan = stored.prune(_repository(args), policy, dry_run=args.dry_run)
+        repo = _repository(args)
+        plan = stored.prune(repo, policy, dry_run=args.dry_run)
+        if not args.dry_run:
+            _update_metrics(args, None, repo)
         args.done = f"{len(plan.remove)} snapshots {'would go' if args.dry_run else 'removed'}"
         if not args.quiet or args.dry_run:
             print("\n".join(plan.report(dry_run=args.dry_run)))

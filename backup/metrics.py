@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 from backup.errors import SnapshotError
 from backup.listing import load_dated
 from backup.manifest import find_snapshots
+from backup.repository.snapshots import StoredSnapshot
 from backup.verification_record import read_record
 
 UNKNOWN_INSTANCE = "unknown"
@@ -90,6 +91,46 @@ def collect(root: Path) -> CollectorRegistry:
     return registry
 
 
+def collect_repository(items: list[StoredSnapshot]) -> CollectorRegistry:
+    """The same metrics for snapshots in a restic repository, from restic's own listing: the
+    count, the newest snapshot's time, and per target version the newest verification's result
+    and time (from the tags verify leaves there). Sizes and counts are not in a listing."""
+    registry = CollectorRegistry()
+    count = _gauge(registry, "n8n_backup_snapshots", "Snapshots in the repository")
+    snapshot_time = _gauge(
+        registry, "n8n_backup_last_snapshot_timestamp_seconds", "When the newest snapshot was taken"
+    )
+    verified_time = _gauge(
+        registry,
+        "n8n_backup_last_verification_timestamp_seconds",
+        "When a snapshot was last verified on this target version",
+        "target_version",
+    )
+    verified_ok = _gauge(
+        registry,
+        "n8n_backup_last_verification_success",
+        "1 when every check passed in that verification, else 0",
+        "target_version",
+    )
+    last_verified: dict[tuple[str, str], datetime] = {}
+    for item in items:  # oldest first
+        count.labels(item.instance).inc()
+        snapshot_time.labels(item.instance).set(item.stored.time.timestamp())
+        for version, (passed, when) in item.verifications().items():
+            key = (item.instance, version)
+            if key in last_verified and last_verified[key] >= when:
+                continue
+            last_verified[key] = when
+            verified_time.labels(*key).set(when.timestamp())
+            verified_ok.labels(*key).set(1 if passed else 0)
+    return registry
+
+
 def write_metrics(root: Path, path: Path) -> None:
     """Write the root's metrics to ``path`` in Prometheus' text format (atomically)."""
     write_to_textfile(str(path), collect(root))
+
+
+def write_repository_metrics(items: list[StoredSnapshot], path: Path) -> None:
+    """Write a repository's metrics to ``path`` (atomically)."""
+    write_to_textfile(str(path), collect_repository(items))

@@ -14,7 +14,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +44,7 @@ from tests.verify_runner import (
     report_with_attachments,
     resign_manifest,
     run_verify,
+    verify_command,
     wrong_key_store,
 )
 from verify.bootstrap import sample_workflow
@@ -193,21 +193,15 @@ def test_interrupted_verify_leaves_no_container(
         ]
 
     verify = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(ROOT / "verify"),
-            "--snapshots",
-            str(path),
-            "--key-store",
-            str(keys),
+        verify_command(
+            path,
+            keys,
             *DOCKER_ARGS,
             "--html",
             str(tmp_path / "r.html"),
             "--junitxml",
             str(tmp_path / "r.xml"),
-        ],
+        ),
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -23,9 +23,9 @@ from backup.n8n.container import inspect_n8n_container
 from docker import DockerClient
 from tests.cli_support import ROOT, run_backup_cli, snapshot_args
 from tests.docker_support import remove, run_n8n_container
-from tests.n8n_support import SourceInstance, TakenSnapshot, process_source_args
+from tests.n8n_support import SourceInstance, TakenSnapshot, copy_variant, process_source_args
 from tests.repository_servers import RestServer, SftpServer, require_tool
-from tests.verify_runner import VERIFY_CHECKS, run_verify
+from tests.verify_runner import VERIFY_CHECKS, metric_samples, run_verify
 
 PROCESS = ("--runtime", "process", "--quiet-seconds", "1")
 
@@ -102,8 +102,16 @@ def test_snapshots_live_in_a_local_repository_verified_listed_and_pruned_there(
 
     # Verified straight from the repository: nothing left behind, the result tagged there.
     before = _fetch_folders()
-    run = run_verify(pytester, None, keys, *repo, *PROCESS)
+    metrics = tmp_path / "n8n_backup.prom"
+    run = run_verify(pytester, None, keys, *repo, *PROCESS, "--metrics-file", str(metrics))
     run.result.assert_outcomes(passed=VERIFY_CHECKS, deselected=1)
+    # The metrics come from the repository (the local root is empty): alerts stay true.
+    samples = metric_samples(metrics)
+    instance = ("instance", "prod-n8n")
+    assert samples[("n8n_backup_snapshots", frozenset({instance}))] == 1
+    target = frozenset({instance, ("target_version", "2.40.7")})
+    assert samples[("n8n_backup_last_verification_success", target)] == 1
+    assert samples[("n8n_backup_last_verification_timestamp_seconds", target)] > time.time() - 600
     assert _fetch_folders() == before, "the fetched copy must be removed after the run"
     (entry,) = _listed(*repo)
     assert entry["verified_on"] == ["2.40.7"] and entry["last_verification"] == "PASSED"
@@ -221,7 +229,7 @@ def test_disaster_drill_from_rest_repositories(
             assert sum(1 for _ in api.iter_workflows()) == int(loaded.group(1))
     finally:
         remove(docker_client, fresh)
-    assert not list(Path(tempfile.gettempdir()).glob("n8n-restore-*")), "fetched copy left"
+    assert not list(Path(tempfile.gettempdir()).glob("n8n-backup-fetch-*")), "fetched copy left"
 
     # Fails clearly: a missing key repository, a damaged pack in the snapshot repository.
     missing = run_verify_usage(
@@ -302,11 +310,15 @@ def test_bad_repositories_are_one_line_and_change_nothing(
     _one_line_error(result, "wrong password", f"the snapshot stays in {kept}")
     assert Manifest.load(kept).counts.workflows > 250, "the local snapshot must survive"
 
-    # A stale lock: said with how to remove it, never removed silently.
+    # A stale lock left by a run that died on another machine (restic cannot tell that it
+    # died): said with how to remove it, never removed silently.
     require_tool("restic")
     env = {**_without_restic_password(), "RESTIC_PASSWORD_FILE": str(password)}
+    elsewhere = (
+        f"hostname n8n-old-host && exec restic -r {location} backup --stdin --stdin-filename x"
+    )
     holder = subprocess.Popen(
-        ["restic", "-r", location, "backup", "--stdin", "--stdin-filename", "x"],
+        ["unshare", "--uts", "sh", "-c", elsewhere],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -319,8 +331,8 @@ def test_bad_repositories_are_one_line_and_change_nothing(
     holder.wait()
     locks = list((Path(location) / "locks").iterdir())
     assert locks, "restic took no lock"
-    locked = run_backup_cli("prune", *_repo_args(location, password), "--keep-daily", "1")
-    _one_line_error(locked, "is locked", "unlock", "never unlocks")
+    locked = run_backup_cli("repo", "check", *_repo_args(location, password))
+    _one_line_error(locked, "is locked by", "n8n-old-host", "restic -r REPOSITORY unlock")
     assert list((Path(location) / "locks").iterdir()) == locks
 
 
@@ -365,3 +377,24 @@ def test_the_nightly_routine_with_a_repository(source: SourceInstance, tmp_path:
     assert find_snapshots(tmp_path / "snapshots") == [], "the local copy went to the repository"
     (entry,) = _listed(*_repo_args(location, password))
     assert entry["last_verification"] == "PASSED" and entry["verified_on"] == ["2.40.7"]
+
+
+def test_only_files_and_folders_come_out_of_a_repository(
+    taken: TakenSnapshot, tmp_path: Path
+) -> None:
+    """A repository is untrusted: a stored FIFO (or device, or link) is never fetched."""
+    from backup.errors import RepositoryError
+    from backup.repository import snapshots as stored
+    from backup.repository.restic import Password, ResticRepository
+
+    password = _password(tmp_path / "secrets", "repo-password", "fifo repository secret")
+    repo = ResticRepository(str(tmp_path / "repository"), Password(file=password))
+    repo.init()
+    copy = copy_variant(taken, tmp_path / "copies", "with-a-fifo")
+    os.mkfifo(copy / "pipe")
+    (copy / "link").symlink_to("/etc/passwd")
+    item = stored.store(repo, copy, lambda message: None)
+    fetched = tmp_path / "fetched"
+    with pytest.raises(RepositoryError, match="pipe, which is neither a file nor a folder"):
+        stored.fetch(repo, item, fetched)
+    assert [p.name for p in fetched.iterdir()] == [], "nothing of it may stay"

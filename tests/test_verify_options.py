@@ -19,7 +19,9 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 def test_snapshots_and_key_store_are_required(pytester: pytest.Pytester) -> None:
     result = run(pytester)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*pytest verify needs --snapshots DIR and --key-store DIR*"])
+    result.stderr.fnmatch_lines(
+        ["*pytest verify needs --snapshots DIR (or --repo REPOSITORY) and --key-store DIR*"]
+    )
 
 
 def test_folder_without_snapshots(pytester: pytest.Pytester, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,6 +37,22 @@ class VerifyRun:
         jsonschema.validate(body, json.loads(SCHEMA_FILE.read_text()))
         assert self.report.with_suffix(".json").stat().st_mode & 0o077 == 0
         return body
+
+
+def verify_command(snapshots: Path, key_store: Path, *extra: str) -> list[str]:
+    """``pytest verify`` as a command line, for tests that start it themselves (to interrupt
+    it, say)."""
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(ROOT / "verify"),
+        "--snapshots",
+        str(snapshots),
+        "--key-store",
+        str(key_store),
+        *extra,
+    ]
 
 
 def run_verify(

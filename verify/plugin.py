@@ -23,11 +23,12 @@ from backup.about import tool_version
 from backup.errors import BackupError, InputError
 from backup.extras import MissingExtraError
 from backup.manifest import Manifest, find_snapshots
-from backup.metrics import write_metrics
+from backup.metrics import write_metrics, write_repository_metrics
 from backup.n8n.instances.base import OFFICIAL_IMAGE, OFFICIAL_POSTGRES_IMAGE
 from backup.n8n.npm import validate_version
 from backup.notify import NOTIFY_ON, ON_FAILURE, check_url, notify, ping_start
 from backup.repository.restic import Password
+from backup.repository.snapshots import stored_snapshots
 from backup.settings import env_name, masked, read_config
 from backup.verification_record import TargetResult, VerificationRecord, write_record
 from verify.cases import (
@@ -38,6 +39,7 @@ from verify.cases import (
     SUMMARIES_KEY,
     SnapshotCase,
 )
+from verify.parallel import available_memory, parallel_workers, snapshot_scheduler
 from verify.remote import RemoteSnapshots, fetch_remote, repository_option
 from verify.report import (
     PRINT_CSS,
@@ -105,6 +107,7 @@ REPO_SNAPSHOTS_HELP = (
     "(repeatable, or comma-separated)"
 )
 CAUSE_LIMIT = 400
+WORKER_INPUT = "n8n_verify"  # what a pytest-xdist worker gets from the controller
 # Checks that run only when asked for; a run without them still counts as verified.
 OPT_IN_CHECKS = frozenset({"test_credentials_connect"})
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
@@ -403,10 +406,19 @@ def apply_verify_settings(config: pytest.Config, environ: Mapping[str, str]) -> 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     """Load the snapshots and, unless told otherwise, point the HTML and JUnit reports."""
-    if not _runs_verify_suite(config) or hasattr(config, "workerinput"):
+    if not _runs_verify_suite(config):
         return
+    worker: dict[str, Any] | None = getattr(config, "workerinput", None)
     try:
         apply_verify_settings(config, os.environ)
+        if worker is not None:  # a parallel worker: what the controller fetched and chose
+            chosen = worker.get(WORKER_INPUT)
+            if chosen is None:
+                raise pytest.UsageError("a verify worker was started without its snapshots")
+            config.option.snapshots = Path(chosen["snapshots"])
+            config.option.key_store = Path(chosen["key_store"])
+            config.option.runtime = chosen["runtime"]
+            config.option.repo = config.option.key_repo = None
         for url in config.getoption("notify"):
             check_url(url)
         cases = _load_cases(config)
@@ -414,6 +426,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     config.stash[CASES_KEY] = cases
     config.stash[SUMMARIES_KEY] = {case.case_id: SnapshotSummary(case.case_id) for case in cases}
+    if worker is not None:
+        return  # the controller reports, records and notifies
     config.stash[STARTED_KEY] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     _say(config, ping_start(config.getoption("notify")))
     config.pluginmanager.register(VerifyReportTitle(), "verify.report-title")
@@ -429,6 +443,46 @@ def pytest_configure(config: pytest.Config) -> None:
     config.option.self_contained_html = True
     if not config.option.xmlpath:
         config.option.xmlpath = str(reports / f"verify-{stamp}.xml")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist: each worker verifies what the controller fetched, with its runtime."""
+    config = node.config
+    cases = config.stash.get(CASES_KEY, None)
+    if cases:
+        node.workerinput[WORKER_INPUT] = {
+            "snapshots": str(config.getoption("snapshots")),
+            "key_store": str(config.getoption("key_store")),
+            "runtime": cases[0].runtime,
+        }
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist: each snapshot-and-target group on one worker, whatever --dist says."""
+    if not config.stash.get(CASES_KEY, None):
+        return None
+    return snapshot_scheduler(config, log)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto``: no more workers than cores, nor than memory holds n8n instances."""
+    if not _runs_verify_suite(config):
+        return None
+    return parallel_workers(os.cpu_count() or 1, available_memory())
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Under pytest-xdist the controller learns each snapshot's summary from its worker."""
+    data = getattr(report, "n8n_verify_summary", None)
+    node = getattr(report, "node", None)
+    if data is None or node is None:
+        return  # a serial run: the summary is this process's own
+    summaries = node.config.stash.get(SUMMARIES_KEY, None)
+    if summaries is not None:
+        summaries[data["case_id"]] = SnapshotSummary.from_wire(data)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -505,17 +559,24 @@ def pytest_runtest_makereport(
         first = summary.setup_failures.setdefault(cause, name) if report.when == "setup" else name
         if first != name:  # a fixture failed once: its dependents point there, nothing repeated
             report.longrepr = f"not run: {plain_check_name(first)} failed (see {first})"
-            return report
-        summary.causes.append(f"{name}: {cause}")
-        log = case.instance_log()
-        if log:
-            from pytest_html import extras
-
-            previous = getattr(report, "extras", [])
-            report.extras = [*previous, extras.text(log, name="n8n log")]  # type: ignore[attr-defined]
+        else:
+            summary.causes.append(f"{name}: {cause}")
+            _attach_log(report, case)
     elif report.when == "call" and report.passed:
         summary.passed.add(name)
+    if hasattr(item.config, "workerinput"):
+        report.n8n_verify_summary = summary.to_wire()  # type: ignore[attr-defined]
     return report
+
+
+def _attach_log(report: pytest.TestReport, case: SnapshotCase) -> None:
+    """n8n's log, collapsed in the report, beside the check that failed first."""
+    log = case.instance_log()
+    if log:
+        from pytest_html import extras
+
+        previous = getattr(report, "extras", [])
+        report.extras = [*previous, extras.text(log, name="n8n log")]  # type: ignore[attr-defined]
 
 
 def _junit_properties(case: SnapshotCase, summary: SnapshotSummary) -> list[tuple[str, object]]:
@@ -609,8 +670,8 @@ def _say(config: pytest.Config, problems: list[str]) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Record each verified snapshot's result beside it, for ``n8n-backup list`` and ``prune``."""
     cases: list[SnapshotCase] | None = session.config.stash.get(CASES_KEY, None)
-    if not cases:
-        return
+    if not cases or hasattr(session.config, "workerinput"):
+        return  # on a parallel worker: the controller records
     summaries = session.config.stash[SUMMARIES_KEY]
     verified_at = datetime.now(UTC).isoformat(timespec="seconds")
     by_folder: dict[Path, list[TargetResult]] = {}
@@ -661,10 +722,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         }
         _say(session.config, remote.record(verdicts))
     metrics_file = session.config.getoption("metrics_file")
-    if metrics_file and remote is None:
+    if metrics_file:
         try:
-            write_metrics(Path(session.config.getoption("snapshots")), metrics_file)
-        except OSError as exc:
+            if remote is None:
+                write_metrics(Path(session.config.getoption("snapshots")), metrics_file)
+            else:
+                write_repository_metrics(stored_snapshots(remote.repo), metrics_file)
+        except (OSError, BackupError) as exc:
             _say(session.config, [f"cannot write the metrics file: {exc}"])
 
 

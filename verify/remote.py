@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backup.atomic import make_private_dir
+from backup.errors import InputError
 from backup.keystore import KeyStore
 from backup.repository import keys as key_copies
 from backup.repository import snapshots as stored
@@ -48,6 +49,11 @@ def fetch_remote(
     repo: ResticRepository, wanted: list[str], key_repo: ResticRepository | None
 ) -> RemoteSnapshots:
     """Fetch the ``wanted`` snapshots (``latest`` by default) and, with ``key_repo``, the keys."""
+    if key_repo is not None and key_repo.password.same_secret_as(repo.password):
+        raise InputError(
+            "the key repository's password is the snapshot repository's: give it a secret of "
+            "its own, or one thief holds both"
+        )
     folder = make_private_dir(Path(tempfile.mkdtemp(prefix="n8n-verify-repo-")))
     remote = RemoteSnapshots(repo, folder)
     try:

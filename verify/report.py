@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 from backup.manifest import Manifest
 
@@ -60,6 +61,22 @@ class SnapshotSummary:
         self.expected_credentials = manifest.counts.credentials
         self.active_in_snapshot = [w.name for w in manifest.workflows if w.active]
         self.executions = manifest.counts.executions
+
+    def to_wire(self) -> dict[str, Any]:
+        """Plain data (no sets) for a parallel worker's report to carry to the controller."""
+        data = asdict(self)
+        data["passed"] = sorted(self.passed)
+        data["required"] = sorted(self.required)
+        return data
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> SnapshotSummary:
+        """The summary a worker sent (see ``to_wire``)."""
+        known = {f.name for f in fields(cls)}
+        summary = cls(**{name: value for name, value in data.items() if name in known})
+        summary.passed = set(summary.passed)
+        summary.required = frozenset(summary.required)
+        return summary
 
     def counts(self) -> dict[str, int | None]:
         """What was expected and found, for the machine-readable result."""

@@ -8,6 +8,7 @@ would trust.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -68,15 +69,22 @@ def install(version: str = DEFAULT_N8N_VERSION, log: bool = True) -> Path:
         raise RuntimeInstallError("npm is not on PATH: install Node.js and npm first")
     final = runtime_dir(version)
     final.parent.mkdir(parents=True, exist_ok=True)
+    # One install of a version at a time, across processes (parallel verify workers): the
+    # others wait here and then find it installed.
+    with open(final.parent / f".{final.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        finished_meanwhile = installed_launcher(version)
+        if finished_meanwhile:
+            return finished_meanwhile
+        return _install_unlocked(version, final, log)
+
+
+def _install_unlocked(version: str, final: Path, log: bool) -> Path:
     staging = final.parent / f".staging-{final.name}-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
         _build(staging, version, log)
-        finished_meanwhile = installed_launcher(version)  # by a concurrent install
-        if finished_meanwhile:
-            shutil.rmtree(staging, ignore_errors=True)
-            return finished_meanwhile
         shutil.rmtree(final, ignore_errors=True)  # an incomplete leftover without the marker
         staging.rename(final)
         # Paths inside the launcher name the final folder, so it is written after the rename.

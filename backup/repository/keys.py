@@ -7,10 +7,11 @@ import os
 import tempfile
 from pathlib import Path
 
-from backup.atomic import PRIVATE_DIR_MODE, make_private_dir
+from backup.atomic import PRIVATE_DIR_MODE
 from backup.errors import KeyStoreError, RepositoryError
 from backup.keystore import KEY_SUFFIX, KeyStore
 from backup.repository.restic import ResticRepository
+from backup.repository.snapshots import restore_folder
 
 KEYS_MARK = "n8n-backup-keys"
 KEYS_HOST = "n8n-backup-keys"
@@ -20,10 +21,13 @@ def stored_keys(store: KeyStore) -> dict[str, str]:
     """Every key of a key store, fingerprint -> key (each one checked against its name)."""
     if not store.root.is_dir():
         raise KeyStoreError(f"key store {store.root} is not a folder")
-    return {
-        path.name.removesuffix(KEY_SUFFIX): store.load(path.name.removesuffix(KEY_SUFFIX))
-        for path in sorted(store.root.glob(f"*{KEY_SUFFIX}"))
-    }
+    keys = {}
+    for path in sorted(store.root.glob(f"*{KEY_SUFFIX}")):
+        if path.is_symlink() or not path.is_file():
+            continue  # only regular files are keys; a link is not followed
+        fingerprint = path.name.removesuffix(KEY_SUFFIX)
+        keys[fingerprint] = store.load(fingerprint)
+    return keys
 
 
 def copy_keys(source: KeyStore, target: KeyStore) -> int:
@@ -39,7 +43,11 @@ def copy_keys(source: KeyStore, target: KeyStore) -> int:
 
 
 def push(store: KeyStore, repo: ResticRepository) -> int:
-    """Store the whole key store in ``repo`` (as one snapshot); the number of keys pushed."""
+    """Store the key store in ``repo`` as a new snapshot; the number of keys pushed. Keys the
+    repository has and this store lacks are pulled first: the newest pushed store always holds
+    every key ever pushed."""
+    if repo.snapshots(KEYS_MARK):
+        pull(repo, store)
     keys = stored_keys(store)
     if not keys:
         raise KeyStoreError(f"key store {store.root} holds no key: nothing to push")
@@ -56,18 +64,8 @@ def pull(repo: ResticRepository, store: KeyStore) -> int:
             "`n8n-backup keys push`"
         )
     newest = pushed[-1]
+    name = Path(newest.paths[0]).name if len(newest.paths) == 1 else ""
     with tempfile.TemporaryDirectory(prefix="n8n-keys-") as staging:
         os.chmod(staging, PRIVATE_DIR_MODE)
-        repo.restore(newest.id, Path(staging))
-        restored = Path(staging) / Path(newest.paths[0] if newest.paths else "-").name
-        if restored.is_symlink() or not restored.is_dir():
-            raise RepositoryError(f"restic snapshot {newest.short_id} holds no key store folder")
-        make_private_dir(restored)
-        for path in restored.iterdir():
-            os.chmod(path, 0o600)
+        restored = restore_folder(repo, newest, name, Path(staging))
         return copy_keys(KeyStore(restored), store)
-
-
-def key_count(store: KeyStore) -> int:
-    """How many keys a store holds (their values are not read)."""
-    return len(list(store.root.glob(f"*{KEY_SUFFIX}"))) if store.root.is_dir() else 0

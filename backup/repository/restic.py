@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ _RESTIC_ENV = (
     "RESTIC_REPOSITORY_FILE",
 )
 COMMAND_TIMEOUT = 3600.0
+STOP_TIMEOUT = 10.0
+_BACKEND = re.compile(r"[a-z][a-z0-9]*:")  # sftp:, rest:, s3:, local:...; else a path
 _UNREACHABLE = re.compile(
     r"connection refused|dial tcp|no such host|network is unreachable|i/o timeout|"
     r"unable to start the sftp session|ssh: connect|connection reset|Connection closed",
@@ -118,25 +121,34 @@ class ResticRepository:
         restic = shutil.which("restic")
         if restic is None:
             raise RepositoryError(f"restic is not installed: {INSTALL_HINT}")
-        command = [restic, "--repo", self.location, *self._option_args(), *args]
+        # The location goes in the environment: a URL may hold credentials, and `ps` shows
+        # every command line.
+        command = [restic, *self._option_args(), *args]
         try:
-            done = subprocess.run(
+            process = subprocess.Popen(
                 command,
                 cwd=cwd,
-                env=self._environ(),
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
+                env={**self._environ(), "RESTIC_REPOSITORY": self.location},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 stdin=subprocess.DEVNULL,
+                text=True,
             )
+        except OSError as exc:
+            raise RepositoryError(f"cannot run restic: {exc.strerror or exc}") from None
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
+            _stop(process)
             raise RepositoryError(
                 f"restic {args[0]} on {self.shown} did not finish in {timeout:.0f} s"
             ) from None
-        if done.returncode != 0:
-            raise RepositoryError(self._failure(args[0], done.stderr))
-        return done.stdout
+        except BaseException:
+            _stop(process)  # interrupted: restic removes its lock on SIGINT
+            raise
+        if process.returncode != 0:
+            raise RepositoryError(self._failure(args[0], stderr))
+        return stdout
 
     @property
     def shown(self) -> str:
@@ -213,15 +225,16 @@ class ResticRepository:
                 continue
             if node.get("struct_type") == "snapshot" and snapshot is None:
                 snapshot = _snapshot(node)
-            elif node.get("type") == "file":
+            elif node.get("type") == "file" and isinstance(node.get("size", 0), int):
                 files[str(node.get("path"))] = int(node.get("size") or 0)
         if snapshot is None:
             raise RepositoryError(f"restic ls on {self.shown} did not describe {snapshot_id}")
         return snapshot, files
 
-    def restore(self, snapshot_id: str, target: Path) -> None:
-        """Restore a snapshot under ``target`` (restic recreates its absolute paths there)."""
-        self.run("restore", snapshot_id, "--target", str(target))
+    def restore(self, snapshot_id: str, target: Path, include: str) -> None:
+        """Restore the ``include`` path of a snapshot's tree (``/<folder name>``) under
+        ``target``, and nothing else the snapshot may hold."""
+        self.run("restore", snapshot_id, "--target", str(target), "--include", include)
 
     def retag(self, snapshot_id: str, add: Sequence[str], remove: Sequence[str] = ()) -> None:
         """Add and remove tags of one snapshot (restic rewrites it under a new id)."""
@@ -261,8 +274,8 @@ class ResticRepository:
             when = f" since {since.group(1).strip()}" if since else ""
             return (
                 f"the restic repository {where} is locked by {locked.group(1).strip()}{when}: if "
-                f"no restic runs on it any more, remove the stale lock with `restic -r {where} "
-                "unlock` (n8n-backup never unlocks on its own)"
+                "no restic runs on it any more, remove the stale lock with `restic -r "
+                "REPOSITORY unlock` (n8n-backup never unlocks on its own)"
             )
         if "Is there a repository at the following location?" in stderr:
             if _UNREACHABLE.search(stderr):
@@ -278,9 +291,20 @@ class ResticRepository:
         return f"restic {command} failed on {where}: {_last_line(stderr)}"
 
 
+def _stop(process: subprocess.Popen[str]) -> None:
+    """Stop restic the way it cleans up after itself (SIGINT: its lock goes), then for sure."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.communicate(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+
+
 def _without_credentials(text: str) -> str:
-    """``scheme://user:password@host`` -> ``scheme://***@host``, wherever it appears."""
-    return re.sub(r"//[^/@\s\"']+@", "//***@", text)
+    """``scheme://user:password@host`` -> ``scheme://***@host``, wherever it appears (up to the
+    last ``@`` before the host, as restic reads it)."""
+    return re.sub(r"//[^/\s\"']*@", "//***@", text)
 
 
 def _last_line(stderr: str) -> str:
@@ -312,13 +336,19 @@ def repository(
     """A repository from the options given; ``what`` names it in errors ("--repo")."""
     if not location:
         raise InputError(f"give {what} REPOSITORY (a restic repository location)")
+    shown = printable(_without_credentials(location))
     if password is None:
         raise InputError(
-            f"no password for {what} {printable(location)}: give {what}-password-file FILE or "
+            f"no password for {what} {shown}: give {what}-password-file FILE or "
             f"{what}-password-command CMD (or set {PASSWORD_FILE_ENV})"
         )
     if password.file is not None and not password.file.is_file():
         raise InputError(f"password file {password.file} for {what} is not a readable file")
+    # restic runs in other folders (a backup from the snapshot's parent): no relative paths.
+    if password.file is not None:
+        password = Password(file=password.file.absolute())
+    if not _BACKEND.match(location):
+        location = str(Path(location).absolute())
     for option in options:
         if "=" not in option:
             raise InputError(f"{what}-option {option!r} is not KEY=VALUE (e.g. sftp.command=...)")

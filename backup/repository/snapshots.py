@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 from backup.atomic import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, make_private_dir
@@ -25,6 +25,7 @@ from backup.retention import RetentionPolicy
 MARK = "n8n-backup"  # every n8n snapshot carries it; other snapshots in the repository are not ours
 SNAPSHOT_TAG, INSTANCE_TAG, VERSION_TAG = "snapshot", "instance", "n8n"
 VERIFIED_TAG, FAILED_TAG = "verified", "failed"
+CHECKED_TAG, STAMP = "checked", "%Y%m%dT%H%M%SZ"  # checked:<target version>@<UTC time>
 _FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
 
 
@@ -58,6 +59,19 @@ class StoredSnapshot:
     def failed(self) -> list[str]:
         """Target versions it failed verification on."""
         return self.stored.tag_values(FAILED_TAG)
+
+    def verifications(self) -> dict[str, tuple[bool, datetime]]:
+        """Target version -> (passed, when), as verify tagged them (``checked:V@TIME``)."""
+        found: dict[str, tuple[bool, datetime]] = {}
+        for value in self.stored.tag_values(CHECKED_TAG):
+            version, _, stamp = value.partition("@")
+            try:
+                when = datetime.strptime(stamp, STAMP).replace(tzinfo=UTC)
+            except ValueError:
+                continue
+            if version in self.verified or version in self.failed:
+                found[version] = (version in self.verified, when)
+        return found
 
     @property
     def verified_ok(self) -> bool:
@@ -97,14 +111,18 @@ def store(repo: ResticRepository, folder: Path, say: Callable[[str], None]) -> S
     manifest = Manifest.load(folder)
     say(f"storing snapshot {manifest.snapshot_id} in the restic repository {repo.shown}")
     restic_id = repo.backup(folder, snapshot_tags(manifest), host=instance_of(manifest))
-    return StoredSnapshot(_confirm(repo, restic_id, folder))
+    return StoredSnapshot(_confirm(repo, restic_id, folder, manifest.snapshot_id))
 
 
-def _confirm(repo: ResticRepository, restic_id: str, folder: Path) -> RepoSnapshot:
-    """The stored snapshot, once the repository shows every local file in it with its size:
-    else an error (and the local copy stays)."""
+def _confirm(
+    repo: ResticRepository, restic_id: str, folder: Path, snapshot_id: str
+) -> RepoSnapshot:
+    """The stored snapshot, once the repository shows every local file in it with its size
+    (sizes, not contents: restic checks its own contents), else an error (the local copy
+    stays)."""
     stored, files = repo.listing(restic_id)
-    if MARK not in stored.tags:
+    tagged = stored.tag_value(SNAPSHOT_TAG)
+    if MARK not in stored.tags or tagged != snapshot_id or not stored.id.startswith(restic_id):
         raise RepositoryError(
             f"restic snapshot {restic_id} in {repo.shown} is not the one just stored: the local "
             "copy is kept"
@@ -137,18 +155,21 @@ def select(stored: list[StoredSnapshot], wanted: Sequence[str]) -> list[StoredSn
     """``latest`` (the newest of each instance; the default), ``all``, or snapshot ids
     (n8n-backup's, or restic's ids or their 8-character prefixes)."""
     wanted = list(wanted) or ["latest"]
+    # The same n8n snapshot stored twice is one snapshot: its newest copy.
+    by_id = {item.snapshot_id: item for item in stored}  # oldest first: the newest wins
+    unique = sorted(by_id.values(), key=lambda item: item.stored.time)
     if wanted == ["all"]:
-        return stored
+        return unique
     if wanted == ["latest"]:
-        newest: dict[str, StoredSnapshot] = {}
-        for item in stored:  # oldest first: the last one of an instance wins
-            newest[item.instance] = item
+        newest = {item.instance: item for item in unique}  # the last of an instance wins
         return sorted(newest.values(), key=lambda item: item.stored.time)
+    if {"all", "latest"} & set(wanted):
+        raise InputError("give all, latest, or snapshot ids, not a mix of them")
     chosen: list[StoredSnapshot] = []
     for name in wanted:
         matches = [
             item
-            for item in stored
+            for item in unique
             if name in (item.snapshot_id, item.stored.short_id)
             or (len(name) >= 8 and item.stored.id.startswith(name))
         ]
@@ -157,7 +178,13 @@ def select(stored: list[StoredSnapshot], wanted: Sequence[str]) -> list[StoredSn
                 f"no n8n snapshot {printable(name)} in the repository: `n8n-backup list --repo` "
                 "lists them"
             )
-        chosen.extend(match for match in matches if match not in chosen)
+        if len(matches) > 1:
+            raise InputError(
+                f"{printable(name)} names {len(matches)} snapshots in the repository: give more "
+                "of the id"
+            )
+        if matches[0] not in chosen:
+            chosen.append(matches[0])
     return chosen
 
 
@@ -170,28 +197,34 @@ def fetch(repo: ResticRepository, item: StoredSnapshot, into: Path) -> Path:
     make_private_dir(into)
     with tempfile.TemporaryDirectory(prefix=".fetch-", dir=into) as staging:
         os.chmod(staging, PRIVATE_DIR_MODE)
-        repo.restore(item.stored.id, Path(staging))
-        restored = Path(staging) / name  # stored from its parent folder, under its name
-        inside = Path(staging).resolve() in restored.resolve().parents
-        if not inside or restored.is_symlink() or not restored.is_dir():
-            raise RepositoryError(
-                f"restic snapshot {item.stored.short_id} did not restore a snapshot folder"
-            )
-        _make_private(restored)
+        restored = restore_folder(repo, item.stored, name, Path(staging))
         restored.rename(target)
     return target
 
 
-def _make_private(folder: Path) -> None:
-    """Snapshot permissions, whatever the repository recorded: 0700 folders, 0600 files."""
-    os.chmod(folder, PRIVATE_DIR_MODE)
-    for path in folder.rglob("*"):
-        if path.is_symlink():
+def restore_folder(repo: ResticRepository, stored: RepoSnapshot, name: str, staging: Path) -> Path:
+    """Restore the folder ``name`` a snapshot holds into ``staging`` (private), keeping only
+    folders and regular files: 0700 and 0600, whatever the repository recorded."""
+    if not _FOLDER_NAME.fullmatch(name):
+        raise RepositoryError(f"restic snapshot {stored.short_id} holds no plain folder name")
+    repo.restore(stored.id, staging, f"/{name}")
+    restored = staging / name
+    if restored.is_symlink() or not restored.is_dir():
+        raise RepositoryError(f"restic snapshot {stored.short_id} did not restore a folder")
+    for path in [restored, *restored.rglob("*")]:  # rglob does not follow links
+        mode = os.lstat(path).st_mode
+        if stat.S_ISLNK(mode):
             path.unlink()  # a snapshot holds no links; one from a repository is not followed
-        elif path.is_dir():
+        elif stat.S_ISDIR(mode):
             os.chmod(path, PRIVATE_DIR_MODE)
-        else:
+        elif stat.S_ISREG(mode):
             os.chmod(path, PRIVATE_FILE_MODE)
+        else:
+            raise RepositoryError(
+                f"restic snapshot {stored.short_id} holds {printable(path.name)}, which is "
+                "neither a file nor a folder: not fetched"
+            )
+    return restored
 
 
 def record_verification(
@@ -199,8 +232,16 @@ def record_verification(
 ) -> None:
     """Tag the stored snapshot with each target version's result (verified:V or failed:V),
     replacing that version's earlier result; anyone listing the repository sees it."""
+    now = datetime.now(UTC).strftime(STAMP)
     add = [f"{VERIFIED_TAG if ok else FAILED_TAG}:{version}" for version, ok in results.items()]
+    add += [f"{CHECKED_TAG}:{version}@{now}" for version in results]
     remove = [f"{FAILED_TAG if ok else VERIFIED_TAG}:{version}" for version, ok in results.items()]
+    remove += [
+        tag
+        for tag in item.stored.tags
+        if tag.startswith(f"{CHECKED_TAG}:")
+        and tag[len(CHECKED_TAG) + 1 :].partition("@")[0] in results
+    ]
     stale = [tag for tag in remove if tag in item.stored.tags]
     fresh = [tag for tag in add if tag not in item.stored.tags]
     if fresh or stale:
@@ -238,17 +279,27 @@ def plan_prune(repo: ResticRepository, policy: RetentionPolicy) -> PrunePlan:
         )
         if count > 0
     ] or ["--keep-last=1"]  # no period: the newest only, as the local prune keeps
-    groups = repo.json("forget", "--dry-run", "--tag", MARK, "--group-by", "host", *keep_args)
+    # A plan changes nothing: no lock, so it works while a nightly store or verify runs.
+    groups = repo.json(
+        "forget", "--dry-run", "--no-lock", "--tag", MARK, "--group-by", "host", *keep_args
+    )
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        raise RepositoryError(f"restic forget on {repo.shown} answered no plan")
     stored = {item.stored.id: item for item in stored_snapshots(repo)}  # oldest first
     reasons: dict[str, list[str]] = {}
     removed: list[str] = []
-    for group in groups or []:
+    for group in groups:
         kept = group.get("keep") or []
         whys = group.get("reasons") or []  # one per kept snapshot, in the same order
         for index, raw in enumerate(kept):
-            matches = whys[index].get("matches") if index < len(whys) else None
-            reasons.setdefault(str(raw.get("id")), []).extend(matches or [])
-        removed += [str(raw.get("id")) for raw in group.get("remove") or []]
+            why = whys[index] if index < len(whys) and isinstance(whys[index], dict) else {}
+            matches = [str(match) for match in why.get("matches") or []]
+            reasons.setdefault(str(raw.get("id")) if isinstance(raw, dict) else "", []).extend(
+                matches
+            )
+        removed += [
+            str(raw.get("id")) for raw in group.get("remove") or [] if isinstance(raw, dict)
+        ]
     newest_ok: dict[str, StoredSnapshot] = {}
     for item in stored.values():
         if item.verified_ok:  # oldest first: the last verified one of an instance wins
@@ -268,11 +319,6 @@ def prune(repo: ResticRepository, policy: RetentionPolicy, *, dry_run: bool) -> 
         repo.forget([item.stored.id for item in plan.remove])
         repo.prune()
     return plan
-
-
-def remove_local(folder: Path) -> None:
-    """The local copy of a snapshot that the repository holds (confirmed) goes."""
-    shutil.rmtree(folder)
 
 
 def format_stored(items: list[StoredSnapshot], as_json: bool) -> str:

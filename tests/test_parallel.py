@@ -1,0 +1,170 @@
+"""Parallel verification with pytest-xdist: each snapshot-and-target group on one worker with
+its own n8n, one merged report, the same verdicts, causes and records as a serial run, nothing
+left running; -n auto bounded by memory as well as cores."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from backup.verification_record import read_record
+from tests.n8n_support import TakenSnapshot, copy_variant, flip_middle_byte
+from tests.verify_runner import VERIFY_CHECKS, resign_manifest, run_verify, verify_command
+from verify.parallel import (
+    N8N_WORKER_BYTES,
+    available_memory,
+    parallel_workers,
+    snapshot_group,
+)
+
+PROCESS = ("--runtime", "process", "--quiet-seconds", "1")
+GIB = 1024**3
+
+
+def test_auto_workers_are_bounded_by_memory_and_cores(tmp_path: Path) -> None:
+    assert parallel_workers(2, 24 * GIB) == 2
+    assert parallel_workers(16, 4 * GIB) == 4 * GIB // N8N_WORKER_BYTES
+    assert parallel_workers(4, 100 * 1024 * 1024) == 1  # never none
+    assert parallel_workers(3, None) == 3  # memory unknown: cores decide
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24683520 kB\nMemAvailable:    2097152 kB\n")
+    assert available_memory(meminfo) == 2 * GIB
+    assert available_memory(tmp_path / "missing") is None
+    assert available_memory() is not None  # this machine's
+
+
+def test_a_group_is_a_snapshot_and_target() -> None:
+    assert snapshot_group("verify/test_snapshot.py::test_files[2026-a@2.40.7]") == "2026-a@2.40.7"
+    assert snapshot_group("verify/test_snapshot.py::test_boot[b]") == "b"
+    assert snapshot_group("tests/test_x.py::test_plain") == "tests/test_x.py::test_plain"
+
+
+def _restored_folders() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("n8n-restore-*")}
+
+
+def _instances_of(folders: set[str]) -> list[int]:
+    """Running processes whose n8n user folder is one of these restore folders."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for entry in environ:
+            if entry.startswith(b"N8N_USER_FOLDER=/") and any(
+                name.encode() in entry for name in folders
+            ):
+                found.append(int(proc.name))
+    return found
+
+
+def _outcomes(run_dir: Path, report: Path) -> dict[str, tuple[str, list[str]]]:
+    result = json.loads(report.with_suffix(".json").read_text())
+    return {
+        Path(entry["snapshot_folder"]).name: (entry["result"], entry["causes"])
+        for entry in result["entries"]
+    }
+
+
+def test_two_workers_give_the_serial_verdicts_causes_and_records(
+    pytester: pytest.Pytester, taken: TakenSnapshot, tmp_path: Path
+) -> None:
+    root = tmp_path / "four"
+    root.mkdir()
+    copy_variant(taken, root, "good-a")
+    copy_variant(taken, root, "good-b")
+    flip_middle_byte(copy_variant(taken, root, "flipped-byte") / "database.sqlite")
+    wrong = copy_variant(taken, root, "wrong-key")
+    # Every copy has the same key: this one names a key the store does not have.
+    resign_manifest(wrong, taken.key_store, key_fingerprint="0" * 32)
+    before = _restored_folders()
+
+    serial = run_verify(pytester, root, taken.key_store, *PROCESS)
+    serial_outcomes = _outcomes(root, serial.report)
+    serial_records = {p.name: read_record(p) for p in root.iterdir() if p.is_dir()}
+    for record in serial_records.values():
+        assert record is not None
+
+    parallel = run_verify(pytester, root, taken.key_store, *PROCESS, "-n", "2")
+    assert any("2 workers" in line for line in parallel.result.outlines), parallel.result.outlines[
+        :5
+    ]
+    parallel_outcomes = _outcomes(root, parallel.report)
+    assert parallel_outcomes == serial_outcomes
+    assert {name: result for name, (result, _) in parallel_outcomes.items()} == {
+        "good-a": "PASSED",
+        "good-b": "PASSED",
+        "flipped-byte": "FAILED",
+        "wrong-key": "FAILED",
+    }
+    assert parallel.failures == serial.failures
+    for name, record in serial_records.items():
+        again = read_record(root / name)
+        assert again is not None and record is not None
+        assert [(t.target_version, t.result, t.causes) for t in again.targets] == [
+            (t.target_version, t.result, t.causes) for t in record.targets
+        ]
+        assert again.verified_at >= record.verified_at
+    # One report with every test, as in the serial run; the summary has every snapshot.
+    cases = list(ET.parse(parallel.report.with_suffix(".xml")).iter("testcase"))
+    assert len(cases) == 4 * VERIFY_CHECKS
+    html = parallel.report.read_text(encoding="utf-8")
+    for name in ("good-a", "good-b", "flipped-byte", "wrong-key"):
+        assert f'<td data-label="snapshot">{name}</td>' in html
+    new = _restored_folders() - before
+    assert not new, f"restore folders left behind: {new}"
+
+
+def test_ctrl_c_under_xdist_leaves_nothing_running(taken: TakenSnapshot, tmp_path: Path) -> None:
+    root = tmp_path / "two"
+    root.mkdir()
+    copy_variant(taken, root, "one")
+    copy_variant(taken, root, "two")
+    before = _restored_folders()
+    verify = subprocess.Popen(
+        verify_command(
+            root,
+            taken.key_store,
+            *PROCESS,
+            "--quiet-seconds",
+            "60",
+            "-n",
+            "2",
+            "-p",
+            "no:cacheprovider",
+        ),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            booted = _instances_of(_restored_folders() - before)
+            if len(booted) >= 2:
+                break
+            time.sleep(1)
+        assert _instances_of(_restored_folders() - before), "no n8n booted under xdist"
+        os.killpg(verify.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
+        verify.wait(timeout=120)
+    finally:
+        if verify.poll() is None:
+            os.killpg(verify.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while _instances_of(_restored_folders() - before) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _instances_of(_restored_folders() - before) == [], "an n8n outlived Ctrl-C"
+    left = _restored_folders() - before
+    assert not left, f"restore folders left behind: {left}"

@@ -1,0 +1,51 @@
+"""How many parallel verify workers a machine carries: pytest-xdist's ``-n auto`` bounded by
+memory as well as by cores (each worker boots its own n8n)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+# What one booted n8n with a restored instance takes, measured on 2.40.7 (about 700 MB at peak
+# for 5,000 workflows); with verify's own process beside it.
+N8N_WORKER_BYTES = 800 * 1024 * 1024
+MEMINFO = Path("/proc/meminfo")
+
+
+def available_memory(meminfo: Path = MEMINFO) -> int | None:
+    """The memory the kernel says is available for new work (MemAvailable), in bytes."""
+    try:
+        for line in meminfo.read_text(encoding="ascii").splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def parallel_workers(cores: int, memory: int | None) -> int:
+    """Workers for ``-n auto``: one per core, no more than memory holds, at least one."""
+    by_memory = cores if memory is None else memory // N8N_WORKER_BYTES
+    return max(1, min(cores, by_memory))
+
+
+def snapshot_group(nodeid: str) -> str:
+    """The group a verify test belongs to: its snapshot-and-target (the test's parameter id,
+    ``test_files[<case id>]`` -> ``<case id>``); any other test is a group of its own."""
+    name = nodeid.rsplit("::", 1)[-1]
+    if "[" in name and name.endswith("]"):
+        return name.split("[", 1)[1][:-1]
+    return nodeid
+
+
+def snapshot_scheduler(config: Any, log: Any) -> Any:
+    """pytest-xdist's scope scheduler, scoped by snapshot-and-target: each group's checks run
+    on one worker, which boots its n8n once (xdist's own ``loadgroup`` relies on rewriting test
+    ids, which pytest 9 no longer reads)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SnapshotGroups(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return snapshot_group(nodeid)
+
+    return SnapshotGroups(config, log)
