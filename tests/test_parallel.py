@@ -18,10 +18,13 @@ import pytest
 from backup.verification_record import read_record
 from tests.n8n_support import TakenSnapshot, copy_variant, flip_middle_byte
 from tests.verify_runner import VERIFY_CHECKS, resign_manifest, run_verify, verify_command
+from verify.merge import main as verify_merge
 from verify.parallel import (
     N8N_WORKER_BYTES,
     available_memory,
     parallel_workers,
+    parse_shard,
+    shard_groups,
     snapshot_group,
 )
 
@@ -45,6 +48,18 @@ def test_a_group_is_a_snapshot_and_target() -> None:
     assert snapshot_group("verify/test_snapshot.py::test_files[2026-a@2.40.7]") == "2026-a@2.40.7"
     assert snapshot_group("verify/test_snapshot.py::test_boot[b]") == "b"
     assert snapshot_group("tests/test_x.py::test_plain") == "tests/test_x.py::test_plain"
+
+
+def test_shards_cover_every_group_exactly_once() -> None:
+    groups = [f"2026112{day}T000000Z-{day:06x}@2.40.7" for day in range(7)] + ["a", "b"]
+    for shards in (1, 2, 3, 4, 9):
+        covered = [shard_groups(groups, k, shards) for k in range(1, shards + 1)]
+        assert sorted(g for part in covered for g in part) == sorted(groups)
+        assert max(map(len, covered)) - min(map(len, covered)) <= 1, "unbalanced"
+    assert parse_shard("2/3") == (2, 3)
+    for wrong in ("0/2", "3/2", "x/2", "2"):
+        with pytest.raises(ValueError):
+            parse_shard(wrong)
 
 
 def _restored_folders() -> set[str]:
@@ -124,6 +139,26 @@ def test_two_workers_give_the_serial_verdicts_causes_and_records(
         assert f'<td data-label="snapshot">{name}</td>' in html
     new = _restored_folders() - before
     assert not new, f"restore folders left behind: {new}"
+
+    # A CI matrix of two machines: each verifies its shard; the merge equals the serial run.
+    shard_results = []
+    for shard in ("1/2", "2/2"):
+        run = run_verify(pytester, root, taken.key_store, *PROCESS, "--shard", shard)
+        shard_results.append(run.report.with_suffix(".json"))
+        assert len(_outcomes(root, run.report)) == 2
+    merged_dir = tmp_path / "merged"
+    assert verify_merge(["--out", str(merged_dir), *map(str, shard_results)]) == 1  # FAILED
+    (merged,) = merged_dir.glob("verify-merged-*.json")
+    body = json.loads(merged.read_text())
+    assert {
+        Path(entry["snapshot_folder"]).name: (entry["result"], entry["causes"])
+        for entry in body["entries"]
+    } == serial_outcomes
+    assert len(list(ET.parse(merged.with_suffix(".xml")).iter("testcase"))) == 4 * VERIFY_CHECKS
+    page = merged.with_suffix(".html").read_text()
+    assert "n8n restore verification: FAILED" in page and page.count("shard report") == 4
+    overlap = verify_merge(["--out", str(merged_dir), str(shard_results[0]), str(shard_results[0])])
+    assert overlap == 2, "the same shard twice is an overlap"
 
 
 def test_ctrl_c_under_xdist_leaves_nothing_running(taken: TakenSnapshot, tmp_path: Path) -> None:

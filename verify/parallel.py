@@ -1,5 +1,6 @@
-"""How many parallel verify workers a machine carries: pytest-xdist's ``-n auto`` bounded by
-memory as well as by cores (each worker boots its own n8n)."""
+"""Verifying in parallel: how many pytest-xdist workers a machine carries (``-n auto``,
+bounded by memory as well as cores: each worker boots its own n8n), the scheduler that keeps a
+snapshot-and-target group on one worker, and which groups a CI machine's shard verifies."""
 
 from __future__ import annotations
 
@@ -49,3 +50,19 @@ def snapshot_scheduler(config: Any, log: Any) -> Any:
             return snapshot_group(nodeid)
 
     return SnapshotGroups(config, log)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``--shard K/N`` -> (K, N), 1 <= K <= N; ValueError otherwise."""
+    index, _, count = text.partition("/")
+    shard, shards = int(index), int(count)
+    if not 1 <= shard <= shards:
+        raise ValueError(text)
+    return shard, shards
+
+
+def shard_groups(groups: list[str], shard: int, shards: int) -> set[str]:
+    """This shard's snapshot-and-target groups: every N-th of them in name order, starting at
+    the K-th. Every machine of a CI matrix gets the same snapshots (the same folder, or the same
+    --repo-snapshots), so they agree without talking and cover each group exactly once."""
+    return {group for index, group in enumerate(sorted(set(groups))) if index % shards == shard - 1}

@@ -39,7 +39,13 @@ from verify.cases import (
     SUMMARIES_KEY,
     SnapshotCase,
 )
-from verify.parallel import available_memory, parallel_workers, snapshot_scheduler
+from verify.parallel import (
+    available_memory,
+    parallel_workers,
+    parse_shard,
+    shard_groups,
+    snapshot_scheduler,
+)
 from verify.remote import RemoteSnapshots, fetch_remote, repository_option
 from verify.report import (
     PRINT_CSS,
@@ -106,6 +112,10 @@ REPO_SNAPSHOTS_HELP = (
     "with --repo: latest (newest of each instance; default), all, or snapshot ids "
     "(repeatable, or comma-separated)"
 )
+SHARD_HELP = (
+    "verify only this machine's share of the snapshot-and-target groups, e.g. 2/4 in a CI "
+    "matrix of 4 (every 4th group in name order); n8n-verify-merge joins the shards' results"
+)
 CAUSE_LIMIT = 400
 WORKER_INPUT = "n8n_verify"  # what a pytest-xdist worker gets from the controller
 # Checks that run only when asked for; a run without them still counts as verified.
@@ -154,6 +164,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--repo-snapshots", action="append", default=[], metavar="WHICH", help=REPO_SNAPSHOTS_HELP
     )
+    group.addoption("--shard", metavar="K/N", help=SHARD_HELP)
 
 
 def _module_path(name: str) -> Path | None:
@@ -270,6 +281,16 @@ def _load_cases(config: pytest.Config) -> list[SnapshotCase]:
         for folder in folders
         for target in dict.fromkeys(targets)  # each pair once, in the order given
     ]
+    shard = config.getoption("shard")
+    if shard:
+        try:
+            index, count = parse_shard(shard)
+        except ValueError:
+            raise InputError(f"--shard {shard} is not K/N with 1 <= K <= N (e.g. 1/2)") from None
+        mine = shard_groups([case.case_id for case in cases], index, count)
+        cases = [case for case in cases if case.case_id in mine]
+        if not cases:
+            raise InputError(f"shard {index}/{count} has no snapshot to verify: use fewer shards")
     runtime_name, note = choose_runtime(config.getoption("runtime"), cases)
     if runtime_name == "docker":
         from backup.n8n.instances.docker import disable_ryuk_without_registry
@@ -357,6 +378,7 @@ VERIFY_SETTINGS: dict[str, tuple[str, Callable[[str], object]]] = {
     "key-repo": ("key_repo", str),
     "key-repo-password-file": ("key_repo_password_file", Path),
     "key-repo-password-command": ("key_repo_password_command", str),
+    "shard": ("shard", str),
 }
 
 

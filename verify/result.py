@@ -42,7 +42,7 @@ def write_result(
         "verified_at": verified_at,
         "report": str(html_report),
         "junit": str(junit_report) if junit_report else None,
-        "verdict": _verdict([entry["result"] for entry in entries]),
+        "verdict": verdict_of([entry["result"] for entry in entries]),
         "entries": entries,
     }
     path = result_path(html_report)
@@ -54,7 +54,7 @@ def run_outcome(targets: dict[tuple[str, Path], list[TargetResult]], report: str
     """What notifications say about a run: its verdict, and for each snapshot and target that
     did not pass, its first cause."""
     results = [target for found in targets.values() for target in found]
-    verdict = _verdict([target.result for target in results])
+    verdict = verdict_of([target.result for target in results])
     failing = [
         f"{snapshot_id}@{target.target_version}: {target.result}"
         + (f" ({target.causes[0]})" if target.causes else "")
@@ -81,7 +81,8 @@ def run_outcome(targets: dict[tuple[str, Path], list[TargetResult]], report: str
     return Outcome("verify", verdict == "PASSED", summary, details)
 
 
-def _verdict(results: list[object]) -> str:
+def verdict_of(results: list[object]) -> str:
+    """A run's verdict from its pairs' results: FAILED if one failed, PASSED if all passed."""
     if not results:
         return "NOT RUN"
     if any(result == "FAILED" for result in results):
