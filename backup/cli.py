@@ -30,7 +30,13 @@ from backup.n8n.folder import N8nFolder, locate
 from backup.notify import NOTIFY_ON, ON_FAILURE, Outcome, check_url, notify, ping_start
 from backup.repository import keys as key_copies
 from backup.repository import snapshots as stored
-from backup.repository.restic import Password, ResticRepository, password_source, repository
+from backup.repository.restic import (
+    Password,
+    ResticRepository,
+    password_source,
+    repository,
+    require_own_secret,
+)
 from backup.restore.workflows import restore_workflows
 from backup.retention import RetentionPolicy, prune
 from backup.settings import (
@@ -435,11 +441,7 @@ def _key_repository(args: argparse.Namespace) -> ResticRepository:
     snapshots_password = password_source(
         getattr(args, "repo_password_file", None), getattr(args, "repo_password_command", None)
     ) or Password.from_environ(os.environ)
-    if snapshots_password is not None and repo.password.same_secret_as(snapshots_password):
-        raise InputError(
-            "the key repository's password is the snapshot repository's: give it a secret of "
-            "its own, or one thief holds both"
-        )
+    require_own_secret(repo, snapshots_password)
     return repo
 
 

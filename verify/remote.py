@@ -10,11 +10,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backup.atomic import make_private_dir
-from backup.errors import InputError
+from backup.errors import BackupError
 from backup.keystore import KeyStore
 from backup.repository import keys as key_copies
 from backup.repository import snapshots as stored
-from backup.repository.restic import Password, ResticRepository, password_source, repository
+from backup.repository.restic import (
+    Password,
+    ResticRepository,
+    password_source,
+    repository,
+    require_own_secret,
+)
 
 
 @dataclass
@@ -36,7 +42,7 @@ class RemoteSnapshots:
                 continue
             try:
                 stored.record_verification(self.repo, item, by_target)
-            except Exception as exc:
+            except BackupError as exc:
                 problems.append(f"cannot tag {item.snapshot_id} in {self.repo.shown}: {exc}")
         return problems
 
@@ -49,11 +55,8 @@ def fetch_remote(
     repo: ResticRepository, wanted: list[str], key_repo: ResticRepository | None
 ) -> RemoteSnapshots:
     """Fetch the ``wanted`` snapshots (``latest`` by default) and, with ``key_repo``, the keys."""
-    if key_repo is not None and key_repo.password.same_secret_as(repo.password):
-        raise InputError(
-            "the key repository's password is the snapshot repository's: give it a secret of "
-            "its own, or one thief holds both"
-        )
+    if key_repo is not None:
+        require_own_secret(key_repo, repo.password)
     folder = make_private_dir(Path(tempfile.mkdtemp(prefix="n8n-verify-repo-")))
     remote = RemoteSnapshots(repo, folder)
     try:

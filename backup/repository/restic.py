@@ -353,3 +353,12 @@ def repository(
         if "=" not in option:
             raise InputError(f"{what}-option {option!r} is not KEY=VALUE (e.g. sftp.command=...)")
     return ResticRepository(location, password, tuple(options))
+
+
+def require_own_secret(key_repo: ResticRepository, snapshots_password: Password | None) -> None:
+    """The key repository needs a secret of its own: one password must not open both."""
+    if snapshots_password is not None and key_repo.password.same_secret_as(snapshots_password):
+        raise InputError(
+            "the key repository's password is the snapshot repository's: give it a secret of "
+            "its own, or one thief holds both"
+        )
