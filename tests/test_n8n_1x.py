@@ -116,7 +116,7 @@ def assert_only_removed_nodes_fail(run: VerifyRun, case: str) -> None:
     assert set(run.failures) == {f"test_node_types_load[{case}]"}, run.failures
     said = run.failures[f"test_node_types_load[{case}]"]
     assert "n8n-nodes-base.start v1 (not in this n8n) used by" in said
-    assert "'Production Workflow'" in said
+    assert "('Production Workflow" in said  # the corpus's; a test may have edited its name
     assert "n8n-nodes-base.executeCommand v1 (not in this n8n)" in said
 
 

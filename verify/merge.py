@@ -44,13 +44,16 @@ def merge_results(shards: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
     """The shards' entries as one result; a snapshot-and-target verified by two shards is an
     error (the shards overlapped)."""
     entries: list[dict[str, Any]] = []
-    seen: dict[tuple[str, str], Path] = {}
+    seen: dict[tuple[str, str, str], Path] = {}
     for path, body in shards:
         for entry in body["entries"]:
-            key = (str(entry.get("snapshot_id")), str(entry.get("target_version")))
+            # A group: the snapshot folder's name (its path differs per machine) and the target.
+            folder = Path(str(entry.get("snapshot_folder"))).name
+            key = (folder, str(entry.get("snapshot_id")), str(entry.get("target_version")))
             if key in seen:
                 raise InputError(
-                    f"{key[0]} on n8n {key[1]} is in {seen[key]} and in {path}: the shards overlap"
+                    f"{folder} ({key[1]}) on n8n {key[2]} is in {seen[key]} and in {path}: the "
+                    "shards overlap"
                 )
             seen[key] = path
             entries.append({**entry, "shard_result": str(path)})

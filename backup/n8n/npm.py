@@ -71,7 +71,9 @@ def install(version: str = DEFAULT_N8N_VERSION, log: bool = True) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     # One install of a version at a time, across processes (parallel verify workers): the
     # others wait here and then find it installed.
-    with open(final.parent / f".{final.name}.lock", "a") as lock:
+    locks = cache_root() / "locks"  # beside the runtimes: a failed install leaves none there
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f"{final.name}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         finished_meanwhile = installed_launcher(version)
         if finished_meanwhile:
