@@ -132,7 +132,9 @@ def merge(out: Path, results: list[Path]) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: 0 when every merged pair passed, 1 when one did not, 2 on bad input."""
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Join the results of pytest verify --shard K/N runs into one."
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder for the merged files")
     parser.add_argument("results", type=Path, nargs="+", help="each shard's verify-*.json")
     args = parser.parse_args(argv)
