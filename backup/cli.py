@@ -34,7 +34,7 @@ from backup.repository.restic import (
     Password,
     ResticRepository,
     password_source,
-    repository,
+    repository_from,
     require_own_secret,
 )
 from backup.restore.workflows import restore_workflows
@@ -425,19 +425,25 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def _repository(args: argparse.Namespace) -> ResticRepository:
     """--repo with its password source (RESTIC_PASSWORD_FILE/COMMAND by default)."""
-    password = password_source(args.repo_password_file, args.repo_password_command)
-    return repository(
+    return repository_from(
         args.repo,
-        password or Password.from_environ(os.environ),
+        args.repo_password_file,
+        args.repo_password_command,
         args.repo_option or [],
         what="--repo",
+        environ_default=Password.from_environ(os.environ),
     )
 
 
 def _key_repository(args: argparse.Namespace) -> ResticRepository:
     """--key-repo: its own password, never the snapshot repository's."""
-    password = password_source(args.key_repo_password_file, args.key_repo_password_command)
-    repo = repository(args.key_repo, password, args.key_repo_option or [], what="--key-repo")
+    repo = repository_from(
+        args.key_repo,
+        args.key_repo_password_file,
+        args.key_repo_password_command,
+        args.key_repo_option or [],
+        what="--key-repo",
+    )
     snapshots_password = password_source(
         getattr(args, "repo_password_file", None), getattr(args, "repo_password_command", None)
     ) or Password.from_environ(os.environ)

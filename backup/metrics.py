@@ -26,30 +26,51 @@ def _gauge(registry: CollectorRegistry, name: str, text: str, *labels: str) -> G
     return Gauge(name, text, ["instance", *labels], registry=registry)
 
 
+class _Common:
+    """The gauges a snapshot root and a repository both have, and the rule that the newest
+    verification of an instance on a target version is the one reported."""
+
+    def __init__(self, registry: CollectorRegistry, where: str) -> None:
+        self.count = _gauge(registry, "n8n_backup_snapshots", f"Snapshots {where}")
+        self.snapshot_time = _gauge(
+            registry,
+            "n8n_backup_last_snapshot_timestamp_seconds",
+            "When the newest snapshot was taken",
+        )
+        self.verified_time = _gauge(
+            registry,
+            "n8n_backup_last_verification_timestamp_seconds",
+            "When a snapshot was last verified on this target version",
+            "target_version",
+        )
+        self.verified_ok = _gauge(
+            registry,
+            "n8n_backup_last_verification_success",
+            "1 when every check passed in that verification, else 0",
+            "target_version",
+        )
+        self._last_verified: dict[tuple[str, str], datetime] = {}
+
+    def verification(self, instance: str, version: str, when: datetime, passed: bool) -> bool:
+        """Report this verification unless a newer one is; whether it was reported."""
+        key = (instance, version)
+        if key in self._last_verified and self._last_verified[key] >= when:
+            return False
+        self._last_verified[key] = when
+        self.verified_time.labels(*key).set(when.timestamp())
+        self.verified_ok.labels(*key).set(1 if passed else 0)
+        return True
+
+
 def collect(root: Path) -> CollectorRegistry:
     """The metrics of every valid snapshot under ``root`` (invalid ones are left out)."""
     registry = CollectorRegistry()
-    count = _gauge(registry, "n8n_backup_snapshots", "Snapshots on disk")
-    snapshot_time = _gauge(
-        registry, "n8n_backup_last_snapshot_timestamp_seconds", "When the newest snapshot was taken"
-    )
+    common = _Common(registry, "on disk")
     snapshot_size = _gauge(
         registry, "n8n_backup_last_snapshot_size_bytes", "Size of the newest snapshot's files"
     )
     workflows = _gauge(registry, "n8n_backup_last_snapshot_workflows", "Its workflows")
     credentials = _gauge(registry, "n8n_backup_last_snapshot_credentials", "Its credentials")
-    verified_time = _gauge(
-        registry,
-        "n8n_backup_last_verification_timestamp_seconds",
-        "When a snapshot was last verified on this target version",
-        "target_version",
-    )
-    verified_ok = _gauge(
-        registry,
-        "n8n_backup_last_verification_success",
-        "1 when every check passed in that verification, else 0",
-        "target_version",
-    )
     verified_seconds = _gauge(
         registry,
         "n8n_backup_last_verification_duration_seconds",
@@ -57,7 +78,6 @@ def collect(root: Path) -> CollectorRegistry:
         "target_version",
     )
     newest: dict[str, datetime] = {}
-    last_verified: dict[tuple[str, str], datetime] = {}
     folders = find_snapshots(root) if root.is_dir() else []
     for folder in folders:
         try:
@@ -65,10 +85,10 @@ def collect(root: Path) -> CollectorRegistry:
         except SnapshotError:
             continue
         instance = manifest.instance or UNKNOWN_INSTANCE
-        count.labels(instance).inc()
+        common.count.labels(instance).inc()
         if instance not in newest or created > newest[instance]:
             newest[instance] = created
-            snapshot_time.labels(instance).set(created.timestamp())
+            common.snapshot_time.labels(instance).set(created.timestamp())
             snapshot_size.labels(instance).set(sum(entry.size for entry in manifest.files))
             workflows.labels(instance).set(manifest.counts.workflows)
             credentials.labels(instance).set(manifest.counts.credentials)
@@ -80,14 +100,10 @@ def collect(root: Path) -> CollectorRegistry:
         except ValueError:
             continue
         for target in record.targets:
-            key = (instance, target.target_version)
-            if key in last_verified and last_verified[key] >= verified_at:
-                continue
-            last_verified[key] = verified_at
-            verified_time.labels(*key).set(verified_at.timestamp())
-            verified_ok.labels(*key).set(1 if target.result == "PASSED" else 0)
-            seconds = sum(value or 0 for value in target.durations.values())
-            verified_seconds.labels(*key).set(seconds)
+            passed = target.result == "PASSED"
+            if common.verification(instance, target.target_version, verified_at, passed):
+                seconds = sum(value or 0 for value in target.durations.values())
+                verified_seconds.labels(instance, target.target_version).set(seconds)
     return registry
 
 
@@ -96,33 +112,12 @@ def collect_repository(items: list[StoredSnapshot]) -> CollectorRegistry:
     count, the newest snapshot's time, and per target version the newest verification's result
     and time (from the tags verify leaves there). Sizes and counts are not in a listing."""
     registry = CollectorRegistry()
-    count = _gauge(registry, "n8n_backup_snapshots", "Snapshots in the repository")
-    snapshot_time = _gauge(
-        registry, "n8n_backup_last_snapshot_timestamp_seconds", "When the newest snapshot was taken"
-    )
-    verified_time = _gauge(
-        registry,
-        "n8n_backup_last_verification_timestamp_seconds",
-        "When a snapshot was last verified on this target version",
-        "target_version",
-    )
-    verified_ok = _gauge(
-        registry,
-        "n8n_backup_last_verification_success",
-        "1 when every check passed in that verification, else 0",
-        "target_version",
-    )
-    last_verified: dict[tuple[str, str], datetime] = {}
+    common = _Common(registry, "in the repository")
     for item in items:  # oldest first
-        count.labels(item.instance).inc()
-        snapshot_time.labels(item.instance).set(item.stored.time.timestamp())
+        common.count.labels(item.instance).inc()
+        common.snapshot_time.labels(item.instance).set(item.stored.time.timestamp())
         for version, (passed, when) in item.verifications().items():
-            key = (item.instance, version)
-            if key in last_verified and last_verified[key] >= when:
-                continue
-            last_verified[key] = when
-            verified_time.labels(*key).set(when.timestamp())
-            verified_ok.labels(*key).set(1 if passed else 0)
+            common.verification(item.instance, version, when, passed)
     return registry
 
 

@@ -17,8 +17,7 @@ from backup.repository import snapshots as stored
 from backup.repository.restic import (
     Password,
     ResticRepository,
-    password_source,
-    repository,
+    repository_from,
     require_own_secret,
 )
 
@@ -83,5 +82,11 @@ def repository_option(
     """A repository from verify's options, or None when ``location`` is not given."""
     if not location:
         return None
-    password = password_source(password_file, password_command) or environ_default
-    return repository(location, password, options, what=what)
+    return repository_from(
+        location,
+        password_file,
+        password_command,
+        options,
+        what=what,
+        environ_default=environ_default,
+    )

@@ -64,8 +64,7 @@ def pull(repo: ResticRepository, store: KeyStore) -> int:
             "`n8n-backup keys push`"
         )
     newest = pushed[-1]
-    name = Path(newest.paths[0]).name if len(newest.paths) == 1 else ""
     with tempfile.TemporaryDirectory(prefix="n8n-keys-") as staging:
         os.chmod(staging, PRIVATE_DIR_MODE)
-        restored = restore_folder(repo, newest, name, Path(staging))
+        restored = restore_folder(repo, newest, Path(staging))
         return copy_keys(KeyStore(restored), store)

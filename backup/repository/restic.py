@@ -355,6 +355,21 @@ def repository(
     return ResticRepository(location, password, tuple(options))
 
 
+def repository_from(
+    location: str | None,
+    password_file: Path | None,
+    password_command: str | None,
+    options: Sequence[str],
+    *,
+    what: str,
+    environ_default: Password | None = None,
+) -> ResticRepository:
+    """A repository from a command's options: ``--X``, ``--X-password-file`` or
+    ``--X-password-command`` (else ``environ_default``), ``--X-option``."""
+    password = password_source(password_file, password_command) or environ_default
+    return repository(location, password, options, what=what)
+
+
 def require_own_secret(key_repo: ResticRepository, snapshots_password: Password | None) -> None:
     """The key repository needs a secret of its own: one password must not open both."""
     if snapshots_password is not None and key_repo.password.same_secret_as(snapshots_password):

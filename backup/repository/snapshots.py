@@ -81,13 +81,18 @@ class StoredSnapshot:
     @property
     def folder_name(self) -> str:
         """The snapshot folder's name, as stored (checked: a plain name, nothing more)."""
-        name = Path(self.stored.paths[0]).name if len(self.stored.paths) == 1 else ""
-        if not _FOLDER_NAME.fullmatch(name):
-            raise RepositoryError(
-                f"restic snapshot {self.stored.short_id} does not hold one snapshot folder with a "
-                f"plain name ({printable(', '.join(self.stored.paths))[:200]}): not ours to fetch"
-            )
-        return name
+        return stored_folder_name(self.stored)
+
+
+def stored_folder_name(stored: RepoSnapshot) -> str:
+    """The one folder a restic snapshot of ours holds, by its name (checked: a plain name)."""
+    name = Path(stored.paths[0]).name if len(stored.paths) == 1 else ""
+    if not _FOLDER_NAME.fullmatch(name):
+        raise RepositoryError(
+            f"restic snapshot {stored.short_id} does not hold one folder with a plain name "
+            f"({printable(', '.join(stored.paths))[:200]}): not ours to fetch"
+        )
+    return name
 
 
 def instance_of(manifest: Manifest) -> str:
@@ -197,16 +202,15 @@ def fetch(repo: ResticRepository, item: StoredSnapshot, into: Path) -> Path:
     make_private_dir(into)
     with tempfile.TemporaryDirectory(prefix=".fetch-", dir=into) as staging:
         os.chmod(staging, PRIVATE_DIR_MODE)
-        restored = restore_folder(repo, item.stored, name, Path(staging))
+        restored = restore_folder(repo, item.stored, Path(staging))
         restored.rename(target)
     return target
 
 
-def restore_folder(repo: ResticRepository, stored: RepoSnapshot, name: str, staging: Path) -> Path:
-    """Restore the folder ``name`` a snapshot holds into ``staging`` (private), keeping only
-    folders and regular files: 0700 and 0600, whatever the repository recorded."""
-    if not _FOLDER_NAME.fullmatch(name):
-        raise RepositoryError(f"restic snapshot {stored.short_id} holds no plain folder name")
+def restore_folder(repo: ResticRepository, stored: RepoSnapshot, staging: Path) -> Path:
+    """Restore the folder a snapshot holds into ``staging`` (private), keeping only folders and
+    regular files: 0700 and 0600, whatever the repository recorded."""
+    name = stored_folder_name(stored)
     repo.restore(stored.id, staging, f"/{name}")
     restored = staging / name
     if restored.is_symlink() or not restored.is_dir():
