@@ -8,7 +8,8 @@ import re
 import secrets
 import shutil
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,16 +58,11 @@ from backup.n8n.binary_data import ARCHIVE_NAME as BINARY_ARCHIVE
 from backup.n8n.binary_data import MAX_LISTED_MISSING, referenced_paths
 from backup.n8n.binary_data import write_archive as write_binary_archive
 from backup.n8n.cipher import CredentialDecryptError, DataKey, decrypt_credential_data
-from backup.n8n.entities import read_entities, row_label
+from backup.n8n.entities import entity_rows, row_label
 from backup.n8n.extensions import ARCHIVE_NAME, write_archive
 from backup.n8n.folder import N8nFolder, read_encryption_key
-from backup.n8n.sqlite import (
-    DATABASE_NAME,
-    N8nDatabase,
-    integrity_problems,
-    online_copy,
-)
-from backup.n8n.tables import CommunityPackage, CredentialRow, N8nTables, WorkflowRow
+from backup.n8n.sqlite import DATABASE_NAME, N8nDatabase, copy_database, integrity_problems
+from backup.n8n.tables import CommunityPackage, CredentialRow, N8nTables
 from backup.progress import progress
 
 if TYPE_CHECKING:
@@ -194,25 +190,50 @@ def create_snapshot(request: SnapshotRequest) -> Path:
 
 
 @dataclass(frozen=True)
+class CopiedWorkflow:
+    """A workflow as the database copy holds it, as the manifest records it (nodes digested)."""
+
+    id: str
+    name: str
+    active: bool
+    digest: str
+
+
+@dataclass(frozen=True)
+class ExportedFile:
+    """A workflow the API exported, as written to the staging folder."""
+
+    relative: str
+    digest: str
+
+
+@dataclass(frozen=True)
 class DatabaseContents:
     """What the manifest records from the database, read from the captured state."""
 
-    workflows: list[WorkflowRow]
+    workflows: list[CopiedWorkflow]
     credentials: list[CredentialRow]
     community_packages: list[CommunityPackage]
-    entities: dict[str, list[list[Any]]]
+    entities: dict[str, EntityEntry]
     binary_paths: list[str]
     executions: int
     data_keys: dict[str, DataKey]
     server_version: str | None
 
 
-def _read_contents(tables: N8nTables) -> DatabaseContents:
+def _read_contents(tables: N8nTables, encryption_key: str) -> DatabaseContents:
+    """Read what the manifest records, one row at a time: a workflow's nodes and an entity's
+    row are dropped once digested, so memory does not grow with them."""
     return DatabaseContents(
-        tables.workflows(),
+        [
+            CopiedWorkflow(
+                row.id, row.name, row.active, workflow_digest(row.nodes, row.connections)
+            )
+            for row in tables.iter_workflows()
+        ],
         tables.credentials(),
         tables.community_packages(),
-        read_entities(tables),
+        {name: _entity_entry(name, rows, encryption_key) for name, rows in entity_rows(tables)},
         referenced_paths(tables),
         tables.count("execution_entity"),
         tables.data_keys(),
@@ -220,28 +241,74 @@ def _read_contents(tables: N8nTables) -> DatabaseContents:
     )
 
 
-def _capture_database(staging: Path, request: SnapshotRequest) -> tuple[str, str, DatabaseContents]:
-    """Copy or dump the database into ``staging``; return file name, kind and contents."""
-    if request.postgres is not None:
-        from backup.n8n.postgres import DUMP_NAME, dump_consistently, dump_problems
+@dataclass(frozen=True)
+class CapturedDatabase:
+    """The database file or dump in the staging folder, and what was read from it."""
 
-        dump = staging / DUMP_NAME
-        contents = dump_consistently(request.postgres, dump, _read_contents)
-        problems = dump_problems(dump)
-        if problems:
-            raise PgDumpError(f"the dump fails its check: {problems[0]}")
-        dump.chmod(PRIVATE_FILE_MODE)
-        fsync_file(dump)
-        return DUMP_NAME, "postgres", contents
-    assert request.n8n_folder is not None
-    database_path = staging / DATABASE_NAME
-    online_copy(request.n8n_folder.database, database_path)
-    database_path.chmod(PRIVATE_FILE_MODE)
-    problems = integrity_problems(database_path)
+    file: FileEntry
+    kind: str
+    contents: DatabaseContents
+
+
+def _capture_database(
+    staging: Path, request: SnapshotRequest, encryption_key: str
+) -> CapturedDatabase:
+    """Copy or dump the database into ``staging`` and read what the manifest records."""
+    if request.postgres is None:
+        return _capture_sqlite(staging, request, encryption_key)
+    from backup.n8n.postgres import DUMP_NAME, dump_consistently, dump_problems
+
+    dump = staging / DUMP_NAME
+    contents = dump_consistently(
+        request.postgres, dump, lambda tables: _read_contents(tables, encryption_key)
+    )
+    problems = dump_problems(dump)
     if problems:
-        raise SqliteBackupError(f"the database copy fails integrity_check: {problems[0]}")
-    fsync_file(database_path)
-    return DATABASE_NAME, "sqlite", _read_contents(N8nDatabase(database_path, request.table_prefix))
+        raise PgDumpError(f"the dump fails its check: {problems[0]}")
+    dump.chmod(PRIVATE_FILE_MODE)
+    fsync_file(dump)
+    return CapturedDatabase(_file_entry(staging, dump), "postgres", contents)
+
+
+def _capture_sqlite(
+    staging: Path, request: SnapshotRequest, encryption_key: str
+) -> CapturedDatabase:
+    assert request.n8n_folder is not None
+    copy = staging / DATABASE_NAME
+    copied_digest = copy_database(request.n8n_folder.database, copy)
+    # The integrity check, the hash (unless the copy's read made it) and the reading each read
+    # the copy once, side by side (sqlite3 and hashlib release the GIL).
+    with ThreadPoolExecutor(2, thread_name_prefix="snapshot-check") as checks:
+        integrity = checks.submit(integrity_problems, copy)
+        hashing = checks.submit(sha256_file, copy) if copied_digest is None else None
+        try:
+            contents = _read_contents(N8nDatabase(copy, request.table_prefix), encryption_key)
+        except SqliteBackupError:
+            if problems := integrity.result():  # says better what is wrong with the copy
+                raise SqliteBackupError(
+                    f"the database copy fails integrity_check: {problems[0]}"
+                ) from None
+            raise
+        if problems := integrity.result():
+            raise SqliteBackupError(f"the database copy fails integrity_check: {problems[0]}")
+        digest = hashing.result() if hashing is not None else copied_digest
+    assert digest is not None
+    fsync_file(copy)
+    return CapturedDatabase(
+        FileEntry(DATABASE_NAME, digest, copy.stat().st_size), "sqlite", contents
+    )
+
+
+def _export_workflows(staging: Path, api: N8nApi) -> dict[str, ExportedFile]:
+    """Write every workflow the API lists to the staging folder as its page arrives; keep only
+    each one's file name and digest (the bodies are not held in memory)."""
+    exported = {}
+    for body in progress(api.iter_workflows(), "exporting workflows"):
+        workflow_id = str(body["id"])
+        relative = f"{WORKFLOWS_DIR}/{safe_file_stem(workflow_id, str(body.get('name')))}.json"
+        _write_workflow(staging / relative, body)
+        exported[workflow_id] = ExportedFile(relative, _exported_digest(body))
+    return exported
 
 
 def _fill_staging(
@@ -253,23 +320,23 @@ def _fill_staging(
 ) -> Manifest:
     # Export first, capture second: a workflow created in between is then in the database copy
     # and is fetched alone below; one deleted in between is dropped. The copy is what restores.
-    exported = {
-        str(item["id"]): item
-        for item in progress(request.api.iter_workflows(), "exporting workflows")
-    }
-    database_file, database_kind, contents = _capture_database(staging, request)
-    workflows = []
-    for row in progress(contents.workflows, "writing workflow files"):
-        digest = workflow_digest(row.nodes, row.connections)
-        workflows.append(
-            WorkflowEntry(
-                id=row.id,
-                name=row.name,
-                active=row.active,
-                digest=digest,
-                export_file=_write_export(staging, row, digest, exported, request.api),
-            )
+    exported = _export_workflows(staging, request.api)
+    captured = _capture_database(staging, request, encryption_key)
+    contents = captured.contents
+    workflows = [
+        WorkflowEntry(
+            id=workflow.id,
+            name=workflow.name,
+            active=workflow.active,
+            digest=workflow.digest,
+            export_file=_settle_export(staging, workflow, exported, request.api),
         )
+        for workflow in progress(contents.workflows, "writing workflow files")
+    ]
+    for left in exported.values():  # deleted between the export and the copy
+        (staging / left.relative).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # a snapshot without workflow files has no such folder
+        (staging / WORKFLOWS_DIR).rmdir()
     credentials = [
         _credential_entry(row, encryption_key, contents.data_keys) for row in contents.credentials
     ]
@@ -288,8 +355,8 @@ def _fill_staging(
         snapshot_id=snapshot_id,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         source_n8n_version=source_version,
-        database_kind=database_kind,
-        database_file=database_file,
+        database_kind=captured.kind,
+        database_file=captured.file.path,
         key_fingerprint=key_fingerprint(encryption_key),
         counts=Counts(
             workflows=len(workflows),
@@ -298,7 +365,7 @@ def _fill_staging(
         ),
         workflows=workflows,
         credentials=credentials,
-        files=_file_entries(staging),
+        files=_file_entries(staging, captured.file),
         table_prefix=request.table_prefix,
         database_schema=request.postgres.schema if request.postgres else None,
         database_server_version=contents.server_version,
@@ -308,10 +375,7 @@ def _fill_staging(
         ],
         node_folders=node_folders,
         instance=request.instance or instance_label(request.api.base_url),
-        entities={
-            name: _entity_entry(name, rows, encryption_key)
-            for name, rows in contents.entities.items()
-        },
+        entities=contents.entities,
         binary_data=(
             BinaryData(binary.files, binary.missing[:MAX_LISTED_MISSING], len(binary.missing))
             if contents.binary_paths
@@ -320,14 +384,15 @@ def _fill_staging(
     )
 
 
-def _entity_entry(name: str, rows: list[list[Any]], encryption_key: str) -> EntityEntry:
+def _entity_entry(name: str, rows: Iterator[list[Any]], encryption_key: str) -> EntityEntry:
     """One kind's row hashes, with the names of its rows where the kind has names."""
-    hashes = [entity_row_hash(row, encryption_key) for row in rows]
-    labels = {
-        row_hash: label
-        for row_hash, row in zip(hashes, rows, strict=True)
-        if (label := row_label(name, row)) is not None
-    }
+    hashes = []
+    labels = {}
+    for row in rows:
+        row_hash = entity_row_hash(row, encryption_key)
+        hashes.append(row_hash)
+        if (label := row_label(name, row)) is not None:
+            labels[row_hash] = label
     return EntityEntry(sorted(hashes), labels)
 
 
@@ -335,24 +400,31 @@ def _exported_digest(body: dict[str, Any]) -> str:
     return workflow_digest(body.get("nodes"), body.get("connections"))
 
 
-def _write_export(
-    staging: Path, row: WorkflowRow, digest: str, exported: dict[str, Any], api: N8nApi
+def _write_workflow(path: Path, body: dict[str, Any]) -> None:
+    make_private_dir(path.parent)
+    write_bytes_atomic(path, json.dumps(body, indent=2, ensure_ascii=False).encode("utf-8"))
+
+
+def _settle_export(
+    staging: Path, workflow: CopiedWorkflow, exported: dict[str, ExportedFile], api: N8nApi
 ) -> str | None:
-    """Write the API's export of ``row``, only when it is the version the database copy holds."""
-    body = exported.get(row.id)
-    if body is None or _exported_digest(body) != digest:  # created or edited during the export
-        try:
-            body = api.workflow(row.id)
-        except ApiError:
-            return None  # in the database copy but no longer served (deleted or archived)
-        if _exported_digest(body) != digest:
-            return None  # edited again since the copy: the copy is what restores
-    folder = make_private_dir(staging / WORKFLOWS_DIR)
-    relative = f"{WORKFLOWS_DIR}/{safe_file_stem(row.id, row.name)}.json"
-    write_bytes_atomic(
-        folder / Path(relative).name,
-        json.dumps(body, indent=2, ensure_ascii=False).encode("utf-8"),
-    )
+    """The export file of ``workflow``, only when it holds the version the database copy holds:
+    the exported one (renamed if the workflow was renamed since), or fetched again alone."""
+    relative = f"{WORKFLOWS_DIR}/{safe_file_stem(workflow.id, workflow.name)}.json"
+    written = exported.pop(workflow.id, None)
+    if written is not None and written.digest == workflow.digest:
+        if written.relative != relative:
+            (staging / written.relative).rename(staging / relative)
+        return relative
+    if written is not None:  # edited during the export
+        (staging / written.relative).unlink(missing_ok=True)
+    try:
+        body = api.workflow(workflow.id)
+    except ApiError:
+        return None  # in the database copy but no longer served (deleted or archived)
+    if _exported_digest(body) != workflow.digest:
+        return None  # edited again since the copy: the copy is what restores
+    _write_workflow(staging / relative, body)
     return relative
 
 
@@ -377,13 +449,21 @@ def _archive_node_folders(staging: Path, request: SnapshotRequest) -> list[str]:
     return write_archive(folder, list(request.extension_folders), staging / ARCHIVE_NAME)
 
 
-def _file_entries(staging: Path) -> list[FileEntry]:
+def _file_entry(staging: Path, path: Path) -> FileEntry:
+    return FileEntry(
+        path=path.relative_to(staging).as_posix(),
+        sha256=sha256_file(path),
+        size=path.stat().st_size,
+    )
+
+
+def _file_entries(staging: Path, database: FileEntry) -> list[FileEntry]:
+    """Every file of the snapshot but the manifest; the database's entry as its capture made it
+    (its hash is not read again)."""
     return [
-        FileEntry(
-            path=path.relative_to(staging).as_posix(),
-            sha256=sha256_file(path),
-            size=path.stat().st_size,
-        )
+        database
+        if path.relative_to(staging).as_posix() == database.path
+        else _file_entry(staging, path)
         for path in sorted(staging.rglob("*"))
         if path.is_file() and path.name != MANIFEST_NAME
     ]

@@ -18,7 +18,6 @@ import json
 import os
 import random
 import shutil
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -29,43 +28,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from backup.keystore import KeyStore  # noqa: E402
-from backup.n8n import npm  # noqa: E402
-from backup.n8n.api import N8nApi, writable_workflow  # noqa: E402
+from backup.n8n.api import writable_workflow  # noqa: E402
 from backup.n8n.folder import locate  # noqa: E402
-from backup.n8n.instances.process import N8nProcess  # noqa: E402
 from backup.repository import snapshots as stored  # noqa: E402
 from backup.repository.restic import Password, ResticRepository  # noqa: E402
 from backup.snapshot import SnapshotRequest, create_snapshot  # noqa: E402
-from verify.bootstrap import create_owner_and_api_key  # noqa: E402
-
-CORPUS = ROOT.parent / "shared" / "corpus" / "real-workflows"
-EXECUTION_BYTES = 50_000
-WORDS = [f"w{index:04x}" for index in range(4096)]
+from bench.throwaway import CORPUS, add_executions, throwaway_n8n  # noqa: E402
 
 
 def _tree_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-
-
-def _add_executions(
-    database: Path, count: int, workflow_ids: list[str], rng: random.Random
-) -> None:
-    """Finished executions with run data of about EXECUTION_BYTES each (text that compresses
-    like real JSON run data, not like zeros), written as n8n writes them."""
-    with sqlite3.connect(database, timeout=60) as connection:
-        for _ in range(count):
-            workflow_id = rng.choice(workflow_ids)
-            cursor = connection.execute(
-                'INSERT INTO execution_entity ("workflowId", finished, mode, status, "startedAt", '
-                '"stoppedAt") VALUES (?, 1, ?, ?, datetime(), datetime())',
-                (workflow_id, "trigger", "success"),
-            )
-            words = " ".join(rng.choices(WORDS, k=EXECUTION_BYTES // 6))
-            data = json.dumps([{"json": {"item": words, "n": rng.random()}}])
-            connection.execute(
-                'INSERT INTO execution_data ("executionId", "workflowData", data) VALUES (?, ?, ?)',
-                (cursor.lastrowid, json.dumps({"id": workflow_id}), data),
-            )
 
 
 def main() -> None:
@@ -76,27 +48,23 @@ def main() -> None:
     parser.add_argument("--edits", type=int, default=20, help="workflows edited per night")
     args = parser.parse_args()
     rng = random.Random(7)
-    corpus = [json.loads(p.read_text()) for p in sorted(CORPUS.glob("*.json"))]
-    launcher = npm.install(npm.DEFAULT_N8N_VERSION, log=False)
     with tempfile.TemporaryDirectory(prefix="bench-repository-") as work_name:
         work = Path(work_name)
-        (work / "n8n").mkdir()
         password = work / "password"
         password.write_text("bench repository password\n")
         password.chmod(0o600)
         repo = ResticRepository(str(work / "repository"), Password(file=password))
         repo.init()
-        with N8nProcess(launcher, work / "n8n", None, boot_timeout=240) as n8n:
-            api_key = create_owner_and_api_key(n8n.base_url)
-            api = N8nApi(n8n.base_url, api_key)
-            workflow_ids = [api.create_workflow(dict(w))["id"] for w in corpus]
+        with throwaway_n8n(work, len(list(CORPUS.glob("*.json")))) as throwaway:
+            api = throwaway.api
+            workflow_ids = [str(item["id"]) for item in api.iter_workflows()]
             folder = locate(work / "n8n")
             database = folder.database
             while database.stat().st_size < args.base_mb * 1_000_000:
-                _add_executions(database, 200, workflow_ids, rng)
+                add_executions(database, 200, workflow_ids, rng)
             rows = []
             for night in range(args.nights):
-                _add_executions(database, args.executions, workflow_ids, rng)
+                add_executions(database, args.executions, workflow_ids, rng)
                 for workflow_id in rng.sample(workflow_ids, args.edits):
                     workflow = api.workflow(workflow_id)
                     workflow["name"] = f"{workflow['name'].split(' (night')[0]} (night {night})"
@@ -119,7 +87,6 @@ def main() -> None:
                 )
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
                 shutil.rmtree(snapshot)
-            api.close()
     total = sum(row["snapshot_bytes"] for row in rows)
     last = rows[-1]
     snapshot_median = statistics.median(row["snapshot_seconds"] for row in rows)

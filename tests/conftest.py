@@ -8,6 +8,10 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+# httpx imports httpcore on its first request. Were that inside a test using pytester, pytester
+# would drop httpcore from sys.modules afterwards; imported again, its exceptions are new classes
+# that httpx no longer maps (a raw httpcore.ConnectError escapes n8n's readiness polling).
+import httpcore  # noqa: F401
 import pytest
 from docker.client import DockerClient
 from docker.errors import DockerException

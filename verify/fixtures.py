@@ -11,6 +11,7 @@ import secrets
 import time
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -28,7 +29,7 @@ from backup.n8n.node_types import TYPES_PATH, LoadedTypes, loaded_node_types
 from backup.n8n.session import EditorSession, instance_jwt_secret
 from backup.n8n.sqlite import N8nDatabase
 from backup.n8n.tables import N8nTables
-from backup.restore.checks import active_before_start
+from backup.restore.checks import active_before_start, inert_problems, n8n_credential_digests
 from backup.restore.credential_tests import credential_secrets as decrypt_for_tests
 from backup.secret import Secret
 from verify.cases import SUMMARIES_KEY, DowngradeError, SnapshotCase, StoredKey
@@ -53,10 +54,13 @@ class RestoredInstance:
     database: N8nTables  # the restored database n8n runs on
     version: str
     migrations_before: list[str]  # as restored, before n8n migrated it
-    ready_at: float
+    started_at: float  # when the n8n server was launched (time.monotonic)
     # What n8n must serve, by workflow id: the manifest's digests, or after an upgrade the
     # digests of the migrated rows (the migrations' own changes are reported, not failed).
     expected_digests: dict[str, str]
+    # n8n's own decryption of every credential, running since n8n became ready.
+    credential_digests: Future[dict[str, str]]
+    not_inert_at_readiness: list[str]  # the structural proof, taken as soon as n8n was ready
 
 
 @pytest.fixture(scope="session")
@@ -344,15 +348,21 @@ def restored(
             + "; other protocols (databases, mail, SSH) reach their servers directly"
         )
     migrations_before = database.migrations()
-    source_rows = database.workflows()
+    # Only another version has migrations to run; n8n of the snapshot's own version ran all of
+    # its migrations before the snapshot was taken.
+    upgrade = version != manifest.source_n8n_version
+    source_rows = database.workflows() if upgrade else []
+    exporting = ThreadPoolExecutor(1, thread_name_prefix="n8n-credential-export")
     try:
         instance = _new_instance(
             case, version, folder, stored_key.value, request, summary, extra_env
         )
         case.attach(instance)
         summary.isolation += reach_note
+        activated: list[str] = []
         try:
-            activated = _keep_inert_through_migrations(instance, database, manifest)
+            if upgrade:
+                activated = _keep_inert_through_migrations(instance, database, manifest)
         except (N8nCheckError, BackupError) as exc:
             pytest.fail(f"not booted: {exc}", pytrace=False)
         expected = {w.id: w.digest for w in manifest.workflows}
@@ -362,23 +372,41 @@ def restored(
             expected = {
                 row.id: workflow_digest(row.nodes, row.connections) for row in migrated_rows
             }
+        started_at = time.monotonic()
         try:
             instance.start(timeout=case.boot_timeout)
         except N8nStartError as exc:
             message = _start_failure(version, manifest, stored_key, exc, case)
             pytest.fail(message, pytrace=False)
+        credential_digests = exporting.submit(
+            n8n_credential_digests, instance, stored_key.value, manifest.key_fingerprint
+        )
         summary.boot_seconds = instance.ready_seconds
         summary.migrations_run = database.migrations()[len(migrations_before) :]
+        if summary.migrations_run and not upgrade:
+            pytest.fail(
+                f"n8n {version} ran migrations on a snapshot of that same version "
+                f"({', '.join(summary.migrations_run[:3])}): the database is not what n8n "
+                f"{version} leaves behind",
+                pytrace=False,
+            )
+        try:
+            not_inert = inert_problems(instance.base_url, database, manifest)
+        except N8nCheckError as exc:
+            not_inert = [str(exc)]
         yield RestoredInstance(
             instance,
             folder,
             database,
             version,
             migrations_before,
-            ready_at=time.monotonic(),
-            expected_digests=expected,
+            started_at,
+            expected,
+            credential_digests,
+            not_inert,
         )
     finally:
+        exporting.shutdown(wait=True, cancel_futures=True)  # n8n's CLI ends before n8n stops
         case.detach()
         folder.cleanup()
 

@@ -321,12 +321,14 @@ class N8nApi:
             )
         return version
 
-    def iter_workflows(self) -> Iterator[dict[str, Any]]:
-        """Every workflow the list endpoint returns, following ``nextCursor`` to the end.
+    def iter_workflows(self, *, active: bool | None = None) -> Iterator[dict[str, Any]]:
+        """Every workflow the list endpoint returns (only the active or inactive ones when
+        ``active`` says so), following ``nextCursor`` to the end, one page in memory at a time.
 
         Each is a JSON object with an ``id`` (a string or an integer).
         """
-        for items in self._pages("/api/v1/workflows", {}):
+        params = {} if active is None else {"active": "true" if active else "false"}
+        for items in self._pages("/api/v1/workflows", params):
             yield from items
 
     def workflow(self, workflow_id: str) -> dict[str, Any]:

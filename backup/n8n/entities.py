@@ -86,11 +86,12 @@ def _plain(value: Any, is_json: bool) -> Any:
     return str(value)  # PostgreSQL's uuid and other types psycopg hands back as objects
 
 
-def _sorted_rows(rows: list[tuple[Any, ...]], json_flags: list[bool]) -> list[list[Any]]:
-    plain = [
-        [_plain(value, flag) for value, flag in zip(row, json_flags, strict=True)] for row in rows
-    ]
-    return sorted(plain, key=lambda row: json.dumps(row, sort_keys=True, default=str))
+def _plain_row(row: tuple[Any, ...], json_flags: list[bool]) -> list[Any]:
+    return [_plain(value, flag) for value, flag in zip(row, json_flags, strict=True)]
+
+
+def _row_order(row: list[Any]) -> str:
+    return json.dumps(row, sort_keys=True, default=str)
 
 
 def _columns(tables: N8nTables, kind: EntityKind) -> list[str] | None:
@@ -110,8 +111,9 @@ def _data_table_rows(tables: N8nTables) -> Iterator[list[Any]]:
         if not tables.has_table(name):
             continue
         columns = sorted(tables.columns(name) - _ROW_TIMESTAMPS)
-        for row in _sorted_rows(tables.select(name, columns), [False] * len(columns)):
-            yield [table_id, dict(zip(columns, row, strict=True))]
+        for row in tables.iter_select(name, columns):
+            plain = _plain_row(row, [False] * len(columns))
+            yield [table_id, dict(zip(columns, plain, strict=True))]
 
 
 def row_label(kind_name: str, row: list[Any]) -> str | None:
@@ -123,9 +125,9 @@ def row_label(kind_name: str, row: list[Any]) -> str | None:
     return values[0] + (f" ({values[1]!r})" if len(values) > 1 else "")
 
 
-def read_entities(tables: N8nTables) -> dict[str, list[list[Any]]]:
-    """Kind name -> its rows (sorted, canonical), for every kind this database has."""
-    found: dict[str, list[list[Any]]] = {}
+def entity_rows(tables: N8nTables) -> Iterator[tuple[str, Iterator[list[Any]]]]:
+    """Each kind this database has, with its canonical rows read one at a time (unsorted):
+    a kind's rows must be read to the end before the next kind is asked for."""
     for kind in KINDS:
         if not tables.has_table(kind.table):
             continue
@@ -133,7 +135,11 @@ def read_entities(tables: N8nTables) -> dict[str, list[list[Any]]]:
         if columns is None:
             continue
         flags = [column in kind.json_columns for column in columns]
-        found[kind.name] = _sorted_rows(tables.select(kind.table, columns), flags)
-    if "data tables" in found:
-        found[DATA_TABLE_ROWS] = list(_data_table_rows(tables))
-    return found
+        yield kind.name, (_plain_row(row, flags) for row in tables.iter_select(kind.table, columns))
+        if kind.name == "data tables":
+            yield DATA_TABLE_ROWS, _data_table_rows(tables)
+
+
+def read_entities(tables: N8nTables) -> dict[str, list[list[Any]]]:
+    """Kind name -> its rows (sorted, canonical), for every kind this database has."""
+    return {name: sorted(rows, key=_row_order) for name, rows in entity_rows(tables)}

@@ -176,6 +176,16 @@ class PostgresTables(N8nTables):
         except psycopg.Error as exc:
             raise SourceError(f"preparing {self.target.describe()}: {str(exc).strip()}") from None
 
+    def _rows(self, sql: str) -> Iterator[tuple[Any, ...]]:
+        try:
+            if self.connection is not None:
+                yield from self.connection.cursor().stream(sql)
+                return
+            with self.target.connect(autocommit=True) as connection:
+                yield from connection.cursor().stream(sql)
+        except psycopg.Error as exc:
+            raise SourceError(f"reading {self.target.describe()}: {str(exc).strip()}") from None
+
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         # ``sql`` holds only validated, quoted identifiers; values come as parameters. Without
         # any, psycopg must not parse the text for placeholders (LIKE '%...%').

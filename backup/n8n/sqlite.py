@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
+from backup.atomic import PRIVATE_FILE_MODE
+from backup.digests import copy_hashed
 from backup.errors import InputError, SqliteBackupError
 from backup.identifiers import quote_identifier, table_prefix_problem
 from backup.n8n.tables import N8nTables
@@ -15,6 +18,7 @@ from backup.n8n.tables import N8nTables
 DATABASE_NAME = "database.sqlite"
 # How long to wait for n8n's write lock before giving up on a step of the copy.
 BUSY_TIMEOUT_SECONDS = 30.0
+ROWS_PER_FETCH = 200
 
 
 @contextmanager
@@ -48,6 +52,36 @@ def online_copy(source: Path, destination: Path) -> None:
         dst.execute("PRAGMA journal_mode = DELETE")
 
 
+def copy_database(source: Path, destination: Path) -> str | None:
+    """Copy n8n's live SQLite database consistently to a new file; return the copy's sha256
+    when the copy's own read computed it (None: hash the copy).
+
+    n8n 1.x keeps its database in rollback-journal mode: the file alone is the database, so it
+    is copied byte for byte inside a read transaction (its shared lock keeps n8n's writers
+    waiting until the copy is complete, as the backup API's one-step copy would) and hashed in
+    the same read. n8n 2.x uses WAL, where the file alone is not the database: the backup API
+    copies it without blocking n8n's writers.
+    """
+    with (
+        map_sqlite_errors(f"online backup of {source}"),
+        closing(open_read_only(source)) as src,
+    ):
+        src.isolation_level = None  # our own BEGIN: the lock must last the whole copy
+        src.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        src.execute("BEGIN")
+        src.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # takes the shared lock
+        mode = str(src.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+        if mode != "wal":
+            with open(source, "rb") as handle:
+                digest = copy_hashed(handle, destination)
+            src.execute("COMMIT")
+            return digest
+        src.execute("COMMIT")
+    os.close(os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
+    online_copy(source, destination)  # into the empty private file: SQLite keeps its mode
+    return None
+
+
 def integrity_problems(path: Path) -> list[str]:
     """Run PRAGMA integrity_check; return its complaints (empty when the database is sound)."""
     try:
@@ -74,6 +108,12 @@ class N8nDatabase(N8nTables):
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with map_sqlite_errors(f"reading {self.path}"), closing(open_read_only(self.path)) as conn:
             return conn.execute(sql, params).fetchall()
+
+    def _rows(self, sql: str) -> Iterator[tuple[Any, ...]]:
+        with map_sqlite_errors(f"reading {self.path}"), closing(open_read_only(self.path)) as conn:
+            cursor = conn.execute(sql)
+            while batch := cursor.fetchmany(ROWS_PER_FETCH):
+                yield from batch
 
     def _execute_in_one_transaction(self, statements: list[str]) -> None:
         with (

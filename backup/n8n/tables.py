@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +79,11 @@ class N8nTables(ABC):
     @abstractmethod
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Run a read-only query (values as ``params``, never in ``sql``) and return its rows."""
+
+    def _rows(self, sql: str) -> Iterator[tuple[Any, ...]]:
+        """The rows of a read-only query without values, one at a time; subclasses stream them
+        from the server, so that a table's size does not decide our memory."""
+        yield from self._query(sql)
 
     @abstractmethod
     def _execute_in_one_transaction(self, statements: list[str]) -> None:
@@ -165,21 +171,22 @@ class N8nTables(ABC):
         )
         return [DataKey(str(row[0]), str(row[1])) for row in rows]
 
-    def workflows(self) -> list[WorkflowRow]:
-        """Every workflow, archived ones included."""
-        rows = self._query(
+    def iter_workflows(self) -> Iterator[WorkflowRow]:
+        """Every workflow, archived ones included, read one at a time."""
+        for row in self._rows(
             f"SELECT id, name, active, nodes, connections FROM {self.table_sql('workflow_entity')}"
-        )
-        return [
-            WorkflowRow(
+        ):
+            yield WorkflowRow(
                 id=str(row[0]),
                 name=str(row[1]),
                 active=bool(row[2]),
                 nodes=_json(row[3], []),
                 connections=_json(row[4], {}),
             )
-            for row in rows
-        ]
+
+    def workflows(self) -> list[WorkflowRow]:
+        """Every workflow, archived ones included."""
+        return list(self.iter_workflows())
 
     def credentials(self) -> list[CredentialRow]:
         """Every credential, with its still-encrypted data."""
@@ -188,19 +195,25 @@ class N8nTables(ABC):
         )
         return [CredentialRow(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
 
+    def iter_select(self, table: str, columns: list[str]) -> Iterator[tuple[Any, ...]]:
+        """Chosen columns of every row of one of n8n's tables (names quoted here), one row at
+        a time: no other query may run on this reader until the iteration ends."""
+        listed = ", ".join(quote_identifier(column) for column in columns)
+        return self._rows(f"SELECT {listed} FROM {self.table_sql(table)}")
+
     def select(self, table: str, columns: list[str]) -> list[tuple[Any, ...]]:
         """Chosen columns of every row of one of n8n's tables (names quoted here)."""
-        listed = ", ".join(quote_identifier(column) for column in columns)
-        return self._query(f"SELECT {listed} FROM {self.table_sql(table)}")
+        return list(self.iter_select(table, columns))
 
-    def execution_data_mentioning(self, word: str) -> list[str]:
-        """The stored data of the executions whose data contains ``word`` (letters only)."""
+    def execution_data_mentioning(self, word: str) -> Iterator[str]:
+        """The stored data of the executions whose data contains ``word`` (letters only), one
+        execution at a time."""
         if not word.isalpha() or not self.has_table("execution_data"):
-            return []
-        rows = self._query(
+            return
+        for row in self._rows(
             f"SELECT data FROM {self.table_sql('execution_data')} WHERE data LIKE '%{word}%'"
-        )
-        return [row[0] if isinstance(row[0], str) else str(row[0]) for row in rows]
+        ):
+            yield row[0] if isinstance(row[0], str) else str(row[0])
 
     def count(self, table: str) -> int:
         """Number of rows in one of n8n's tables."""

@@ -88,13 +88,31 @@ def active_before_start(instance: RunsN8nCli) -> list[str]:
 
 
 def active_workflows_served(base_url: str, api_key: str) -> list[str]:
-    """'id (name)' of every workflow the instance's public API reports as active."""
+    """'id (name)' of every workflow the instance's public API reports as active (asked for the
+    active ones only, and each answer's own flag checked too)."""
     with N8nApi(base_url, api_key) as api:
         return [
             f"{item['id']} ({item.get('name')!r})"
-            for item in api.iter_workflows()
+            for item in api.iter_workflows(active=True)
             if item.get("active")
         ]
+
+
+def inert_problems(base_url: str, database: N8nTables, manifest: Manifest) -> list[str]:
+    """What shows that the restored n8n is not inert: a registered webhook, a workflow active in
+    its tables or in n8n's own view, an execution the snapshot did not have. Empty when inert."""
+    problems = []
+    if database.has_table("webhook_entity") and (webhooks := database.count("webhook_entity")):
+        problems.append(f"n8n registered {webhooks} webhook(s)")
+    if active := database.active_workflow_ids():
+        problems.append(f"{len(active)} workflow(s) are active in the database: {active[:10]}")
+    api_key = usable_api_key(base_url, database, manifest.key_fingerprint)
+    if served := active_workflows_served(base_url, api_key):
+        problems.append(f"n8n reports {len(served)} active workflow(s): {served[:10]}")
+    started = database.count("execution_entity") - manifest.counts.executions
+    if started:
+        problems.append(f"{started} execution(s) started")
+    return problems
 
 
 def n8n_credential_digests(
@@ -144,7 +162,14 @@ def credentials_decrypted(
 ) -> tuple[int, list[str]]:
     """How many credentials n8n's own code decrypts, and the problems: one of the snapshot
     missing or decrypting to other data, or one the snapshot does not have."""
-    digests = n8n_credential_digests(instance, key, manifest.key_fingerprint)
+    return credential_findings(
+        manifest, n8n_credential_digests(instance, key, manifest.key_fingerprint)
+    )
+
+
+def credential_findings(manifest: Manifest, digests: dict[str, str]) -> tuple[int, list[str]]:
+    """How many credentials n8n decrypted (``digests``, from :func:`n8n_credential_digests`),
+    and the problems against the manifest."""
     problems = credential_mismatches(manifest, digests)
     extra = sorted(set(digests) - {c.id for c in manifest.credentials})
     if extra:
