@@ -79,7 +79,7 @@ def copy_hashed(source: BinaryIO, destination: Path) -> str:
     while it is written (hashlib releases the GIL), so the hash costs little beyond the copy."""
     hasher = hashlib.sha256()
     descriptor = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
-    with ThreadPoolExecutor(1) as hashing, open(descriptor, "wb", buffering=0) as out:
+    with ThreadPoolExecutor(1) as hashing, open(descriptor, "wb") as out:  # writes every byte
         pending: Future[None] | None = None
         while chunk := source.read(_COPY_CHUNK):
             if pending is not None:

@@ -302,10 +302,13 @@ def _capture_sqlite(
 def _export_workflows(staging: Path, api: N8nApi) -> dict[str, ExportedFile]:
     """Write every workflow the API lists to the staging folder as its page arrives; keep only
     each one's file name and digest (the bodies are not held in memory)."""
-    exported = {}
+    exported: dict[str, ExportedFile] = {}
     for body in progress(api.iter_workflows(), "exporting workflows"):
         workflow_id = str(body["id"])
         relative = f"{WORKFLOWS_DIR}/{safe_file_stem(workflow_id, str(body.get('name')))}.json"
+        earlier = exported.get(workflow_id)
+        if earlier is not None and earlier.relative != relative:  # listed twice, renamed between
+            (staging / earlier.relative).unlink(missing_ok=True)
         _write_workflow(staging / relative, body)
         exported[workflow_id] = ExportedFile(relative, _exported_digest(body))
     return exported
@@ -335,6 +338,8 @@ def _fill_staging(
     ]
     for left in exported.values():  # deleted between the export and the copy
         (staging / left.relative).unlink(missing_ok=True)
+    if (staging / WORKFLOWS_DIR).is_dir():
+        fsync_dir(staging / WORKFLOWS_DIR)  # the renames and removals of the settling
     with contextlib.suppress(OSError):  # a snapshot without workflow files has no such folder
         (staging / WORKFLOWS_DIR).rmdir()
     credentials = [

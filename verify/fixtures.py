@@ -392,7 +392,7 @@ def restored(
             )
         try:
             not_inert = inert_problems(instance.base_url, database, manifest)
-        except N8nCheckError as exc:
+        except BackupError as exc:
             not_inert = [str(exc)]
         yield RestoredInstance(
             instance,
@@ -406,8 +406,8 @@ def restored(
             not_inert,
         )
     finally:
-        exporting.shutdown(wait=True, cancel_futures=True)  # n8n's CLI ends before n8n stops
-        case.detach()
+        case.detach()  # stopping n8n also ends an export running inside its container
+        exporting.shutdown(wait=True, cancel_futures=True)  # before its folder goes
         folder.cleanup()
 
 

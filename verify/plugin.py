@@ -70,8 +70,9 @@ VERSION_HELP = (
 )
 BOOT_TIMEOUT_HELP = f"seconds to wait for n8n to be ready (default {DEFAULT_BOOT_TIMEOUT:.0f})"
 QUIET_HELP = (
-    "seconds a restored instance must stay silent (no execution) before 'nothing fires' "
-    f"passes (default {DEFAULT_QUIET_SECONDS:.0f})"
+    "seconds a restored instance must stay silent (no execution, nothing active), counted "
+    "from n8n's start and overlapping the other checks, before 'nothing fires' passes "
+    f"(default {DEFAULT_QUIET_SECONDS:.0f})"
 )
 
 RUNTIMES = ("auto", "docker", "process")

@@ -40,6 +40,7 @@ TRANSACTION_TIMEOUT_MAJOR = 17
 # Session settings that pg_dump 17+ writes and older servers refuse; nothing else is dropped.
 NEWER_SESSION_SETTINGS = {b"SET transaction_timeout = 0;"}
 DEFAULT_SCHEMA = "public"
+ROWS_PER_FETCH = 200
 Result = TypeVar("Result")
 
 
@@ -131,6 +132,17 @@ class PostgresTarget:
             raise SourceError(f"cannot connect to PostgreSQL {self.describe()}: {first}") from None
 
 
+def _fetched_in_batches(
+    connection: psycopg.Connection[tuple[Any, ...]], sql: str
+) -> Iterator[tuple[Any, ...]]:
+    """The rows of ``sql`` through a server-side cursor, ROWS_PER_FETCH at a time (inside the
+    connection's transaction)."""
+    with connection.cursor(name=f"nrv_rows_{secrets.token_hex(4)}") as cursor:
+        cursor.itersize = ROWS_PER_FETCH
+        cursor.execute(sql)
+        yield from cursor
+
+
 class PostgresTables(N8nTables):
     """n8n's tables, read through ``connection`` (inside its transaction) or, without one,
     through a new connection per query."""
@@ -177,12 +189,14 @@ class PostgresTables(N8nTables):
             raise SourceError(f"preparing {self.target.describe()}: {str(exc).strip()}") from None
 
     def _rows(self, sql: str) -> Iterator[tuple[Any, ...]]:
+        # A server-side cursor: the connection is only busy while a batch is fetched, so other
+        # queries may run between batches, and a reader that stops early blocks nothing.
         try:
             if self.connection is not None:
-                yield from self.connection.cursor().stream(sql)
+                yield from _fetched_in_batches(self.connection, sql)
                 return
-            with self.target.connect(autocommit=True) as connection:
-                yield from connection.cursor().stream(sql)
+            with self.target.connect(autocommit=True) as connection, connection.transaction():
+                yield from _fetched_in_batches(connection, sql)
         except psycopg.Error as exc:
             raise SourceError(f"reading {self.target.describe()}: {str(exc).strip()}") from None
 

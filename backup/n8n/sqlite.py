@@ -74,7 +74,8 @@ def copy_database(source: Path, destination: Path) -> str | None:
         if mode != "wal":
             with open(source, "rb") as handle:
                 digest = copy_hashed(handle, destination)
-            src.execute("COMMIT")
+                # Closing our handle drops this process's POSIX locks on the file: end first.
+                src.execute("COMMIT")
             return digest
         src.execute("COMMIT")
     os.close(os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
