@@ -62,7 +62,9 @@ def _verify(snapshot: Path, keys: Path, work: Path, *extra: str) -> tuple[float,
     ]  # fmt: skip
     seconds, code, peak = timed_command(command, work)
     if code != 0:
-        raise SystemExit(f"verify {' '.join(extra)} failed ({code}): see {work / 'r.html'}")
+        result = json.loads((work / "r.json").read_text())
+        causes = [cause for entry in result["entries"] for cause in entry["causes"]]
+        raise SystemExit(f"verify {' '.join(extra)} failed ({code}): {causes}")
     return seconds, peak
 
 

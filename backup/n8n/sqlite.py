@@ -9,8 +9,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-from backup.atomic import PRIVATE_FILE_MODE
-from backup.digests import copy_hashed
+from backup.atomic import PRIVATE_FILE_MODE, copy_hashed
 from backup.errors import InputError, SqliteBackupError
 from backup.identifiers import quote_identifier, table_prefix_problem
 from backup.n8n.tables import N8nTables
