@@ -58,7 +58,7 @@ class RestoredInstance:
     # What n8n must serve, by workflow id: the manifest's digests, or after an upgrade the
     # digests of the migrated rows (the migrations' own changes are reported, not failed).
     expected_digests: dict[str, str]
-    # n8n's own decryption of every credential, running since n8n became ready.
+    # n8n's own decryption of every credential, running since the server was launched.
     credential_digests: Future[dict[str, str]]
     not_inert_at_readiness: list[str]  # the structural proof, taken as soon as n8n was ready
 
@@ -372,15 +372,21 @@ def restored(
             expected = {
                 row.id: workflow_digest(row.nodes, row.connections) for row in migrated_rows
             }
+        if isinstance(database, N8nDatabase) and not version.startswith("1."):
+            # What n8n 2.x does when it opens the file, done first: the export and the server
+            # then open it together without racing to switch the journal mode.
+            database.use_wal()
+        # n8n's credential export is a second n8n process: it boots beside the server (the
+        # database is at the target version's schema by now), not after it.
+        credential_digests = exporting.submit(
+            n8n_credential_digests, instance, stored_key.value, manifest.key_fingerprint
+        )
         started_at = time.monotonic()
         try:
             instance.start(timeout=case.boot_timeout)
         except N8nStartError as exc:
             message = _start_failure(version, manifest, stored_key, exc, case)
             pytest.fail(message, pytrace=False)
-        credential_digests = exporting.submit(
-            n8n_credential_digests, instance, stored_key.value, manifest.key_fingerprint
-        )
         summary.boot_seconds = instance.ready_seconds
         summary.migrations_run = database.migrations()[len(migrations_before) :]
         if summary.migrations_run and not upgrade:

@@ -218,7 +218,7 @@ def test_credentials_decrypt_in_n8n(
     restored: RestoredInstance, manifest: Manifest, summary: SnapshotSummary
 ) -> None:
     """n8n's own code decrypts every credential to the data that was backed up."""
-    with failing_plainly():  # n8n's export was started when n8n became ready
+    with failing_plainly():  # n8n's export was started with the server
         decrypted, problems = credential_findings(manifest, restored.credential_digests.result())
     summary.found_credentials = decrypted
     assert not problems, f"credentials in n8n: {_listing(problems)}"

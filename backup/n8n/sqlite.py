@@ -124,6 +124,14 @@ class N8nDatabase(N8nTables):
                 conn.execute(statement)
             conn.commit()
 
+    def use_wal(self) -> None:
+        """Switch the file to WAL mode (a restored copy that n8n 2.x would switch at start)."""
+        with (
+            map_sqlite_errors(f"preparing restored copy {self.path}"),
+            closing(sqlite3.connect(self.path)) as conn,
+        ):
+            conn.execute("PRAGMA journal_mode = WAL")
+
     def table_kind(self, name: str) -> str | None:
         rows = self._query("SELECT type FROM sqlite_master WHERE name = ?", (self.prefix + name,))
         return str(rows[0][0]) if rows else None
