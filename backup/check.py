@@ -73,10 +73,15 @@ def _unlisted_problems(snapshot_dir: Path, listed: set[str]) -> list[str]:
     return problems
 
 
-def file_problems(snapshot_dir: Path, manifest: Manifest) -> list[str]:
+def file_problems(
+    snapshot_dir: Path, manifest: Manifest, database_file: list[str] | None = None
+) -> list[str]:
     """Every listed file is present with its size and sha256, nothing unlisted is there, and
-    every workflow export is the workflow the database copy holds."""
-    problems = database_file_problems(snapshot_dir, manifest)
+    every workflow export is the workflow the database copy holds. ``database_file``: what
+    :func:`database_file_problems` already found (the largest file is not hashed again)."""
+    problems = list(
+        database_file_problems(snapshot_dir, manifest) if database_file is None else database_file
+    )
     for entry in manifest.files:
         if entry.path != manifest.database_file and (
             problem := _entry_problem(snapshot_dir, entry)

@@ -60,9 +60,9 @@ def test_manifest_authentic(authentication: Authentication) -> None:
         pytest.fail(f"manifest: {authentication.problem}", pytrace=False)
 
 
-def test_files(case: SnapshotCase, manifest: Manifest) -> None:
+def test_files(case: SnapshotCase, manifest: Manifest, database_file_check: list[str]) -> None:
     """Every file in the manifest is there with its sha256 and size; the database is sound."""
-    problems = file_problems(case.folder, manifest)
+    problems = file_problems(case.folder, manifest, database_file_check)
     if not problems:
         problems = database_problems(case.folder, manifest)
     assert not problems, f"snapshot files: {_listing(problems)}"

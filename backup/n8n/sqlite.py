@@ -71,7 +71,7 @@ def copy_database(source: Path, destination: Path) -> str | None:
         src.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # takes the shared lock
         mode = str(src.execute("PRAGMA journal_mode").fetchone()[0]).lower()
         if mode != "wal":
-            with open(source, "rb") as handle:
+            with open(source, "rb", buffering=0) as handle:  # chunks straight from the file
                 digest = copy_hashed(handle, destination)
                 # Closing our handle drops this process's POSIX locks on the file: end first.
                 src.execute("COMMIT")
