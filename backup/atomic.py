@@ -60,13 +60,21 @@ def fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
+def new_private_file(path: Path) -> int:
+    """Create ``path`` as a new, empty 0600 file (refused if anything is there); its descriptor,
+    open for writing."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+
+
 def copy_hashed(source: BinaryIO, destination: Path) -> str:
     """Copy an open file to a new private file (0600, refused if it exists) and return the
     sha256 of what was written, from the same read: each chunk is hashed in a second thread
     while it is written (hashlib releases the GIL), so the hash costs little beyond the copy."""
     hasher = hashlib.sha256()
-    descriptor = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
-    with ThreadPoolExecutor(1) as hashing, open(descriptor, "wb") as out:  # writes every byte
+    with (
+        ThreadPoolExecutor(1) as hashing,
+        open(new_private_file(destination), "wb") as out,
+    ):  # writes every byte
         pending: Future[None] | None = None
         while chunk := source.read(_COPY_CHUNK):
             if pending is not None:

@@ -281,16 +281,15 @@ def _capture_sqlite(
     with ThreadPoolExecutor(2, thread_name_prefix="snapshot-check") as checks:
         integrity = checks.submit(integrity_problems, copy)
         hashing = checks.submit(sha256_file, copy) if copied_digest is None else None
+        read_error: SqliteBackupError | None = None
         try:
             contents = _read_contents(N8nDatabase(copy, request.table_prefix), encryption_key)
-        except SqliteBackupError:
-            if problems := integrity.result():  # says better what is wrong with the copy
-                raise SqliteBackupError(
-                    f"the database copy fails integrity_check: {problems[0]}"
-                ) from None
-            raise
-        if problems := integrity.result():
+        except SqliteBackupError as exc:
+            read_error = exc
+        if problems := integrity.result():  # on a damaged copy, says best what is wrong
             raise SqliteBackupError(f"the database copy fails integrity_check: {problems[0]}")
+        if read_error is not None:
+            raise read_error
         digest = hashing.result() if hashing is not None else copied_digest
     assert digest is not None
     fsync_file(copy)
@@ -301,7 +300,9 @@ def _capture_sqlite(
 
 def _export_workflows(staging: Path, api: N8nApi) -> dict[str, ExportedFile]:
     """Write every workflow the API lists to the staging folder as its page arrives; keep only
-    each one's file name and digest (the bodies are not held in memory)."""
+    each one's file name and digest (the bodies are not held in memory). The folder is made
+    here; it is removed again if it stays empty."""
+    make_private_dir(staging / WORKFLOWS_DIR)
     exported: dict[str, ExportedFile] = {}
     for body in progress(api.iter_workflows(), "exporting workflows"):
         workflow_id = str(body["id"])
@@ -406,7 +407,6 @@ def _exported_digest(body: dict[str, Any]) -> str:
 
 
 def _write_workflow(path: Path, body: dict[str, Any]) -> None:
-    make_private_dir(path.parent)
     write_bytes_atomic(path, json.dumps(body, indent=2, ensure_ascii=False).encode("utf-8"))
 
 

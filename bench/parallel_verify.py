@@ -25,15 +25,11 @@ sys.path.insert(0, str(ROOT))
 from backup.keystore import KeyStore  # noqa: E402
 from backup.n8n.folder import locate  # noqa: E402
 from backup.snapshot import SnapshotRequest, create_snapshot  # noqa: E402
-from bench.throwaway import throwaway_n8n, timed_command  # noqa: E402
+from bench.throwaway import throwaway_n8n, timed_command, verify_command  # noqa: E402
 
 
 def _timed_verify(snapshots: Path, keys: Path, *extra: str) -> dict[str, float]:
-    command = [
-        sys.executable, "-m", "pytest", str(ROOT / "verify"), "--snapshots", str(snapshots),
-        "--key-store", str(keys), "--runtime", "process", "-q", "-p", "no:cacheprovider", *extra,
-    ]  # fmt: skip
-    seconds, code, peak = timed_command(command, snapshots.parent)
+    seconds, code, peak = timed_command(verify_command(snapshots, keys, *extra), snapshots.parent)
     if code != 0:
         raise SystemExit(f"verify {' '.join(extra)} exited {code}")
     return {"seconds": round(seconds, 1), "peak_mb": round(peak / 1e6)}

@@ -12,6 +12,7 @@ import os
 import random
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -114,6 +115,14 @@ def tree_rss(root_pid: int) -> int:
         tree.update(children)
         frontier.extend(children)
     return sum(rss.get(pid, 0) for pid in tree)
+
+
+def verify_command(snapshots: Path, keys: Path, *extra: str) -> list[str]:
+    """``pytest verify`` on the snapshots under ``snapshots`` (process runtime, no cache)."""
+    return [
+        sys.executable, "-m", "pytest", str(ROOT / "verify"), "--snapshots", str(snapshots),
+        "--key-store", str(keys), "--runtime", "process", "-q", "-p", "no:cacheprovider", *extra,
+    ]  # fmt: skip
 
 
 def timed_command(command: list[str], cwd: Path) -> tuple[float, int, int]:

@@ -34,7 +34,7 @@ from backup.n8n.instances.base import outbound_env  # noqa: E402
 from backup.n8n.instances.process import N8nProcess  # noqa: E402
 from backup.secret import Secret  # noqa: E402
 from backup.snapshot import SnapshotRequest, create_snapshot  # noqa: E402
-from bench.throwaway import throwaway_n8n, timed_command  # noqa: E402
+from bench.throwaway import throwaway_n8n, timed_command, verify_command  # noqa: E402
 from verify.restore import restore_to_temp  # noqa: E402
 
 
@@ -54,12 +54,8 @@ def _bare_boot(snapshot: Path, key: str) -> float:
 
 
 def _verify(snapshot: Path, keys: Path, work: Path, *extra: str) -> tuple[float, int]:
-    command = [
-        sys.executable, "-m", "pytest", str(ROOT / "verify"),
-        "--snapshots", str(snapshot.parent), "--key-store", str(keys), "--runtime", "process",
-        "-q", "-p", "no:cacheprovider", "--html", str(work / "r.html"),
-        "--junitxml", str(work / "r.xml"), *extra,
-    ]  # fmt: skip
+    reports = ("--html", str(work / "r.html"), "--junitxml", str(work / "r.xml"))
+    command = verify_command(snapshot.parent, keys, *reports, *extra)
     seconds, code, peak = timed_command(command, work)
     if code != 0:
         result = json.loads((work / "r.json").read_text())

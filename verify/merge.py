@@ -110,8 +110,9 @@ def summary_page(result: dict[str, Any]) -> str:
     )
 
 
-def merge(out: Path, results: list[Path]) -> Path:
-    """Write the merged JSON, JUnit and HTML under ``out`` (0700, files 0600); the JSON's path."""
+def merge(out: Path, results: list[Path]) -> tuple[Path, str]:
+    """Write the merged JSON, JUnit and HTML under ``out`` (0700, files 0600); the JSON's path
+    and the merged verdict."""
     if not results:
         raise InputError("give the shards' JSON results (reports/verify-*.json of each)")
     shards = [(path.resolve(), read_shard(path)) for path in results]
@@ -127,7 +128,7 @@ def merge(out: Path, results: list[Path]) -> Path:
     merged["report"] = str(target.with_suffix(".html"))
     write_text_atomic(target.with_suffix(".html"), summary_page(merged))
     write_text_atomic(target, json.dumps(merged, indent=2, ensure_ascii=False) + "\n")
-    return target
+    return target, str(merged["verdict"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -139,11 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("results", type=Path, nargs="+", help="each shard's verify-*.json")
     args = parser.parse_args(argv)
     try:
-        path = merge(args.out, args.results)
+        path, verdict = merge(args.out, args.results)
     except InputError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    verdict = json.loads(path.read_text(encoding="utf-8"))["verdict"]
     print(f"{verdict}: {path}")
     return 0 if verdict == "PASSED" else 1
 

@@ -111,8 +111,9 @@ def _data_table_rows(tables: N8nTables) -> Iterator[list[Any]]:
         if not tables.has_table(name):
             continue
         columns = sorted(tables.columns(name) - _ROW_TIMESTAMPS)
+        no_json = [False] * len(columns)
         for row in tables.iter_select(name, columns):
-            plain = _plain_row(row, [False] * len(columns))
+            plain = _plain_row(row, no_json)
             yield [table_id, dict(zip(columns, plain, strict=True))]
 
 

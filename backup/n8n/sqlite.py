@@ -9,7 +9,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-from backup.atomic import PRIVATE_FILE_MODE, copy_hashed
+from backup.atomic import copy_hashed, new_private_file
 from backup.errors import InputError, SqliteBackupError
 from backup.identifiers import quote_identifier, table_prefix_problem
 from backup.n8n.tables import N8nTables
@@ -77,7 +77,7 @@ def copy_database(source: Path, destination: Path) -> str | None:
                 src.execute("COMMIT")
             return digest
         src.execute("COMMIT")
-    os.close(os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
+    os.close(new_private_file(destination))
     online_copy(source, destination)  # into the empty private file: SQLite keeps its mode
     return None
 
