@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import re
 import secrets
+import socket
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,3 +137,60 @@ def set_up_owner(handle: N8nTestContainer) -> None:
 def remove(client: DockerClient, handle: N8nTestContainer) -> None:
     handle.container.remove(force=True, v=True)
     client.volumes.get(handle.volume).remove(force=True)
+
+
+class EngineOverTcp:
+    """This machine's Docker engine served on a loopback TCP port, as a remote engine is reached
+    (DOCKER_HOST=tcp://...). It keeps the request lines and the bind mounts that clients ask
+    for (nothing else: requests carry the encryption key in n8n's environment)."""
+
+    _REQUEST = re.compile(rb"((?:GET|POST|PUT|DELETE|HEAD) /\S+) HTTP/1\.1")
+    _BINDS = re.compile(rb'"Binds": (\[[^\]]*\])')
+
+    def __init__(self, engine_socket: str = "/var/run/docker.sock") -> None:
+        self._engine_socket = engine_socket
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"tcp://127.0.0.1:{self._server.getsockname()[1]}"
+        self.requests: list[str] = []
+        self.binds: list[str] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return  # closed
+            engine = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            engine.connect(self._engine_socket)
+            threading.Thread(target=self._pump, args=(client, engine, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(engine, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, record: bool) -> None:
+        tail = b""  # the end of the previous chunk: a request line may be cut in two
+        try:
+            while chunk := source.recv(1 << 16):
+                if record:
+                    self._record(tail + chunk)
+                    tail = chunk[-512:]
+                target.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                target.shutdown(socket.SHUT_WR)
+
+    def _record(self, data: bytes) -> None:
+        with self._lock:
+            for match in self._REQUEST.finditer(data):
+                line = match.group(1).decode("ascii", "replace")
+                if not self.requests or self.requests[-1] != line:
+                    self.requests.append(line)
+            self.binds += [
+                str(item) for found in self._BINDS.findall(data) for item in json.loads(found)
+            ]
+
+    def close(self) -> None:
+        """Stop accepting connections."""
+        self._server.close()

@@ -17,15 +17,17 @@ from typing import Any
 
 import psycopg
 import pytest
+from docker.client import DockerClient
 
 from backup.digests import sha256_file
 from backup.manifest import FileEntry, Manifest
 from backup.n8n import npm
 from backup.n8n.api import N8nApi
+from backup.n8n.instances.docker import SESSION_LABEL
 from backup.n8n.instances.process import N8nProcess
 from backup.n8n.postgres import PostgresTarget, n8n_database_env
 from tests.cli_support import run_snapshot_cli
-from tests.docker_support import DOCKER_ARGS, PROCESS_ARGS, build_image
+from tests.docker_support import DOCKER_ARGS, PROCESS_ARGS, EngineOverTcp, build_image
 from tests.n8n_support import (
     BOOT_TIMEOUT,
     Canary,
@@ -200,6 +202,50 @@ def test_1x_snapshot_verifies_on_1x_and_after_the_upgrade_to_2x(
     assert "activated by the migration (sub-workflow published)" in html.unescape(restored_on_2x)
     same_version = next(t for t in record["targets"] if t["target_version"] == N8N_1X)
     assert same_version["upgrade_changes"] == {}
+
+
+@pytest.fixture
+def remote_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[EngineOverTcp]:
+    """This machine's engine reached as a remote one is: DOCKER_HOST=tcp://127.0.0.1:PORT."""
+    engine = EngineOverTcp()
+    monkeypatch.setenv("DOCKER_HOST", engine.url)
+    yield engine
+    engine.close()
+
+
+def test_1x_upgrade_to_2x_verifies_on_a_remote_engine(
+    pytester: pytest.Pytester,
+    snapshot_1x: tuple[Path, Path, SourceInstance],
+    docker_client: DockerClient,
+    remote_engine: EngineOverTcp,
+    canary: Canary,
+) -> None:
+    """The upgrade rehearsal on an engine that sees none of this machine's files: the verdicts
+    and upgrade changes of a local run, with the data shipped through the engine's API (no path
+    of this machine given to it) and nothing of the run left on the engine."""
+    path, keys, _ = snapshot_1x
+    hits_before = canary.hits
+    target = ("--n8n-version", npm.DEFAULT_N8N_VERSION)
+    run = run_verify(pytester, path, keys, *target, "--quiet-seconds", "6", *DOCKER_ARGS)
+    assert canary.hits == hits_before, "a restored instance fired the source's schedule"
+    assert_only_removed_nodes_fail(run, f"{path.name}@{npm.DEFAULT_N8N_VERSION}")
+    run.result.assert_outcomes(passed=VERIFY_CHECKS - 1, failed=1, deselected=1)
+    text = run.report.read_text(encoding="utf-8")
+    assert "remote engine 127.0.0.1: data shipped into a volume" in text
+    row = text.split(f"{path.name}@{npm.DEFAULT_N8N_VERSION}", 1)[1].split("</tr>", 1)[0]
+    assert "tags 2/2" in row and "data table rows 5/5" in row and "users 2/2" in row
+    record = json.loads((path.parent / f"{path.name}.verified.json").read_text())
+    changed = record["targets"][-1]["upgrade_changes"]
+    assert any(said[0].startswith("activated by the migration") for said in changed.values())
+    # What the engine was asked: volumes only, never a folder of this machine; the restored
+    # folder went in through the archive API.
+    assert remote_engine.binds, "the engine was asked for no mount at all"
+    assert [bind for bind in remote_engine.binds if bind.startswith("/")] == []
+    assert any(r.startswith("PUT ") and "/archive?path=" in r for r in remote_engine.requests)
+    ours = {"label": SESSION_LABEL}
+    left = [c.name for c in docker_client.containers.list(all=True, filters=ours)]
+    left += [v.name for v in docker_client.volumes.list(filters=ours)]
+    assert [name for name in left if not name.startswith("n8n-test-")] == []
 
 
 def test_1x_wrong_key_is_caught_before_boot(

@@ -173,6 +173,15 @@ def _postgres_server(
     """Where PostgreSQL snapshots are restored: --postgres, or on the docker runtime a
     PostgreSQL container (n8n's container could not reach a server outside its network)."""
     if case.runtime == "docker" and case.postgres_dsn is None:
+        from backup.n8n.instances.remote import engine_host, remote_engine
+
+        if (remote := remote_engine()) is not None:
+            pytest.fail(
+                "this is a PostgreSQL snapshot: on a remote Docker engine "
+                f"({engine_host(remote)}) only SQLite snapshots are verified so far; unset "
+                "DOCKER_HOST to use this machine's engine, or use --runtime process --postgres DSN",
+                pytrace=False,
+            )
         server: PostgresTarget = request.getfixturevalue("postgres_container")
         image = case.postgres_image_for(manifest)
         return server, f"PostgreSQL container ({image}) on the internal network"
@@ -264,32 +273,45 @@ def _new_instance(
     request: pytest.FixtureRequest,
     summary: SnapshotSummary,
     extra_env: dict[str, str],
-) -> N8nInstance:
+    database: N8nTables,
+) -> tuple[N8nInstance, N8nTables]:
+    """The instance to boot, and the restored tables as that instance's n8n will see them."""
     _environment_fact(request, "n8n (restore target)", version)
     if case.runtime == "docker":
         from backup.n8n.instances.docker import N8nContainer, engine_facts
+        from backup.n8n.instances.remote import engine_host
 
         image = case.image(version)
         engine, image_id = engine_facts(image)
         _environment_fact(request, "Docker engine", engine)
-        summary.runtime = (
-            f"docker ({image}, internal network), image {image_id or '?'}, "
-            f"Docker engine {engine or '?'}"
-        )
-
         network: IsolatedNetwork = request.getfixturevalue("docker_network")
+        try:
+            container = N8nContainer(
+                image,
+                folder.user_folder,
+                key.reveal(),
+                network,
+                extra_env,
+                host_network=case.test_credentials,
+            )
+        except BackupError as exc:
+            pytest.fail(f"not booted: {exc}", pytrace=False)
+        where = "internal network"
+        if container.engine_url is not None:
+            where += (
+                f", remote engine {engine_host(container.engine_url)}: data shipped into a "
+                "volume, n8n reached through a relay container"
+            )
+            if isinstance(database, N8nDatabase):  # n8n's copy lives in the remote volume
+                database = container.live_database(database.prefix)
+        summary.runtime = (
+            f"docker ({image}, {where}), image {image_id or '?'}, Docker engine {engine or '?'}"
+        )
         if case.test_credentials:
             summary.isolation = "host network (--test-credentials): the container can reach out"
         else:
             summary.isolation = "internal Docker network: no route out of the container"
-        return N8nContainer(
-            image,
-            folder.user_folder,
-            key.reveal(),
-            network,
-            extra_env,
-            host_network=case.test_credentials,
-        )
+        return container, database
     try:
         launcher = npm.install(version, log=False)
     except BackupError as exc:
@@ -302,7 +324,7 @@ def _new_instance(
         + f"); configurable endpoints and the HTTP(S) proxy point at {OUTBOUND_SINK} (closed)"
         + ("" if version.startswith("1.") else "; the MCP registry module is disabled")
     )
-    return N8nProcess(launcher, folder.user_folder, key.reveal(), extra_env=extra_env)
+    return N8nProcess(launcher, folder.user_folder, key.reveal(), extra_env=extra_env), database
 
 
 @pytest.fixture(scope="session")
@@ -354,8 +376,8 @@ def restored(
     source_rows = database.workflows() if upgrade else []
     exporting = ThreadPoolExecutor(1, thread_name_prefix="n8n-credential-export")
     try:
-        instance = _new_instance(
-            case, version, folder, stored_key.value, request, summary, extra_env
+        instance, database = _new_instance(
+            case, version, folder, stored_key.value, request, summary, extra_env, database
         )
         case.attach(instance)
         summary.isolation += reach_note

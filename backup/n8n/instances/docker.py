@@ -1,8 +1,10 @@
 """n8n in a container through testcontainers, on a Docker network with no route outside.
 
-The restored ``.n8n`` folder is bind-mounted at /home/node/.n8n and owned by uid 1000, as in the
-official image. The container is reached at its address on the internal network (such networks
-publish no ports), and is always removed, also when a test fails or the run is interrupted.
+On this machine's engine the restored ``.n8n`` folder is bind-mounted at /home/node/.n8n and owned
+by uid 1000, as in the official image, and the container is reached at its address on the internal
+network (such networks publish no ports). On a remote engine (DOCKER_HOST over the network) the
+folder is shipped into a volume and n8n is reached through a relay (see ``remote``). The container
+is always removed, also when a test fails or the run is interrupted.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import contextlib
 import os
 import secrets
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -27,11 +30,20 @@ try:
 except ImportError as exc:  # an optional part of the install
     raise missing_extra("docker", exc) from None
 
-from backup.errors import BackupError, N8nStartError
+from backup.errors import BackupError, InputError, N8nStartError, SqliteBackupError
 from backup.n8n.container import exec_n8n
 from backup.n8n.instances.base import DEFAULT_BOOT_TIMEOUT, QUIET_ENV, BootsOnEnter
 from backup.n8n.instances.process import LOOPBACK_ENV, free_port
 from backup.n8n.instances.readiness import wait_until_ready
+from backup.n8n.instances.remote import (
+    ContainerDatabase,
+    Relay,
+    engine_host,
+    fetch_file,
+    remote_engine,
+    ship_folder,
+)
+from backup.n8n.sqlite import DATABASE_NAME
 from backup.ownership import chown_tree
 
 if TYPE_CHECKING:
@@ -121,14 +133,16 @@ class IsolatedNetwork:
         return self.network.name
 
     def close(self) -> None:
-        """Remove every container left on the network, then the network itself."""
+        """Remove every container and volume left by the session, then the network itself."""
         client = DockerClient.from_env()
+        session = {"label": f"{SESSION_LABEL}={self.session}"}
         try:
-            for container in client.containers.list(
-                all=True, filters={"label": f"{SESSION_LABEL}={self.session}"}
-            ):
+            for container in client.containers.list(all=True, filters=session):
                 with contextlib.suppress(DockerException):
                     container.remove(force=True, v=True)
+            for volume in client.volumes.list(filters=session):
+                with contextlib.suppress(DockerException):
+                    volume.remove(force=True)
         finally:
             client.close()
         with contextlib.suppress(DockerException):
@@ -153,6 +167,19 @@ class N8nContainer(BootsOnEnter):
         self.image = image
         self.network = network
         n8n_folder = user_folder / ".n8n"
+        self.engine_url = remote_engine()
+        if self.engine_url is not None and host_network:
+            raise InputError(
+                "--test-credentials needs a Docker engine on this machine (n8n on the host's "
+                f"network); DOCKER_HOST names a remote one ({engine_host(self.engine_url)})"
+            )
+        self._labels = {SESSION_LABEL: network.session}
+        # On a remote engine: the volume the folder is shipped into, once, before n8n's first use.
+        self._volume = f"n8n-restore-verify-{network.session}-{uuid.uuid4().hex[:8]}"
+        self._shipped = False
+        self._ship_lock = threading.Lock()
+        self._relay: Relay | None = None
+        self._relay_url: str | None = None
         env = {**QUIET_ENV, **(extra_env or {})}
         # On the host's network (to reach services on its loopback) n8n listens on loopback,
         # on ports of its own.
@@ -169,18 +196,22 @@ class N8nContainer(BootsOnEnter):
             env["N8N_ENCRYPTION_KEY"] = encryption_key
         self._env = env
         self._n8n_folder = n8n_folder
-        self._user = None if os.geteuid() == 0 else f"{os.getuid()}:{os.getgid()}"
+        # Files we could not hand to uid 1000 (not root): n8n runs as their owner instead. A
+        # shipped volume is written as uid 1000 already.
+        local_owner = os.geteuid() != 0 and self.engine_url is None
+        self._user = f"{os.getuid()}:{os.getgid()}" if local_owner else None
+        self._data = str(n8n_folder) if self.engine_url is None else self._volume
         self._started = False
         kwargs: dict[str, str] = {}
         if host_network:
             kwargs["network_mode"] = "host"
-        if os.geteuid() != 0:  # cannot hand the files to uid 1000: run as their owner instead
-            kwargs["user"] = f"{os.getuid()}:{os.getgid()}"
+        if self._user is not None:
+            kwargs["user"] = self._user
         self._container = (
             DockerContainer(image)
             .with_envs(**env)
-            .with_volume_mapping(str(n8n_folder), CONTAINER_N8N_FOLDER, "rw")
-            .with_kwargs(labels={SESSION_LABEL: network.session}, **kwargs)
+            .with_volume_mapping(self._data, CONTAINER_N8N_FOLDER, "rw")
+            .with_kwargs(labels=self._labels, **kwargs)
         )
         if not host_network:
             self._container.with_network(network.network)
@@ -189,13 +220,93 @@ class N8nContainer(BootsOnEnter):
         self.ready_seconds: float | None = None
 
     def hand_over_files(self) -> None:
-        """Give the restored folder to the image's user (uid 1000), when we are root."""
-        if os.geteuid() == 0:
+        """Give the restored folder to the image's user (uid 1000), when we are root (a
+        shipped volume's files are uid 1000's already)."""
+        if os.geteuid() == 0 and self.engine_url is None:
             chown_tree(self._n8n_folder, NODE_UID, NODE_UID)
+
+    def _ship_once(self) -> None:
+        """On a remote engine: the restored folder into the container's volume, before n8n (or
+        one of its commands) first runs; a no-op on this machine's engine."""
+        if self.engine_url is None:
+            return
+        with self._ship_lock:
+            if self._shipped:
+                return
+            client = DockerClient.from_env()
+            try:
+                ship_folder(
+                    client,
+                    self.image,
+                    self._volume,
+                    self._n8n_folder,
+                    CONTAINER_N8N_FOLDER,
+                    self._labels,
+                )
+            except DockerException as exc:
+                raise N8nStartError(
+                    f"cannot ship the restored data to the Docker engine at "
+                    f"{engine_host(self.engine_url)}: {exc}"
+                ) from None
+            finally:
+                client.close()
+            self._shipped = True
+
+    def live_database(self, table_prefix: str) -> ContainerDatabase:
+        """n8n's database as n8n in this container sees it, read through the engine (for a
+        remote engine, whose volume this machine cannot open)."""
+        copy = self._n8n_folder.parent / "database-read.sqlite"
+        return ContainerDatabase(
+            self._run_node, f"{CONTAINER_N8N_FOLDER}/{DATABASE_NAME}", copy, table_prefix
+        )
+
+    def _run_node(
+        self, script: str, args: list[str], fetch: str | None, destination: Path | None
+    ) -> None:
+        """``node -e script args`` in the running n8n container, or before n8n starts in a
+        one-off container on its data; then copy ``fetch`` out of it to ``destination``."""
+        self._ship_once()
+        command = ["node", "-e", script, *args]
+        client = DockerClient.from_env()
+        try:
+            if self._started:
+                container = self._container.get_wrapped_container()
+                code, (_, stderr) = container.exec_run(command, demux=True)
+                said = (stderr or b"").decode("utf-8", errors="replace")
+                one_off = None
+            else:
+                container = one_off = client.containers.run(
+                    self.image,
+                    entrypoint=command[:1],
+                    command=command[1:],
+                    volumes={self._data: {"bind": CONTAINER_N8N_FOLDER, "mode": "rw"}},
+                    network=self.network.name,
+                    labels=self._labels,
+                    user=self._user,
+                    detach=True,
+                )
+                code = int(one_off.wait()["StatusCode"])
+                said = one_off.logs(stdout=False, stderr=True).decode("utf-8", "replace")
+            try:
+                if code != 0:
+                    raise SqliteBackupError(
+                        f"n8n's database in the container: {said.strip()[-300:] or code}"
+                    )
+                if fetch is not None and destination is not None:
+                    fetch_file(container, fetch, destination)
+            finally:
+                if one_off is not None:
+                    one_off.remove(force=True)
+        except DockerException as exc:
+            raise SqliteBackupError(f"n8n's database in the container: {exc}") from None
+        finally:
+            client.close()
 
     @property
     def base_url(self) -> str:
-        """The container's address on the internal network."""
+        """The container's address on the internal network (remote engine: the relay's)."""
+        if self._relay_url is not None:
+            return self._relay_url
         if self._host_port is not None:
             return f"http://127.0.0.1:{self._host_port}"
         if self._address is None:
@@ -205,10 +316,17 @@ class N8nContainer(BootsOnEnter):
     def start(self, timeout: float) -> N8nContainer:
         """Create and start the container, then wait for n8n's REST API."""
         try:
+            self._ship_once()
             self._started = True
             self._container.start()
             if self._host_port is None:
                 self._address = _address_on(self._container, self.network)
+            if self.engine_url is not None and self._address is not None:
+                client = self._container.get_docker_client().client
+                self._relay = Relay(client, self.image, self._labels)
+                self._relay_url = self._relay.start(
+                    self.network.name, self._address, self.engine_url
+                )
         except ImageNotFound:
             raise N8nStartError(
                 f"image {self.image} is not on this machine and cannot be pulled: build one with "
@@ -242,15 +360,19 @@ class N8nContainer(BootsOnEnter):
         started, before that in a one-off container on the same network and folder."""
         if self._started:
             return exec_n8n(self._container.get_wrapped_container(), *args)
+        try:
+            self._ship_once()
+        except N8nStartError as exc:
+            return subprocess.CompletedProcess(["n8n", *args], 1, "", str(exc))
         client = DockerClient.from_env(timeout=int(timeout))
         try:
             container = client.containers.run(
                 self.image,
                 command=list(args),
                 environment=self._env,
-                volumes={str(self._n8n_folder): {"bind": CONTAINER_N8N_FOLDER, "mode": "rw"}},
+                volumes={self._data: {"bind": CONTAINER_N8N_FOLDER, "mode": "rw"}},
                 network=self.network.name,
-                labels={SESSION_LABEL: self.network.session},
+                labels=self._labels,
                 user=self._user,
                 detach=True,
             )
@@ -267,9 +389,18 @@ class N8nContainer(BootsOnEnter):
         return subprocess.CompletedProcess(["n8n", *args], code, stdout, stderr)
 
     def stop(self) -> None:
-        """Remove the container (with its anonymous volumes)."""
+        """Remove the container (with its anonymous volumes), its relay and its shipped data."""
+        if self._relay is not None:
+            self._relay.stop()
         with contextlib.suppress(DockerException, ContainerStartException, AttributeError):
             self._container.stop()
+        if self._shipped:
+            client = DockerClient.from_env()
+            try:
+                with contextlib.suppress(DockerException):
+                    client.volumes.get(self._volume).remove(force=True)
+            finally:
+                client.close()
 
     def close(self) -> None:
         """Same as stop(): the restored folder belongs to the caller."""

@@ -1,0 +1,227 @@
+"""n8n on a Docker engine of another machine (DOCKER_HOST=tcp://... or ssh://...).
+
+Such an engine sees nothing of this machine's files, and its containers' addresses are not
+reachable from here. So the restored ``.n8n`` folder is shipped into a named volume through the
+engine's API, n8n's database is read from a consistent copy that a container makes of it
+(``VACUUM INTO``) and fetched through the API, and n8n is reached through a relay container that
+publishes one port on the engine's host and forwards it to n8n on the internal network: n8n itself
+keeps no route out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from docker.client import DockerClient
+from docker.errors import DockerException
+from docker.models.containers import Container
+
+from backup.atomic import new_private_file
+from backup.errors import N8nStartError, SqliteBackupError
+from backup.n8n.sqlite import N8nDatabase
+
+LOCAL_SCHEMES = ("unix", "npipe")
+N8N_PORT = 5678
+NODE_UID = 1000
+# Where n8n's own sqlite3 module lies: this project's image, then the official one.
+_N8N_PACKAGES = ["/opt/n8n/node_modules/n8n", "/usr/local/lib/node_modules/n8n"]
+_OPEN_SQLITE = (
+    f"const sqlite3 = require(require.resolve('sqlite3', {{paths: {json.dumps(_N8N_PACKAGES)}}}));"
+    "const fail = (e) => { if (e) { console.error(e.message); process.exit(1); } };"
+)
+# argv: database, copy. A read transaction of its own: n8n's writers go on meanwhile (WAL).
+COPY_DATABASE_JS = _OPEN_SQLITE + (
+    "const [database, copy] = process.argv.slice(1);"
+    "try { require('fs').unlinkSync(copy); } catch (e) {}"
+    "const db = new sqlite3.Database(database, sqlite3.OPEN_READONLY, fail);"
+    "db.configure('busyTimeout', 30000);"
+    "db.run('VACUUM INTO ?', [copy], (e) => { fail(e); db.close(fail); });"
+)
+# argv: database, JSON list of statements, run in one transaction (rolled back on an error).
+EXECUTE_JS = _OPEN_SQLITE + (
+    "const [database, statements] = process.argv.slice(1);"
+    "const db = new sqlite3.Database(database, fail);"
+    "db.configure('busyTimeout', 30000);"
+    "db.exec(JSON.parse(statements).join(';\\n'), (e) => { fail(e); db.close(fail); });"
+)
+# argv: target host, port. Forwards every connection to n8n and nothing else.
+RELAY_JS = (
+    "const net = require('net');"
+    "const [host, port] = process.argv.slice(1);"
+    "net.createServer((client) => {"
+    " const upstream = net.connect(Number(port), host);"
+    " client.pipe(upstream).pipe(client);"
+    " upstream.on('error', () => client.destroy());"
+    " client.on('error', () => upstream.destroy());"
+    "}).listen(Number(port));"
+)
+COPY_IN_CONTAINER = "/tmp/n8n-restore-verify-read.sqlite"
+
+# Runs ``node -e SCRIPT ARGS`` beside n8n's data, then copies the file named by the third
+# argument (if any) out to the fourth; raises SqliteBackupError when the script fails.
+RunsNode = Callable[[str, list[str], str | None, Path | None], None]
+
+
+def remote_engine() -> str | None:
+    """DOCKER_HOST when it names an engine reached over the network (not a local socket)."""
+    url = os.environ.get("DOCKER_HOST", "").strip()
+    if not url or urlsplit(url).scheme in LOCAL_SCHEMES:
+        return None
+    return url
+
+
+def engine_host(url: str) -> str:
+    """The host part of an engine URL: where its published ports are reached."""
+    host = urlsplit(url).hostname
+    if not host:
+        raise N8nStartError(f"DOCKER_HOST {url!r} names no host: use tcp://HOST:PORT or ssh://HOST")
+    return host
+
+
+def publish_address(host: str) -> str:
+    """The engine-side address a relay's port is published on: the engine's own IP when
+    DOCKER_HOST gives one (a loopback engine stays on loopback), else every interface."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return "0.0.0.0"  # a host name: which of the engine's interfaces it is, only it knows
+
+
+def _owned_by_node(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uid = info.gid = NODE_UID
+    info.uname = info.gname = "node"
+    return info
+
+
+def ship_folder(
+    client: DockerClient,
+    image: str,
+    volume: str,
+    folder: Path,
+    mount_point: str,
+    labels: dict[str, str],
+) -> None:
+    """Copy ``folder``'s contents into a new named volume, owned by the image's user (uid 1000),
+    through the engine's archive API (a created, never started, container holds the volume).
+    The volume is first mounted where n8n's folder is in the image, so that it takes that
+    folder's owner (the user n8n runs as must be able to create files next to its database)."""
+    client.volumes.create(volume, labels=labels)
+    holder = client.containers.create(
+        image, volumes={volume: {"bind": mount_point, "mode": "rw"}}, labels=labels
+    )
+    try:
+        with tempfile.TemporaryFile(dir=folder.parent) as archive:
+            with tarfile.open(fileobj=archive, mode="w") as tar:
+                for entry in sorted(folder.iterdir()):
+                    tar.add(entry, arcname=entry.name, filter=_owned_by_node)
+            archive.seek(0)
+            if not holder.put_archive(mount_point, archive):
+                raise N8nStartError(f"the Docker engine refused the restored data of {folder}")
+    finally:
+        holder.remove(force=True)
+
+
+def fetch_file(container: Container, path: str, destination: Path) -> None:
+    """Copy one regular file out of a container into ``destination`` (0600, replaced whole)."""
+    stream, _ = container.get_archive(path)
+    with tempfile.TemporaryFile(dir=destination.parent) as archive:
+        for chunk in stream:
+            archive.write(chunk)
+        archive.seek(0)
+        with tarfile.open(fileobj=archive, mode="r") as tar:
+            member = tar.next()
+            source = tar.extractfile(member) if member is not None and member.isfile() else None
+            if source is None:
+                raise SqliteBackupError(f"{path} in the n8n container is not a regular file")
+            partial = destination.with_name(destination.name + ".part")
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
+            descriptor = new_private_file(partial)
+            with os.fdopen(descriptor, "wb") as out:
+                while chunk := source.read(1 << 20):
+                    out.write(chunk)
+            os.replace(partial, destination)
+
+
+class ContainerDatabase(N8nDatabase):
+    """n8n's SQLite database inside the n8n container's volume, as n8n sees it now.
+
+    Every read works on a fresh consistent copy that the container makes (``VACUUM INTO``) and
+    this machine fetches; writes run in the container in one transaction.
+    """
+
+    def __init__(
+        self, run_node: RunsNode, database_in_container: str, copy: Path, table_prefix: str
+    ) -> None:
+        super().__init__(copy, table_prefix)
+        self._run_node = run_node
+        self._database = database_in_container
+
+    def _refresh(self) -> None:
+        self._run_node(
+            COPY_DATABASE_JS, [self._database, COPY_IN_CONTAINER], COPY_IN_CONTAINER, self.path
+        )
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        self._refresh()
+        return super()._query(sql, params)
+
+    def _rows(self, sql: str) -> Iterator[tuple[Any, ...]]:
+        self._refresh()
+        return super()._rows(sql)
+
+    def _execute_in_one_transaction(self, statements: list[str]) -> None:
+        transaction = ["BEGIN", *statements, "COMMIT"]
+        self._run_node(EXECUTE_JS, [self._database, json.dumps(transaction)], None, None)
+
+    def use_wal(self) -> None:
+        """Switch the database in the volume to WAL mode (what n8n 2.x does at start)."""
+        self._run_node(
+            EXECUTE_JS, [self._database, json.dumps(["PRAGMA journal_mode = WAL"])], None, None
+        )
+
+
+class Relay:
+    """A container on the internal network and on the engine's default bridge that forwards one
+    published port to n8n; n8n stays on the internal network alone."""
+
+    def __init__(self, client: DockerClient, image: str, labels: dict[str, str]) -> None:
+        self._client = client
+        self._image = image
+        self._labels = labels
+        self._container: Container | None = None
+
+    def start(self, network: str, target: str, engine_url: str) -> str:
+        """Start forwarding to ``target``:5678 on ``network``; return the URL reaching n8n."""
+        host = engine_host(engine_url)
+        try:
+            container = self._client.containers.run(
+                self._image,
+                entrypoint=["node", "-e", RELAY_JS, target, str(N8N_PORT)],
+                ports={f"{N8N_PORT}/tcp": (publish_address(host), None)},
+                labels=self._labels,
+                detach=True,
+            )
+            self._container = container
+            self._client.networks.get(network).connect(container)
+            container.reload()
+            published = container.attrs["NetworkSettings"]["Ports"][f"{N8N_PORT}/tcp"][0]
+        except (DockerException, KeyError, IndexError, TypeError) as exc:
+            raise N8nStartError(f"cannot start the relay to n8n on {engine_url}: {exc}") from None
+        return f"http://{host}:{published['HostPort']}"
+
+    def stop(self) -> None:
+        """Remove the relay container."""
+        if self._container is not None:
+            with contextlib.suppress(DockerException):
+                self._container.remove(force=True)
+            self._container = None
