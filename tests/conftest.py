@@ -18,6 +18,7 @@ from docker.errors import DockerException
 
 from backup.n8n import npm
 from tests.cli_support import snapshot_under_load
+from tests.docker_support import EngineOverTcp
 from tests.n8n_support import (
     GENERATED_WORKFLOWS,
     Canary,
@@ -66,6 +67,17 @@ def docker_client() -> Iterator[DockerClient]:
         )
     yield client
     client.close()
+
+
+@pytest.fixture
+def remote_engine(
+    docker_client: DockerClient, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[EngineOverTcp]:
+    """This machine's engine reached as a remote one is: DOCKER_HOST=tcp://127.0.0.1:PORT."""
+    engine = EngineOverTcp()
+    monkeypatch.setenv("DOCKER_HOST", engine.url)
+    yield engine
+    engine.close()
 
 
 @pytest.fixture(scope="session")

@@ -204,15 +204,6 @@ def test_1x_snapshot_verifies_on_1x_and_after_the_upgrade_to_2x(
     assert same_version["upgrade_changes"] == {}
 
 
-@pytest.fixture
-def remote_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[EngineOverTcp]:
-    """This machine's engine reached as a remote one is: DOCKER_HOST=tcp://127.0.0.1:PORT."""
-    engine = EngineOverTcp()
-    monkeypatch.setenv("DOCKER_HOST", engine.url)
-    yield engine
-    engine.close()
-
-
 def test_1x_upgrade_to_2x_verifies_on_a_remote_engine(
     pytester: pytest.Pytester,
     snapshot_1x: tuple[Path, Path, SourceInstance],

@@ -32,6 +32,7 @@ from tests.docker_support import (
     DOCKER_ARGS,
     PROCESS_ARGS,
     TEST_LABEL,
+    EngineOverTcp,
     build_postgres_image,
     remove,
     run_n8n_container,
@@ -237,6 +238,21 @@ def test_verify_postgres_snapshot_passes(
     assert ("(--postgres)" in text) != on_docker
     assert pg_source.server.password not in text
     assert throwaway_databases(pg_source.server) == [], "verify left its database behind"
+
+
+def test_a_remote_engine_refuses_a_postgres_snapshot_in_one_line(
+    pytester: pytest.Pytester,
+    pg_snapshot: tuple[Path, Path],
+    n8n_image: str,
+    remote_engine: EngineOverTcp,
+) -> None:
+    """Not supported yet, and said so: no PostgreSQL container is started on the engine."""
+    path, keys = pg_snapshot
+    run = run_verify(pytester, path, keys, *DOCKER_ARGS, "--quiet-seconds", "3")
+    said = run.failures[f"test_counts[{path.name}]"]  # the first to need the database
+    assert "this is a PostgreSQL snapshot: on a remote Docker engine (127.0.0.1) only" in said
+    assert "\n" not in said
+    assert not any("/containers/create" in request for request in remote_engine.requests)
 
 
 def test_verify_postgres_wrong_key_and_damaged_dump(
