@@ -36,6 +36,7 @@ from backup.n8n.instances.base import DEFAULT_BOOT_TIMEOUT, QUIET_ENV, BootsOnEn
 from backup.n8n.instances.process import LOOPBACK_ENV, free_port
 from backup.n8n.instances.readiness import wait_until_ready
 from backup.n8n.instances.remote import (
+    UNCHANGED,
     ContainerDatabase,
     Relay,
     engine_host,
@@ -262,16 +263,18 @@ class N8nContainer(BootsOnEnter):
 
     def _run_node(
         self, script: str, args: list[str], fetch: str | None, destination: Path | None
-    ) -> None:
+    ) -> str:
         """``node -e script args`` in the running n8n container, or before n8n starts in a
-        one-off container on its data; then copy ``fetch`` out of it to ``destination``."""
+        one-off container on its data; then, unless the script printed UNCHANGED, copy
+        ``fetch`` out of it to ``destination``. Returns what the script printed."""
         self._ship_once()
         command = ["node", "-e", script, *args]
         client = DockerClient.from_env()
         try:
             if self._started:
                 container = self._container.get_wrapped_container()
-                code, (_, stderr) = container.exec_run(command, demux=True)
+                code, (stdout, stderr) = container.exec_run(command, demux=True)
+                printed = (stdout or b"").decode("utf-8", errors="replace")
                 said = (stderr or b"").decode("utf-8", errors="replace")
                 one_off = None
             else:
@@ -286,13 +289,15 @@ class N8nContainer(BootsOnEnter):
                     detach=True,
                 )
                 code = int(one_off.wait()["StatusCode"])
+                printed = one_off.logs(stdout=True, stderr=False).decode("utf-8", "replace")
                 said = one_off.logs(stdout=False, stderr=True).decode("utf-8", "replace")
             try:
                 if code != 0:
                     raise SqliteBackupError(
                         f"n8n's database in the container: {said.strip()[-300:] or code}"
                     )
-                if fetch is not None and destination is not None:
+                unchanged = UNCHANGED in printed.splitlines()
+                if fetch is not None and destination is not None and not unchanged:
                     fetch_file(container, fetch, destination)
             finally:
                 if one_off is not None:
@@ -301,6 +306,7 @@ class N8nContainer(BootsOnEnter):
             raise SqliteBackupError(f"n8n's database in the container: {exc}") from None
         finally:
             client.close()
+        return printed
 
     @property
     def base_url(self) -> str:

@@ -38,10 +38,21 @@ _OPEN_SQLITE = (
     f"const sqlite3 = require(require.resolve('sqlite3', {{paths: {json.dumps(_N8N_PACKAGES)}}}));"
     "const fail = (e) => { if (e) { console.error(e.message); process.exit(1); } };"
 )
-# argv: database, copy. A read transaction of its own: n8n's writers go on meanwhile (WAL).
+UNCHANGED = "unchanged"
+# argv: database, copy, the stamp of the last copy. Prints the database's stamp (inode, size and
+# modification time of the file and of its WAL), then "unchanged" when it is the last copy's
+# (no copy made), else copies in a read transaction of its own: n8n's writers go on meanwhile
+# (WAL). The stamp is taken before the copy: a write in between only makes the next read copy
+# again.
 COPY_DATABASE_JS = _OPEN_SQLITE + (
-    "const [database, copy] = process.argv.slice(1);"
-    "try { require('fs').unlinkSync(copy); } catch (e) {}"
+    "const fs = require('fs');"
+    "const [database, copy, last] = process.argv.slice(1);"
+    "const stamp = [database, database + '-wal'].map((f) => {"
+    " try { const s = fs.statSync(f, {bigint: true}); return `${s.ino}:${s.size}:${s.mtimeNs}`; }"
+    " catch (e) { return '-'; } }).join('/');"
+    "console.log(stamp);"
+    f"if (stamp === last) {{ console.log('{UNCHANGED}'); process.exit(0); }}"
+    "try { fs.unlinkSync(copy); } catch (e) {}"
     "const db = new sqlite3.Database(database, sqlite3.OPEN_READONLY, fail);"
     "db.configure('busyTimeout', 30000);"
     "db.run('VACUUM INTO ?', [copy], (e) => { fail(e); db.close(fail); });"
@@ -66,9 +77,10 @@ RELAY_JS = (
 )
 COPY_IN_CONTAINER = "/tmp/n8n-restore-verify-read.sqlite"
 
-# Runs ``node -e SCRIPT ARGS`` beside n8n's data, then copies the file named by the third
-# argument (if any) out to the fourth; raises SqliteBackupError when the script fails.
-RunsNode = Callable[[str, list[str], str | None, Path | None], None]
+# Runs ``node -e SCRIPT ARGS`` beside n8n's data and returns what it printed; then, unless it
+# printed UNCHANGED, copies the file named by the third argument (if any) out to the fourth.
+# Raises SqliteBackupError when the script fails.
+RunsNode = Callable[[str, list[str], str | None, Path | None], str]
 
 
 def remote_engine() -> str | None:
@@ -165,11 +177,17 @@ class ContainerDatabase(N8nDatabase):
         super().__init__(copy, table_prefix)
         self._run_node = run_node
         self._database = database_in_container
+        self._stamp = ""  # of the database when the local copy was made
 
     def _refresh(self) -> None:
-        self._run_node(
-            COPY_DATABASE_JS, [self._database, COPY_IN_CONTAINER], COPY_IN_CONTAINER, self.path
+        """Make the local copy n8n's database as it is now (copied again only if it changed)."""
+        said = self._run_node(
+            COPY_DATABASE_JS,
+            [self._database, COPY_IN_CONTAINER, self._stamp],
+            COPY_IN_CONTAINER,
+            self.path,
         )
+        self._stamp = said.splitlines()[0] if said.strip() else ""
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         self._refresh()
