@@ -29,7 +29,12 @@ from backup.n8n.node_types import TYPES_PATH, LoadedTypes, loaded_node_types
 from backup.n8n.session import EditorSession, instance_jwt_secret
 from backup.n8n.sqlite import N8nDatabase
 from backup.n8n.tables import N8nTables
-from backup.restore.checks import active_before_start, inert_problems, n8n_credential_digests
+from backup.restore.checks import (
+    active_before_start,
+    inert_problems,
+    n8n_credential_digests,
+    workflows_served,
+)
 from backup.restore.credential_tests import credential_secrets as decrypt_for_tests
 from backup.secret import Secret
 from verify.cases import SUMMARIES_KEY, DowngradeError, SnapshotCase, StoredKey
@@ -60,6 +65,8 @@ class RestoredInstance:
     expected_digests: dict[str, str]
     # n8n's own decryption of every credential, running since the server was launched.
     credential_digests: Future[dict[str, str]]
+    # The workflows n8n serves (count, problems), read through its API since it became ready.
+    served_workflows: Future[tuple[int, list[str]]]
     not_inert_at_readiness: list[str]  # the structural proof, taken as soon as n8n was ready
 
 
@@ -374,7 +381,8 @@ def restored(
     # its migrations before the snapshot was taken.
     upgrade = version != manifest.source_n8n_version
     source_rows = database.workflows() if upgrade else []
-    exporting = ThreadPoolExecutor(1, thread_name_prefix="n8n-credential-export")
+    # n8n's credential export and the read of the workflows it serves run beside the checks.
+    background = ThreadPoolExecutor(2, thread_name_prefix="n8n-restored")
     try:
         instance, database = _new_instance(
             case, version, folder, stored_key.value, request, summary, extra_env, database
@@ -400,7 +408,7 @@ def restored(
             database.use_wal()
         # n8n's credential export is a second n8n process: it boots beside the server (the
         # database is at the target version's schema by now), not after it.
-        credential_digests = exporting.submit(
+        credential_digests = background.submit(
             n8n_credential_digests, instance, stored_key.value, manifest.key_fingerprint
         )
         started_at = time.monotonic()
@@ -418,6 +426,9 @@ def restored(
                 f"{version} leaves behind",
                 pytrace=False,
             )
+        served_workflows = background.submit(
+            workflows_served, instance.base_url, database, manifest, expected
+        )
         try:
             not_inert = inert_problems(instance.base_url, database, manifest)
         except BackupError as exc:
@@ -431,11 +442,12 @@ def restored(
             started_at,
             expected,
             credential_digests,
+            served_workflows,
             not_inert,
         )
     finally:
         case.detach()  # stopping n8n also ends an export running inside its container
-        exporting.shutdown(wait=True, cancel_futures=True)  # before its folder goes
+        background.shutdown(wait=True, cancel_futures=True)  # before its folder goes
         folder.cleanup()
 
 

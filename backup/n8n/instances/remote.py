@@ -16,6 +16,7 @@ import json
 import os
 import tarfile
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -178,16 +179,19 @@ class ContainerDatabase(N8nDatabase):
         self._run_node = run_node
         self._database = database_in_container
         self._stamp = ""  # of the database when the local copy was made
+        self._copying = threading.Lock()  # verify reads from more than one thread
 
     def _refresh(self) -> None:
-        """Make the local copy n8n's database as it is now (copied again only if it changed)."""
-        said = self._run_node(
-            COPY_DATABASE_JS,
-            [self._database, COPY_IN_CONTAINER, self._stamp],
-            COPY_IN_CONTAINER,
-            self.path,
-        )
-        self._stamp = said.splitlines()[0] if said.strip() else ""
+        """Make the local copy n8n's database as it is now (copied again only if it changed).
+        A reader still on the previous copy keeps it: the new one replaces it by rename."""
+        with self._copying:
+            said = self._run_node(
+                COPY_DATABASE_JS,
+                [self._database, COPY_IN_CONTAINER, self._stamp],
+                COPY_IN_CONTAINER,
+                self.path,
+            )
+            self._stamp = said.splitlines()[0] if said.strip() else ""
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         self._refresh()
