@@ -48,6 +48,8 @@ from backup.n8n.sqlite import DATABASE_NAME
 from backup.ownership import chown_tree
 
 if TYPE_CHECKING:
+    from docker.models.containers import Container
+
     from backup.n8n.postgres import PostgresTarget
 
 POSTGRES_PORT = 5432
@@ -278,19 +280,9 @@ class N8nContainer(BootsOnEnter):
                 said = (stderr or b"").decode("utf-8", errors="replace")
                 one_off = None
             else:
-                container = one_off = client.containers.run(
-                    self.image,
-                    entrypoint=command[:1],
-                    command=command[1:],
-                    volumes={self._data: {"bind": CONTAINER_N8N_FOLDER, "mode": "rw"}},
-                    network=self.network.name,
-                    labels=self._labels,
-                    user=self._user,
-                    detach=True,
-                )
+                container = one_off = self._one_off(client, command[1:], entrypoint=command[:1])
                 code = int(one_off.wait()["StatusCode"])
-                printed = one_off.logs(stdout=True, stderr=False).decode("utf-8", "replace")
-                said = one_off.logs(stdout=False, stderr=True).decode("utf-8", "replace")
+                printed, said = _output(one_off)
             try:
                 if code != 0:
                     raise SqliteBackupError(
@@ -372,20 +364,10 @@ class N8nContainer(BootsOnEnter):
             return subprocess.CompletedProcess(["n8n", *args], 1, "", str(exc))
         client = DockerClient.from_env(timeout=int(timeout))
         try:
-            container = client.containers.run(
-                self.image,
-                command=list(args),
-                environment=self._env,
-                volumes={self._data: {"bind": CONTAINER_N8N_FOLDER, "mode": "rw"}},
-                network=self.network.name,
-                labels=self._labels,
-                user=self._user,
-                detach=True,
-            )
+            container = self._one_off(client, list(args), environment=self._env)
             try:
                 code = int(container.wait(timeout=timeout)["StatusCode"])
-                stdout = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
-                stderr = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
+                stdout, stderr = _output(container)
             finally:
                 container.remove(force=True)
         except (DockerException, OSError) as exc:  # OSError: the engine's read timed out
@@ -393,6 +375,27 @@ class N8nContainer(BootsOnEnter):
         finally:
             client.close()
         return subprocess.CompletedProcess(["n8n", *args], code, stdout, stderr)
+
+    def _one_off(
+        self,
+        client: DockerClient,
+        command: list[str],
+        *,
+        entrypoint: list[str] | None = None,
+        environment: dict[str, str] | None = None,
+    ) -> Container:
+        """A detached container of the image on n8n's data and network (removed by the caller)."""
+        return client.containers.run(
+            self.image,
+            command=command,
+            entrypoint=entrypoint,
+            environment=environment,
+            volumes={self._data: {"bind": CONTAINER_N8N_FOLDER, "mode": "rw"}},
+            network=self.network.name,
+            labels=self._labels,
+            user=self._user,
+            detach=True,
+        )
 
     def stop(self) -> None:
         """Remove the container (with its anonymous volumes), its relay and its shipped data."""
@@ -411,6 +414,14 @@ class N8nContainer(BootsOnEnter):
     def close(self) -> None:
         """Same as stop(): the restored folder belongs to the caller."""
         self.stop()
+
+
+def _output(container: Container) -> tuple[str, str]:
+    """What an exited container printed: its standard output and its standard error."""
+    return (
+        container.logs(stdout=True, stderr=False).decode("utf-8", "replace"),
+        container.logs(stdout=False, stderr=True).decode("utf-8", "replace"),
+    )
 
 
 def _address_on(container: DockerContainer, network: IsolatedNetwork) -> str:
