@@ -67,6 +67,8 @@ class RestoredInstance:
     credential_digests: Future[dict[str, str]]
     # The workflows n8n serves (count, problems), read through its API since it became ready.
     served_workflows: Future[tuple[int, list[str]]]
+    # The node types n8n loaded, as its editor lists them, read since it became ready.
+    node_types: Future[LoadedTypes]
     not_inert_at_readiness: list[str]  # the structural proof, taken as soon as n8n was ready
 
 
@@ -381,8 +383,9 @@ def restored(
     # its migrations before the snapshot was taken.
     upgrade = version != manifest.source_n8n_version
     source_rows = database.workflows() if upgrade else []
-    # n8n's credential export and the read of the workflows it serves run beside the checks.
-    background = ThreadPoolExecutor(2, thread_name_prefix="n8n-restored")
+    # n8n's credential export and the reads of the workflows it serves and of the node types
+    # it loaded run beside the checks.
+    background = ThreadPoolExecutor(3, thread_name_prefix="n8n-restored")
     try:
         instance, database = _new_instance(
             case, version, folder, stored_key.value, request, summary, extra_env, database
@@ -429,6 +432,9 @@ def restored(
         served_workflows = background.submit(
             workflows_served, instance.base_url, database, manifest, expected
         )
+        node_types = background.submit(
+            _node_types_loaded, instance.base_url, database, stored_key.value
+        )
         try:
             not_inert = inert_problems(instance.base_url, database, manifest)
         except BackupError as exc:
@@ -443,6 +449,7 @@ def restored(
             expected,
             credential_digests,
             served_workflows,
+            node_types,
             not_inert,
         )
     finally:
@@ -486,16 +493,29 @@ def credential_secrets(snapshot_database: N8nTables, stored_key: StoredKey) -> C
 
 
 @pytest.fixture(scope="session")
-def loaded_types(editor: EditorSession) -> LoadedTypes:
-    """The node types the restored n8n loaded, as its editor lists them. n8n rewrites the
-    list while it loads community packages, so a cut answer is read again."""
-    for attempt in range(TYPES_ATTEMPTS):
-        try:
-            return loaded_node_types(editor.json("GET", TYPES_PATH))
-        except N8nCheckError as exc:
-            if attempt == TYPES_ATTEMPTS - 1 or "did not answer JSON" not in str(exc):
-                pytest.fail(f"cannot list the node types n8n loaded: {exc}", pytrace=False)
-            time.sleep(1)
+def loaded_types(restored: RestoredInstance, editor: EditorSession) -> LoadedTypes:
+    """The node types the restored n8n loaded, as its editor lists them (read since n8n was
+    ready; after the editor's sign-in, whose failure says why the owner cannot sign in)."""
+    try:
+        return restored.node_types.result()
+    except (N8nCheckError, BackupError) as exc:
+        pytest.fail(f"cannot list the node types n8n loaded: {exc}", pytrace=False)
+
+
+def _node_types_loaded(base_url: str, database: N8nTables, key: Secret) -> LoadedTypes:
+    """The node types n8n lists to its editor, signed in as the owner. n8n rewrites the list
+    while it loads community packages, so a cut answer is read again."""
+    owner = database.owner()
+    if owner is None:
+        raise N8nCheckError("the restored database has no owner who could sign in")
+    with EditorSession(base_url, owner, instance_jwt_secret(database, key)) as session:
+        for attempt in range(TYPES_ATTEMPTS):
+            try:
+                return loaded_node_types(session.json("GET", TYPES_PATH))
+            except N8nCheckError as exc:
+                if attempt == TYPES_ATTEMPTS - 1 or "did not answer JSON" not in str(exc):
+                    raise
+                time.sleep(1)
     raise AssertionError("unreachable")
 
 

@@ -1,4 +1,5 @@
-"""The checks every snapshot gets, in the order an operator would run them by hand.
+"""The checks every snapshot gets, in the order an operator would run them by hand, except that
+the checks of what n8n serves that take long to read come after the quicker ones.
 
 Assertion messages name workflows and credentials by id and name only: never a secret value.
 """
@@ -89,55 +90,6 @@ def test_boot(restored: RestoredInstance) -> None:
     assert after[: len(before)] == before, "n8n's migration history changed order on restore"
 
 
-def test_node_types_load(
-    restored: RestoredInstance,
-    loaded_types: LoadedTypes,
-    manifest: Manifest,
-    summary: SnapshotSummary,
-) -> None:
-    """Every node type, at the type version each workflow uses, is loaded by the restored n8n:
-    asked as its editor asks, so a workflow would not open with unknown ("?") nodes.
-
-    Built-in nodes the source's own n8n major lacks too are listed, not failed; across a major
-    upgrade they are what the upgrade breaks, and fail.
-    """
-    use = used_node_types(restored.database.workflows())
-    same_major = restored.version.split(".")[0] == manifest.source_n8n_version.split(".")[0]
-    found = use.findings(loaded_types, same_major=same_major)
-    summary.node_types = f"{len(use.names)} used, {len(found.failures)} missing"
-    summary.node_types_missing = found.failures
-    summary.node_type_notes = found.notes
-    assert not found.failures, f"node types: {_listing(found.failures)}"
-
-
-def test_community_nodes_load(
-    restored: RestoredInstance,
-    loaded_types: LoadedTypes,
-    manifest: Manifest,
-    summary: SnapshotSummary,
-) -> None:
-    """Every community package the source had installed is back, and the restored n8n loaded
-    each of its node types; custom node folders were restored before the boot."""
-    loaded = loaded_types.versions
-    problems = [
-        f"{package.name} {package.version}: node type {node_type} not loaded"
-        for package in manifest.community_packages
-        for node_type in package.node_types
-        if node_type not in loaded
-    ]
-    installed = {package.name for package in restored.database.community_packages()}
-    problems += [
-        f"{package.name} is not recorded as installed in the restored database"
-        for package in manifest.community_packages
-        if package.name not in installed
-    ]
-    packages = ", ".join(f"{p.name} {p.version}" for p in manifest.community_packages) or "none"
-    summary.extensions = (
-        f"packages: {packages}; folders: {', '.join(restored.folder.node_folders) or 'none'}"
-    )
-    assert not problems, f"community nodes: {_listing(problems)}"
-
-
 def _entity_counts(manifest: Manifest, stored: StoredEntities) -> str:
     """ "tags 2/2, workflow versions 147/149 (+2 by the upgrade), ..." for the report."""
     said = []
@@ -199,8 +151,58 @@ def test_binary_data(editor: EditorSession, manifest: Manifest, summary: Snapsho
     assert not problems, f"binary data: {_listing(problems)}"
 
 
-# Read through n8n's API since n8n became ready, beside the node type, entity and binary data
-# checks: asked after them, so that the read has had their time (5,000 workflows: about 3 s).
+# The node types n8n loaded and the workflows it serves are read in the background from n8n's
+# readiness on (RestoredInstance): they are asked after the entity and binary data checks, which
+# run meanwhile (5,000 workflows: about 3 s of reading each).
+def test_node_types_load(
+    restored: RestoredInstance,
+    loaded_types: LoadedTypes,
+    manifest: Manifest,
+    summary: SnapshotSummary,
+) -> None:
+    """Every node type, at the type version each workflow uses, is loaded by the restored n8n:
+    asked as its editor asks, so a workflow would not open with unknown ("?") nodes.
+
+    Built-in nodes the source's own n8n major lacks too are listed, not failed; across a major
+    upgrade they are what the upgrade breaks, and fail.
+    """
+    use = used_node_types(restored.database.workflows())
+    same_major = restored.version.split(".")[0] == manifest.source_n8n_version.split(".")[0]
+    found = use.findings(loaded_types, same_major=same_major)
+    summary.node_types = f"{len(use.names)} used, {len(found.failures)} missing"
+    summary.node_types_missing = found.failures
+    summary.node_type_notes = found.notes
+    assert not found.failures, f"node types: {_listing(found.failures)}"
+
+
+def test_community_nodes_load(
+    restored: RestoredInstance,
+    loaded_types: LoadedTypes,
+    manifest: Manifest,
+    summary: SnapshotSummary,
+) -> None:
+    """Every community package the source had installed is back, and the restored n8n loaded
+    each of its node types; custom node folders were restored before the boot."""
+    loaded = loaded_types.versions
+    problems = [
+        f"{package.name} {package.version}: node type {node_type} not loaded"
+        for package in manifest.community_packages
+        for node_type in package.node_types
+        if node_type not in loaded
+    ]
+    installed = {package.name for package in restored.database.community_packages()}
+    problems += [
+        f"{package.name} is not recorded as installed in the restored database"
+        for package in manifest.community_packages
+        if package.name not in installed
+    ]
+    packages = ", ".join(f"{p.name} {p.version}" for p in manifest.community_packages) or "none"
+    summary.extensions = (
+        f"packages: {packages}; folders: {', '.join(restored.folder.node_folders) or 'none'}"
+    )
+    assert not problems, f"community nodes: {_listing(problems)}"
+
+
 def test_workflows_load(
     restored: RestoredInstance, manifest: Manifest, summary: SnapshotSummary
 ) -> None:
