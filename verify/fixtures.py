@@ -462,15 +462,24 @@ def restored(
 def editor(restored: RestoredInstance, stored_key: StoredKey) -> Iterator[EditorSession]:
     """The restored instance's owner, signed in as n8n's editor is."""
     assert stored_key.value is not None
-    owner = restored.database.owner()
-    if owner is None:
-        pytest.fail("the restored database has no owner who could sign in", pytrace=False)
     try:
-        jwt_secret = instance_jwt_secret(restored.database, stored_key.value)
+        session = _owner_session(restored.instance.base_url, restored.database, stored_key.value)
+    except N8nCheckError as exc:
+        pytest.fail(str(exc), pytrace=False)
     except BackupError as exc:
         pytest.fail(f"cannot sign in to the restored n8n: {exc}", pytrace=False)
-    with EditorSession(restored.instance.base_url, owner, jwt_secret) as session:
+    with session:
         yield session
+
+
+def _owner_session(base_url: str, database: N8nTables, key: Secret) -> EditorSession:
+    """A session of the restored instance's owner, as n8n's editor signs in (not yet opened).
+    Raises N8nCheckError when no owner could sign in, BackupError when the signing secret
+    cannot be derived."""
+    owner = database.owner()
+    if owner is None:
+        raise N8nCheckError("the restored database has no owner who could sign in")
+    return EditorSession(base_url, owner, instance_jwt_secret(database, key))
 
 
 @dataclass(frozen=True)
@@ -505,10 +514,7 @@ def loaded_types(restored: RestoredInstance, editor: EditorSession) -> LoadedTyp
 def _node_types_loaded(base_url: str, database: N8nTables, key: Secret) -> LoadedTypes:
     """The node types n8n lists to its editor, signed in as the owner. n8n rewrites the list
     while it loads community packages, so a cut answer is read again."""
-    owner = database.owner()
-    if owner is None:
-        raise N8nCheckError("the restored database has no owner who could sign in")
-    with EditorSession(base_url, owner, instance_jwt_secret(database, key)) as session:
+    with _owner_session(base_url, database, key) as session:
         for attempt in range(TYPES_ATTEMPTS):
             try:
                 return loaded_node_types(session.json("GET", TYPES_PATH))
