@@ -36,6 +36,8 @@ from backup.n8n.instances.base import DEFAULT_BOOT_TIMEOUT, QUIET_ENV, BootsOnEn
 from backup.n8n.instances.process import LOOPBACK_ENV, free_port
 from backup.n8n.instances.readiness import wait_until_ready
 from backup.n8n.instances.remote import (
+    N8N_PORT,
+    NODE_UID,
     UNCHANGED,
     ContainerDatabase,
     Relay,
@@ -54,8 +56,6 @@ if TYPE_CHECKING:
 
 POSTGRES_PORT = 5432
 CONTAINER_N8N_FOLDER = "/home/node/.n8n"
-N8N_PORT = 5678
-NODE_UID = 1000
 SESSION_LABEL = "n8n-restore-verify.session"
 RYUK_DISABLED_ENV = "TESTCONTAINERS_RYUK_DISABLED"
 
