@@ -139,6 +139,19 @@ def remove(client: DockerClient, handle: N8nTestContainer) -> None:
     client.volumes.get(handle.volume).remove(force=True)
 
 
+def engine_objects(client: DockerClient, filters: dict[str, str]) -> set[str]:
+    """Names of the containers (running or not), volumes and networks that match ``filters``."""
+    names = {f"container {c.name}" for c in client.containers.list(all=True, filters=filters)}
+    names |= {f"volume {v.name}" for v in client.volumes.list(filters=filters)}
+    return names | {f"network {n.name}" for n in client.networks.list(filters=filters)}
+
+
+def left_behind(client: DockerClient, filters: dict[str, str], before: set[str]) -> list[str]:
+    """What matches ``filters`` now and did not before: the engine outlives test runs, and a
+    run that was killed may have left objects of its own, which are not this run's doing."""
+    return sorted(engine_objects(client, filters) - before)
+
+
 class EngineOverTcp:
     """This machine's Docker engine served on a loopback TCP port, as a remote engine is reached
     (DOCKER_HOST=tcp://...). It keeps the request lines and the bind mounts that clients ask

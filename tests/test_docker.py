@@ -33,6 +33,8 @@ from tests.docker_support import (
     DOCKER_ARGS,
     TEST_LABEL,
     N8nTestContainer,
+    engine_objects,
+    left_behind,
     remove,
     run_n8n_container,
     set_up_owner,
@@ -99,6 +101,8 @@ def test_container_snapshot_under_load_verifies_in_docker(
     path, keys = container_snapshot
     manifest = Manifest.load(path)
     assert manifest.counts.workflows > 30
+    ours = {"label": SESSION_LABEL}
+    before = engine_objects(docker_client, ours)
     run = run_verify(pytester, path, keys, *DOCKER_ARGS)
     assert run.failures == {}
     run.result.assert_outcomes(passed=VERIFY_CHECKS)
@@ -108,10 +112,7 @@ def test_container_snapshot_under_load_verifies_in_docker(
     handle, seeded = source_container
     for secret in [handle.encryption_key, handle.api_key, *seeded]:
         assert secret not in text
-    leftovers = docker_client.containers.list(
-        all=True, filters={"ancestor": "n8n-restore-verify/n8n:2.40.7"}
-    )
-    assert [c.name for c in leftovers] == [handle.name], "verify left a container behind"
+    assert left_behind(docker_client, ours, before) == [], "verify left something behind"
 
 
 def test_docker_runtime_names_damage_and_wrong_key(
@@ -184,14 +185,8 @@ def test_interrupted_verify_leaves_no_container(
 ) -> None:
     """Ctrl-C while a restore boots: the container and the network go all the same."""
     path, keys = container_snapshot
-
-    def ours() -> list[str]:
-        return [
-            str(c.name)
-            for c in docker_client.containers.list(all=True, filters={"label": SESSION_LABEL})
-            if c.labels.get(SESSION_LABEL) != TEST_LABEL[SESSION_LABEL]
-        ]
-
+    ours = {"label": SESSION_LABEL}
+    before = engine_objects(docker_client, ours)
     verify = subprocess.Popen(
         verify_command(
             path,
@@ -207,14 +202,14 @@ def test_interrupted_verify_leaves_no_container(
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
-    while not ours() and time.monotonic() < deadline:
+    started = ""
+    while "container" not in started and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert ours(), "verify never started a container"
+        started = ", ".join(left_behind(docker_client, ours, before))
+    assert "container" in started, "verify never started a container"
     verify.send_signal(signal.SIGINT)
     assert verify.wait(timeout=120) != 0
-    assert ours() == []
-    networks = docker_client.networks.list(filters={"label": SESSION_LABEL})
-    assert networks == [], "verify left its network behind"
+    assert left_behind(docker_client, ours, before) == [], "Ctrl-C left something behind"
 
 
 def test_failed_restore_puts_the_old_database_back(

@@ -27,7 +27,14 @@ from backup.n8n.instances.docker import SESSION_LABEL
 from backup.n8n.instances.process import N8nProcess
 from backup.n8n.postgres import PostgresTarget, n8n_database_env
 from tests.cli_support import run_snapshot_cli
-from tests.docker_support import DOCKER_ARGS, PROCESS_ARGS, EngineOverTcp, build_image
+from tests.docker_support import (
+    DOCKER_ARGS,
+    PROCESS_ARGS,
+    EngineOverTcp,
+    build_image,
+    engine_objects,
+    left_behind,
+)
 from tests.n8n_support import (
     BOOT_TIMEOUT,
     Canary,
@@ -217,6 +224,8 @@ def test_1x_upgrade_to_2x_verifies_on_a_remote_engine(
     path, keys, _ = snapshot_1x
     hits_before = canary.hits
     target = ("--n8n-version", npm.DEFAULT_N8N_VERSION)
+    ours = {"label": SESSION_LABEL}
+    before = engine_objects(docker_client, ours)
     run = run_verify(pytester, path, keys, *target, "--quiet-seconds", "6", *DOCKER_ARGS)
     assert canary.hits == hits_before, "a restored instance fired the source's schedule"
     assert_only_removed_nodes_fail(run, f"{path.name}@{npm.DEFAULT_N8N_VERSION}")
@@ -233,10 +242,7 @@ def test_1x_upgrade_to_2x_verifies_on_a_remote_engine(
     assert remote_engine.binds, "the engine was asked for no mount at all"
     assert [bind for bind in remote_engine.binds if bind.startswith("/")] == []
     assert any(r.startswith("PUT ") and "/archive?path=" in r for r in remote_engine.requests)
-    ours = {"label": SESSION_LABEL}
-    left = [c.name for c in docker_client.containers.list(all=True, filters=ours)]
-    left += [v.name for v in docker_client.volumes.list(filters=ours)]
-    assert [name for name in left if not name.startswith("n8n-test-")] == []
+    assert left_behind(docker_client, ours, before) == []
 
 
 def test_1x_wrong_key_is_caught_before_boot(

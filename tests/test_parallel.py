@@ -18,7 +18,7 @@ from docker.client import DockerClient
 
 from backup.n8n.instances.docker import SESSION_LABEL
 from backup.verification_record import read_record
-from tests.docker_support import DOCKER_ARGS, TEST_LABEL
+from tests.docker_support import DOCKER_ARGS, engine_objects, left_behind
 from tests.n8n_support import TakenSnapshot, copy_variant, flip_middle_byte
 from tests.verify_runner import VERIFY_CHECKS, resign_manifest, run_verify, verify_command
 from verify.merge import main as verify_merge
@@ -220,6 +220,8 @@ def test_docker_runtime_under_xdist_cleans_up_on_every_worker(
     copy_variant(taken, root, "one")
     flip_middle_byte(copy_variant(taken, root, "flipped-byte") / "database.sqlite")
     copy_variant(taken, root, "two")
+    ours = {"label": SESSION_LABEL}
+    before = engine_objects(docker_client, ours)
     run = run_verify(pytester, root, taken.key_store, *DOCKER_ARGS, "-n", "2")
     assert {name: result for name, (result, _) in _outcomes(root, run.report).items()} == {
         "one": "PASSED",
@@ -228,11 +230,5 @@ def test_docker_runtime_under_xdist_cleans_up_on_every_worker(
     }
     text = run.report.read_text(encoding="utf-8")
     assert text.count("docker (n8n-restore-verify/n8n:2.40.7, internal network)") >= 2
-    ours = [
-        c.name
-        for c in docker_client.containers.list(all=True, filters={"label": SESSION_LABEL})
-        if c.labels.get(SESSION_LABEL) != TEST_LABEL[SESSION_LABEL]
-    ]
-    assert ours == [], f"a worker left containers behind: {ours}"
-    networks = [n.name for n in docker_client.networks.list(filters={"label": SESSION_LABEL})]
-    assert networks == [], f"a worker left its network behind: {networks}"
+    left = left_behind(docker_client, ours, before)
+    assert left == [], f"a worker left these behind: {left}"
