@@ -31,7 +31,7 @@ from tests.n8n_support import (
     start_source,
 )
 
-pytest_plugins = ["pytester", "tests.repository_servers"]
+pytest_plugins = ["pytester", "tests.repository_servers", "tests.ssh_engine"]
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -48,7 +48,7 @@ PACKAGES = {
 }
 
 
-def _unavailable(message: str) -> NoReturn:
+def unavailable(message: str) -> NoReturn:
     """Skip the test, or fail it under CI, where every server must be available."""
     if os.environ.get("CI") == "true":
         pytest.fail(message, pytrace=False)
@@ -59,7 +59,7 @@ def require_tool(name: str) -> str:
     """The absolute path of a tool that these servers need; skips (fails under CI) without it."""
     found = SSHD if name == "sshd" and os.access(SSHD, os.X_OK) else shutil.which(name)
     if found is None:
-        _unavailable(f"no {name}: install Debian's {PACKAGES[name]} package")
+        unavailable(f"no {name}: install Debian's {PACKAGES[name]} package")
     return found
 
 
@@ -175,7 +175,7 @@ class ServerProcess:
             return "(no log)"
 
 
-def _start_on_free_port(
+def start_on_free_port(
     name: str, command_for: Callable[[int], list[str]], log_path: Path
 ) -> ServerProcess:
     """Start a server on a free loopback port, on another port if that one was taken meanwhile."""
@@ -247,7 +247,7 @@ def rest_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestServer
             str(data_dir),
         ]
 
-    process = _start_on_free_port("rclone serve restic", command, log_path)
+    process = start_on_free_port("rclone serve restic", command, log_path)
     try:
         yield RestServer(port=process.port, data_dir=data_dir, log_path=log_path)
     finally:
@@ -288,31 +288,27 @@ class SftpServer:
         return ["-o", f"sftp.command={self.sftp_command}"]
 
 
-def _sftp_user() -> pwd.struct_passwd:
-    """The system user that logs in over SFTP, created if missing, with a usable home.
+def system_user(
+    name: str, shell: str = "/usr/sbin/nologin", groups: tuple[str, ...] = ()
+) -> pwd.struct_passwd:
+    """A system user that logs in over SSH, created if missing, with a usable home.
 
     Its password is ``*``: no password matches it, and, unlike the ``!`` that useradd sets, sshd
     (with ``UsePAM no``) does not take it for a locked account, which would refuse keys too.
     """
     try:
-        entry = pwd.getpwnam(SFTP_USER)
+        entry = pwd.getpwnam(name)
     except KeyError:
+        home = f"/home/{name}"
         subprocess.run(
-            [
-                "useradd",
-                "--system",
-                "--create-home",
-                "--home-dir",
-                f"/home/{SFTP_USER}",
-                "--shell",
-                "/usr/sbin/nologin",
-                SFTP_USER,
-            ],
+            ["useradd", "--system", "--create-home", "--home-dir", home, "--shell", shell, name],
             check=True,
             capture_output=True,
         )
-        entry = pwd.getpwnam(SFTP_USER)
-    subprocess.run(["usermod", "-p", "*", SFTP_USER], check=True, capture_output=True)
+        entry = pwd.getpwnam(name)
+    subprocess.run(["usermod", "-p", "*", name], check=True, capture_output=True)
+    if groups:
+        subprocess.run(["usermod", "-a", "-G", ",".join(groups), name], check=True)
     home = Path(entry.pw_dir)
     home.mkdir(parents=True, exist_ok=True)
     # StrictModes: the home and everything in it that sshd reads must be the user's (or root's)
@@ -322,7 +318,7 @@ def _sftp_user() -> pwd.struct_passwd:
     return entry
 
 
-def _keygen(keygen: str, path: Path, comment: str) -> str:
+def ed25519_key_pair(keygen: str, path: Path, comment: str) -> str:
     """A fresh ed25519 key pair without passphrase at ``path``; returns the public key line."""
     subprocess.run(
         [keygen, "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
@@ -332,7 +328,24 @@ def _keygen(keygen: str, path: Path, comment: str) -> str:
     return path.with_name(path.name + ".pub").read_text().strip()
 
 
-def _sshd_config(port: int, host_key: Path, authorized_keys: Path, pid_file: Path) -> str:
+# What the SFTP user may do: SFTP, nothing else.
+SFTP_ONLY = (
+    "AllowTcpForwarding no",
+    "Subsystem sftp internal-sftp",
+    "ForceCommand internal-sftp",
+)
+
+
+def sshd_config_text(
+    port: int,
+    host_key: Path,
+    authorized_keys: Path,
+    pid_file: Path,
+    user: str = SFTP_USER,
+    allowed: tuple[str, ...] = SFTP_ONLY,
+) -> str:
+    """An sshd configuration: ``user`` alone logs in, by key only, on loopback; ``allowed``
+    says what that user may do."""
     return "\n".join(
         [
             f"ListenAddress {HOST}",
@@ -351,29 +364,36 @@ def _sshd_config(port: int, host_key: Path, authorized_keys: Path, pid_file: Pat
             "IgnoreRhosts yes",
             "UsePAM no",
             "PermitRootLogin no",
-            f"AllowUsers {SFTP_USER}",
+            f"AllowUsers {user}",
             "UseDNS no",
             "PrintMotd no",
             "X11Forwarding no",
-            "AllowTcpForwarding no",
             "AllowAgentForwarding no",
             "PermitTunnel no",
             "PermitTTY no",
-            "Subsystem sftp internal-sftp",
-            "ForceCommand internal-sftp",
+            *allowed,
             "LogLevel INFO",
             "",
         ]
     )
 
 
-def _ssh_config(port: int, client_key: Path, known_hosts: Path) -> str:
+def ssh_client_config(
+    port: int,
+    client_key: Path,
+    known_hosts: Path,
+    alias: str = SFTP_HOST_ALIAS,
+    user: str = SFTP_USER,
+    forwards: bool = False,
+) -> str:
+    """An ssh client configuration: host ``alias`` is the server on loopback, by key only;
+    port forwards given on the command line are dropped unless ``forwards``."""
     return "\n".join(
         [
-            f"Host {SFTP_HOST_ALIAS}",
+            f"Host {alias}",
             f"    HostName {HOST}",
             f"    Port {port}",
-            f"    User {SFTP_USER}",
+            f"    User {user}",
             f"    IdentityFile {client_key}",
             "    IdentitiesOnly yes",
             "    IdentityAgent none",
@@ -391,7 +411,7 @@ def _ssh_config(port: int, client_key: Path, known_hosts: Path) -> str:
             "    ControlPath none",
             "    ForwardAgent no",
             "    ForwardX11 no",
-            "    ClearAllForwardings yes",
+            f"    ClearAllForwardings {'no' if forwards else 'yes'}",
             "    ConnectTimeout 10",
             "    LogLevel ERROR",
             "",
@@ -399,25 +419,32 @@ def _ssh_config(port: int, client_key: Path, known_hosts: Path) -> str:
     )
 
 
-@pytest.fixture(scope="session")
-def sftp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SftpServer]:
-    """An SFTP server (OpenSSH) on 127.0.0.1 for the whole session, with a user of its own."""
-    require_tool("restic")
-    require_tool("sshd")
-    require_tool("ssh")
-    keygen = require_tool("ssh-keygen")
-    if os.geteuid() != 0:
-        _unavailable("the SFTP server needs root: sshd logs in a system user of its own")
+@dataclass(frozen=True)
+class SshdRun:
+    """An sshd on loopback for one user: ``ssh -F ssh_config ALIAS`` logs in as that user."""
 
-    entry = _sftp_user()
-    work = tmp_path_factory.mktemp("sftp-server")
-    if any(character.isspace() for character in str(work)):
-        # restic splits sftp.command at whitespace.
-        raise RuntimeError(f"the SFTP fixture needs a temporary folder without spaces: {work}")
+    port: int
+    session: Path  # a private folder in the user's home, removed afterwards
+    ssh_config: Path
+    known_hosts: Path
+    log_path: Path
+
+
+@contextlib.contextmanager
+def running_sshd(
+    entry: pwd.struct_passwd,
+    work: Path,
+    alias: str,
+    allowed: tuple[str, ...],
+    forwards: bool = False,
+) -> Iterator[SshdRun]:
+    """sshd on a free loopback port that lets the user ``entry`` in with a fresh key and do what
+    ``allowed`` says, with a client configuration for host ``alias``."""
+    keygen = require_tool("ssh-keygen")
     host_key = work / "host_ed25519"
     client_key = work / "client_ed25519"
-    host_public = _keygen(keygen, host_key, "nrv-sftp-host")
-    client_public = _keygen(keygen, client_key, "nrv-sftp-client")
+    host_public = ed25519_key_pair(keygen, host_key, f"{alias}-host")
+    client_public = ed25519_key_pair(keygen, client_key, f"{alias}-client")
     known_hosts = work / "known_hosts"
     sshd_config = work / "sshd_config"
     ssh_config = work / "ssh_config"
@@ -433,32 +460,58 @@ def sftp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SftpServer
         authorized_keys.write_text(client_public + "\n")
         os.chown(authorized_keys, entry.pw_uid, entry.pw_gid)
         authorized_keys.chmod(0o600)
-        repos = session / "repos"
-        repos.mkdir(mode=0o700)
-        os.chown(repos, entry.pw_uid, entry.pw_gid)
 
         # The privilege separation folder, absent until Debian's own sshd ever ran.
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
 
         def command(port: int) -> list[str]:
-            sshd_config.write_text(_sshd_config(port, host_key, authorized_keys, work / "sshd.pid"))
+            sshd_config.write_text(
+                sshd_config_text(
+                    port, host_key, authorized_keys, work / "sshd.pid", entry.pw_name, allowed
+                )
+            )
             return [SSHD, "-D", "-e", "-f", str(sshd_config)]
 
-        process = _start_on_free_port("sshd", command, log_path)
+        process = start_on_free_port("sshd", command, log_path)
         try:
             key_type, key_data = host_public.split()[:2]
             known_hosts.write_text(f"[{HOST}]:{process.port} {key_type} {key_data}\n")
-            ssh_config.write_text(_ssh_config(process.port, client_key, known_hosts))
-            ssh_config.chmod(0o600)
-            yield SftpServer(
-                port=process.port,
-                user=SFTP_USER,
-                root=repos,
-                ssh_config=ssh_config,
-                host_alias=SFTP_HOST_ALIAS,
-                log_path=log_path,
+            ssh_config.write_text(
+                ssh_client_config(
+                    process.port, client_key, known_hosts, alias, entry.pw_name, forwards
+                )
             )
+            ssh_config.chmod(0o600)
+            yield SshdRun(process.port, session, ssh_config, known_hosts, log_path)
         finally:
             process.stop()
     finally:
         shutil.rmtree(session, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def sftp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SftpServer]:
+    """An SFTP server (OpenSSH) on 127.0.0.1 for the whole session, with a user of its own."""
+    require_tool("restic")
+    require_tool("sshd")
+    require_tool("ssh")
+    if os.geteuid() != 0:
+        unavailable("the SFTP server needs root: sshd logs in a system user of its own")
+
+    entry = system_user(SFTP_USER)
+    work = tmp_path_factory.mktemp("sftp-server")
+    if any(character.isspace() for character in str(work)):
+        # restic splits sftp.command at whitespace.
+        raise RuntimeError(f"the SFTP fixture needs a temporary folder without spaces: {work}")
+    with running_sshd(entry, work, SFTP_HOST_ALIAS, SFTP_ONLY) as sshd:
+        repos = sshd.session / "repos"
+        repos.mkdir(mode=0o700)
+        os.chown(repos, entry.pw_uid, entry.pw_gid)
+        yield SftpServer(
+            port=sshd.port,
+            user=SFTP_USER,
+            root=repos,
+            ssh_config=sshd.ssh_config,
+            host_alias=SFTP_HOST_ALIAS,
+            log_path=sshd.log_path,
+        )

@@ -40,6 +40,7 @@ from tests.docker_support import (
     set_up_owner,
 )
 from tests.n8n_support import seed
+from tests.ssh_engine import SshEngine
 from tests.verify_runner import (
     VERIFY_CHECKS,
     assert_wrong_key_caught_before_boot,
@@ -113,6 +114,56 @@ def test_container_snapshot_under_load_verifies_in_docker(
     for secret in [handle.encryption_key, handle.api_key, *seeded]:
         assert secret not in text
     assert left_behind(docker_client, ours, before) == [], "verify left something behind"
+
+
+def test_verify_on_an_engine_reached_over_ssh(
+    pytester: pytest.Pytester,
+    container_snapshot: tuple[Path, Path],
+    docker_client: DockerClient,
+    ssh_engine: SshEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DOCKER_HOST=ssh://...: the engine is driven through ssh (``docker system dial-stdio``),
+    the data shipped into a volume, n8n reached through a relay published on the engine host's
+    loopback and an SSH tunnel; the verdicts of a local run, and nothing left behind."""
+    path, keys = container_snapshot
+    ours = {"label": SESSION_LABEL}
+    before = engine_objects(docker_client, ours)
+    run = run_verify(pytester, path, keys, *DOCKER_ARGS, "--quiet-seconds", "2")
+    assert run.failures == {}
+    run.result.assert_outcomes(passed=VERIFY_CHECKS)
+    text = run.report.read_text(encoding="utf-8")
+    assert (
+        "remote engine nrv-engine: data shipped into a volume, n8n reached through a relay "
+        "container and an SSH tunnel"
+    ) in text
+    assert left_behind(docker_client, ours, before) == []
+    assert "Accepted publickey for nrvdocker" in ssh_engine.log_path.read_text()
+    tunnels = [
+        pid for pid in os.listdir("/proc") if pid.isdigit() and _is_tunnel(Path("/proc", pid))
+    ]
+    assert tunnels == [], "an SSH tunnel outlived the run"
+
+    # A login the engine's host refuses: one line naming DOCKER_HOST, nothing created.
+    refused = ssh_engine.docker_host.replace("ssh://", "ssh://nobody@")
+    monkeypatch.setenv("DOCKER_HOST", refused)
+    result = pytester.runpytest_subprocess(
+        str(ROOT / "verify"), "--snapshots", str(path), "--key-store", str(keys), *DOCKER_ARGS,
+        timeout=300,
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.errlines if line.startswith("ERROR:")]
+    assert len(errors) == 1 and f"DOCKER_HOST={refused} does not answer" in errors[0]
+    assert left_behind(docker_client, ours, before) == []
+
+
+def _is_tunnel(process: Path) -> bool:
+    """Whether the process is an ``ssh -N -L`` forwarding (one the verify runtime starts)."""
+    try:
+        arguments = (process / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"ssh" in arguments[0] and b"-N" in arguments and b"-L" in arguments
 
 
 def test_docker_runtime_names_damage_and_wrong_key(

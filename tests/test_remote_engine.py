@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from backup.errors import N8nStartError
-from backup.n8n.instances.remote import engine_host, publish_address, remote_engine
+from backup.n8n.docker_engine import engine_host, over_ssh, remote_engine
+from backup.n8n.instances.remote import publish_address
 
 
 @pytest.mark.parametrize(
@@ -28,8 +29,16 @@ def test_only_an_engine_over_the_network_is_remote(
 
 def test_the_relay_is_published_on_the_engine_address_when_it_is_one() -> None:
     assert engine_host("tcp://127.0.0.1:2375") == "127.0.0.1"
-    assert publish_address("127.0.0.1") == "127.0.0.1"  # a loopback engine stays on loopback
-    assert engine_host("ssh://ops@builder.internal") == "builder.internal"
-    assert publish_address("builder.internal") == "0.0.0.0"  # only the engine knows which
+    assert publish_address("tcp://127.0.0.1:2375") == "127.0.0.1"  # loopback stays loopback
+    assert publish_address("tcp://[::1]:2375") == "::1"
+    assert publish_address("tcp://builder.internal:2376") == "0.0.0.0"  # only the engine knows
     with pytest.raises(N8nStartError, match="names no host"):
         engine_host("tcp://")
+
+
+def test_over_ssh_the_relay_stays_on_the_engine_hosts_loopback() -> None:
+    """Reached through an SSH tunnel: nothing is opened on the engine host's network."""
+    assert over_ssh("ssh://ops@builder.internal:2222")
+    assert not over_ssh("tcp://builder.internal:2376") and not over_ssh(None)
+    assert engine_host("ssh://ops@builder.internal:2222") == "builder.internal"
+    assert publish_address("ssh://ops@builder.internal") == "127.0.0.1"

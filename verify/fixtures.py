@@ -182,7 +182,7 @@ def _postgres_server(
     """Where PostgreSQL snapshots are restored: --postgres, or on the docker runtime a
     PostgreSQL container (n8n's container could not reach a server outside its network)."""
     if case.runtime == "docker" and case.postgres_dsn is None:
-        from backup.n8n.instances.remote import engine_host, remote_engine
+        from backup.n8n.docker_engine import engine_host, remote_engine
 
         if (remote := remote_engine()) is not None:
             pytest.fail(
@@ -287,8 +287,8 @@ def _new_instance(
     """The instance to boot, and the restored tables as that instance's n8n will see them."""
     _environment_fact(request, "n8n (restore target)", version)
     if case.runtime == "docker":
+        from backup.n8n.docker_engine import engine_host, over_ssh
         from backup.n8n.instances.docker import N8nContainer, engine_facts
-        from backup.n8n.instances.remote import engine_host
 
         image = case.image(version)
         engine, image_id = engine_facts(image)
@@ -310,6 +310,7 @@ def _new_instance(
             where += (
                 f", remote engine {engine_host(container.engine_url)}: data shipped into a "
                 "volume, n8n reached through a relay container"
+                + (" and an SSH tunnel" if over_ssh(container.engine_url) else "")
             )
             if isinstance(database, N8nDatabase):  # n8n's copy lives in the remote volume
                 database = container.live_database(database.prefix)

@@ -317,8 +317,15 @@ def choose_runtime(asked: str, cases: list[SnapshotCase]) -> tuple[str, str]:
         return "process", "process (auto: the 'docker' extra is not installed)"
     if not engine_answers():
         if asked == "docker":
+            from backup.n8n.docker_engine import remote_engine
+
+            remote = remote_engine()
             raise pytest.UsageError(
-                "--runtime docker: no Docker engine answers; start dockerd or use --runtime process"
+                f"--runtime docker: the Docker engine at DOCKER_HOST={remote} does not answer: "
+                f"check that `docker -H {remote} version` works, or use --runtime process"
+                if remote
+                else "--runtime docker: no Docker engine answers; start dockerd or use "
+                "--runtime process"
             )
         return "process", "process (auto: no Docker engine answers)"
     if asked == "docker":

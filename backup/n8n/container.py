@@ -27,6 +27,7 @@ except ImportError as exc:  # an optional part of the install
 
 from backup.errors import InputError, SourceError
 from backup.n8n.binary_data import GENERAL_STORAGE_ENV, STORAGE_ENV, storage_roots
+from backup.n8n.docker_engine import engine_client
 from backup.n8n.extensions import extension_folders
 from backup.n8n.folder import N8nFolder, locate
 
@@ -58,7 +59,7 @@ class ContainerSource:
 def docker_client() -> Iterator[DockerClient]:
     """A client for the local engine; a one-line error when none answers."""
     try:
-        client = DockerClient.from_env()
+        client = engine_client()
         client.ping()
     except DockerException:
         raise SourceError(

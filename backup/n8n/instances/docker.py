@@ -32,6 +32,7 @@ except ImportError as exc:  # an optional part of the install
 
 from backup.errors import BackupError, InputError, N8nStartError, SqliteBackupError
 from backup.n8n.container import exec_n8n
+from backup.n8n.docker_engine import engine_client, engine_host, remote_engine
 from backup.n8n.instances.base import DEFAULT_BOOT_TIMEOUT, QUIET_ENV, BootsOnEnter
 from backup.n8n.instances.process import LOOPBACK_ENV, free_port
 from backup.n8n.instances.readiness import wait_until_ready
@@ -41,9 +42,7 @@ from backup.n8n.instances.remote import (
     UNCHANGED,
     ContainerDatabase,
     Relay,
-    engine_host,
     fetch_file,
-    remote_engine,
     ship_folder,
 )
 from backup.n8n.sqlite import DATABASE_NAME
@@ -63,7 +62,7 @@ RYUK_DISABLED_ENV = "TESTCONTAINERS_RYUK_DISABLED"
 def engine_answers() -> bool:
     """Whether a Docker engine answers on this machine's default socket."""
     try:
-        client = DockerClient.from_env(timeout=5)
+        client = engine_client(timeout=5)
         try:
             return bool(client.ping())
         finally:
@@ -75,7 +74,7 @@ def engine_answers() -> bool:
 def engine_facts(image: str) -> tuple[str | None, str | None]:
     """The engine's version and ``image``'s short id, as far as the engine says (for reports)."""
     try:
-        client = DockerClient.from_env(timeout=5)
+        client = engine_client(timeout=5)
     except DockerException:
         return None, None
     try:
@@ -93,7 +92,7 @@ def engine_facts(image: str) -> tuple[str | None, str | None]:
 
 def missing_images(images: list[str]) -> list[str]:
     """Which of ``images`` this machine's Docker engine does not have (no registry is asked)."""
-    client = DockerClient.from_env()
+    client = engine_client()
     try:
         missing = []
         for image in dict.fromkeys(images):
@@ -111,7 +110,7 @@ def disable_ryuk_without_registry() -> None:
     cannot start, so our own cleanup (finally blocks and the session sweep) takes its place."""
     if RYUK_DISABLED_ENV in os.environ:
         return
-    client = DockerClient.from_env()
+    client = engine_client()
     try:
         has_ryuk = any("ryuk" in tag for image in client.images.list() for tag in image.tags)
     finally:
@@ -137,7 +136,7 @@ class IsolatedNetwork:
 
     def close(self) -> None:
         """Remove every container and volume left by the session, then the network itself."""
-        client = DockerClient.from_env()
+        client = engine_client()
         session = {"label": f"{SESSION_LABEL}={self.session}"}
         try:
             for container in client.containers.list(all=True, filters=session):
@@ -205,6 +204,8 @@ class N8nContainer(BootsOnEnter):
         self._user = f"{os.getuid()}:{os.getgid()}" if local_owner else None
         self._data = str(n8n_folder) if self.engine_url is None else self._volume
         self._started = False
+        self._engine: DockerClient | None = None
+        self._engine_lock = threading.Lock()
         kwargs: dict[str, str] = {}
         if host_network:
             kwargs["network_mode"] = "host"
@@ -228,6 +229,14 @@ class N8nContainer(BootsOnEnter):
         if os.geteuid() == 0 and self.engine_url is None:
             chown_tree(self._n8n_folder, NODE_UID, NODE_UID)
 
+    def _client(self) -> DockerClient:
+        """One client for this container's commands, reads and clean-up (over SSH, every new
+        client logs in again); closed by stop()."""
+        with self._engine_lock:
+            if self._engine is None:
+                self._engine = engine_client()
+            return self._engine
+
     def _ship_once(self) -> None:
         """On a remote engine: the restored folder into the container's volume, before n8n (or
         one of its commands) first runs; a no-op on this machine's engine."""
@@ -236,10 +245,9 @@ class N8nContainer(BootsOnEnter):
         with self._ship_lock:
             if self._shipped:
                 return
-            client = DockerClient.from_env()
             try:
                 ship_folder(
-                    client,
+                    self._client(),
                     self.image,
                     self._volume,
                     self._n8n_folder,
@@ -251,8 +259,6 @@ class N8nContainer(BootsOnEnter):
                     f"cannot ship the restored data to the Docker engine at "
                     f"{engine_host(self.engine_url)}: {exc}"
                 ) from None
-            finally:
-                client.close()
             self._shipped = True
 
     def live_database(self, table_prefix: str) -> ContainerDatabase:
@@ -271,10 +277,10 @@ class N8nContainer(BootsOnEnter):
         ``fetch`` out of it to ``destination``. Returns what the script printed."""
         self._ship_once()
         command = ["node", "-e", script, *args]
-        client = DockerClient.from_env()
         try:
+            client = self._client()
             if self._started:
-                container = self._container.get_wrapped_container()
+                container = self._running(client)
                 code, (stdout, stderr) = container.exec_run(command, demux=True)
                 printed = (stdout or b"").decode("utf-8", errors="replace")
                 said = (stderr or b"").decode("utf-8", errors="replace")
@@ -296,8 +302,6 @@ class N8nContainer(BootsOnEnter):
                     one_off.remove(force=True)
         except DockerException as exc:
             raise SqliteBackupError(f"n8n's database in the container: {exc}") from None
-        finally:
-            client.close()
         return printed
 
     @property
@@ -315,8 +319,8 @@ class N8nContainer(BootsOnEnter):
         """Create and start the container, then wait for n8n's REST API."""
         try:
             self._ship_once()
-            self._started = True
             self._container.start()
+            self._started = True  # from now on, n8n commands run in it (before: one-offs)
             if self._host_port is None:
                 self._address = _address_on(self._container, self.network)
             if self.engine_url is not None and self._address is not None:
@@ -356,14 +360,16 @@ class N8nContainer(BootsOnEnter):
     def run_cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run an n8n command with the container's environment and data: ``docker exec`` once
         started, before that in a one-off container on the same network and folder."""
-        if self._started:
-            return exec_n8n(self._container.get_wrapped_container(), *args)
+        started = self._started
+        if not started:
+            try:
+                self._ship_once()
+            except N8nStartError as exc:
+                return subprocess.CompletedProcess(["n8n", *args], 1, "", str(exc))
         try:
-            self._ship_once()
-        except N8nStartError as exc:
-            return subprocess.CompletedProcess(["n8n", *args], 1, "", str(exc))
-        client = DockerClient.from_env(timeout=int(timeout))
-        try:
+            client = self._client()
+            if started:
+                return exec_n8n(self._running(client), *args)
             container = self._one_off(client, list(args), environment=self._env)
             try:
                 code = int(container.wait(timeout=timeout)["StatusCode"])
@@ -372,9 +378,12 @@ class N8nContainer(BootsOnEnter):
                 container.remove(force=True)
         except (DockerException, OSError) as exc:  # OSError: the engine's read timed out
             return subprocess.CompletedProcess(["n8n", *args], 1, "", f"docker: {exc}")
-        finally:
-            client.close()
         return subprocess.CompletedProcess(["n8n", *args], code, stdout, stderr)
+
+    def _running(self, client: DockerClient) -> Container:
+        """The started n8n container, through ``client``: testcontainers' own client reaches an
+        ssh:// engine through the ssh program, a way that breaks when an exec ends."""
+        return client.containers.get(self._container.get_wrapped_container().id)
 
     def _one_off(
         self,
@@ -403,13 +412,13 @@ class N8nContainer(BootsOnEnter):
             self._relay.stop()
         with contextlib.suppress(DockerException, ContainerStartException, AttributeError):
             self._container.stop()
-        if self._shipped:
-            client = DockerClient.from_env()
-            try:
-                with contextlib.suppress(DockerException):
-                    client.volumes.get(self._volume).remove(force=True)
-            finally:
-                client.close()
+        with contextlib.suppress(DockerException):
+            if self._shipped:
+                self._client().volumes.get(self._volume).remove(force=True)
+        with self._engine_lock:
+            engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.close()
 
     def close(self) -> None:
         """Same as stop(): the restored folder belongs to the caller."""

@@ -14,9 +14,12 @@ import contextlib
 import ipaddress
 import json
 import os
+import socket
+import subprocess
 import tarfile
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,10 +31,13 @@ from docker.models.containers import Container
 
 from backup.atomic import new_private_file
 from backup.errors import N8nStartError, SqliteBackupError
+from backup.n8n.docker_engine import engine_host, over_ssh
+from backup.n8n.instances.process import free_port
 from backup.n8n.sqlite import N8nDatabase
 
-LOCAL_SCHEMES = ("unix", "npipe")
 N8N_PORT = 5678
+LOOPBACK = "127.0.0.1"
+TUNNEL_TIMEOUT_SECONDS = 30
 NODE_UID = 1000
 # Where n8n's own sqlite3 module lies: this project's image, then the official one.
 _N8N_PACKAGES = ["/opt/n8n/node_modules/n8n", "/usr/local/lib/node_modules/n8n"]
@@ -84,27 +90,15 @@ COPY_IN_CONTAINER = "/tmp/n8n-restore-verify-read.sqlite"
 RunsNode = Callable[[str, list[str], str | None, Path | None], str]
 
 
-def remote_engine() -> str | None:
-    """DOCKER_HOST when it names an engine reached over the network (not a local socket)."""
-    url = os.environ.get("DOCKER_HOST", "").strip()
-    if not url or urlsplit(url).scheme in LOCAL_SCHEMES:
-        return None
-    return url
-
-
-def engine_host(url: str) -> str:
-    """The host part of an engine URL: where its published ports are reached."""
-    host = urlsplit(url).hostname
-    if not host:
-        raise N8nStartError(f"DOCKER_HOST {url!r} names no host: use tcp://HOST:PORT or ssh://HOST")
-    return host
-
-
-def publish_address(host: str) -> str:
-    """The engine-side address a relay's port is published on: the engine's own IP when
-    DOCKER_HOST gives one (a loopback engine stays on loopback), else every interface."""
+def publish_address(engine_url: str) -> str:
+    """The engine-side address a relay's port is published on: over SSH, the engine host's
+    loopback (reached through an SSH tunnel, so nothing is opened to its network); else the
+    engine's own IP when DOCKER_HOST gives one (a loopback engine stays on loopback), or every
+    interface for a host name."""
+    if over_ssh(engine_url):
+        return LOOPBACK
     try:
-        return str(ipaddress.ip_address(host))
+        return str(ipaddress.ip_address(engine_host(engine_url)))
     except ValueError:
         return "0.0.0.0"  # a host name: which of the engine's interfaces it is, only it knows
 
@@ -212,24 +206,91 @@ class ContainerDatabase(N8nDatabase):
         )
 
 
+class SshTunnel:
+    """A port on this machine's loopback forwarded to a port on the loopback of an ssh://
+    engine's host, by this machine's ``ssh`` program (``ssh -N -L``): the same program, user and
+    configuration the Docker client connects with."""
+
+    def __init__(self, engine_url: str) -> None:
+        parts = urlsplit(engine_url)
+        self._engine_url = engine_url
+        self._destination = ["--", engine_host(engine_url)]
+        if parts.port is not None:
+            self._destination[:0] = ["-p", str(parts.port)]
+        if parts.username:
+            self._destination[:0] = ["-l", parts.username]
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def open(self, remote_port: int) -> int:
+        """Start forwarding to ``remote_port`` on the engine host's loopback; return the local
+        port, once ssh has logged in and listens on it."""
+        local_port = free_port()
+        forward = f"{LOOPBACK}:{local_port}:{LOOPBACK}:{remote_port}"
+        options = ["-o", "ExitOnForwardFailure=yes", "-o", "BatchMode=yes"]
+        try:
+            process = subprocess.Popen(
+                ["ssh", "-N", *options, "-L", forward, *self._destination],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # Ctrl-C is ours to handle: close() ends it
+            )
+        except OSError as exc:
+            raise N8nStartError(f"cannot run ssh for {self._engine_url}: {exc}") from None
+        self._process = process
+        deadline = time.monotonic() + TUNNEL_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                said = (process.stderr.read() if process.stderr else b"").decode(errors="replace")
+                last = said.strip().splitlines()[-1:] or [f"exit status {process.returncode}"]
+                raise N8nStartError(
+                    f"ssh could not forward a port from {self._engine_url}: {last[0]}"
+                )
+            try:
+                with socket.create_connection((LOOPBACK, local_port), timeout=0.5):
+                    return local_port
+            except OSError:
+                time.sleep(0.05)
+        self.close()
+        raise N8nStartError(
+            f"ssh did not forward a port from {self._engine_url} within "
+            f"{TUNNEL_TIMEOUT_SECONDS} s: check that `ssh {self._destination[-1]}` logs in"
+        )
+
+    def close(self) -> None:
+        """End the forwarding."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+
+
 class Relay:
     """A container on the internal network and on the engine's default bridge that forwards one
-    published port to n8n; n8n stays on the internal network alone."""
+    published port to n8n; n8n stays on the internal network alone. On an ssh:// engine the port
+    is published on the engine host's loopback and reached through an SSH tunnel."""
 
     def __init__(self, client: DockerClient, image: str, labels: dict[str, str]) -> None:
         self._client = client
         self._image = image
         self._labels = labels
         self._container: Container | None = None
+        self._tunnel: SshTunnel | None = None
 
     def start(self, network: str, target: str, engine_url: str) -> str:
         """Start forwarding to ``target``:5678 on ``network``; return the URL reaching n8n."""
-        host = engine_host(engine_url)
         try:
             container = self._client.containers.run(
                 self._image,
                 entrypoint=["node", "-e", RELAY_JS, target, str(N8N_PORT)],
-                ports={f"{N8N_PORT}/tcp": (publish_address(host), None)},
+                ports={f"{N8N_PORT}/tcp": (publish_address(engine_url), None)},
                 labels=self._labels,
                 detach=True,
             )
@@ -237,13 +298,28 @@ class Relay:
             self._client.networks.get(network).connect(container)
             container.reload()
             published = container.attrs["NetworkSettings"]["Ports"][f"{N8N_PORT}/tcp"][0]
-        except (DockerException, KeyError, IndexError, TypeError) as exc:
+            port = int(published["HostPort"])
+        except (DockerException, KeyError, IndexError, TypeError, ValueError) as exc:
             raise N8nStartError(f"cannot start the relay to n8n on {engine_url}: {exc}") from None
-        return f"http://{host}:{published['HostPort']}"
+        if not over_ssh(engine_url):
+            return f"http://{_url_host(engine_host(engine_url))}:{port}"
+        self._tunnel = SshTunnel(engine_url)
+        return f"http://{LOOPBACK}:{self._tunnel.open(port)}"
 
     def stop(self) -> None:
-        """Remove the relay container."""
+        """End the tunnel, if any, and remove the relay container."""
+        if self._tunnel is not None:
+            self._tunnel.close()
+            self._tunnel = None
         if self._container is not None:
             with contextlib.suppress(DockerException):
                 self._container.remove(force=True)
             self._container = None
+
+
+def _url_host(host: str) -> str:
+    """``host`` as the host part of a URL: an IPv6 address goes in brackets."""
+    try:
+        return f"[{host}]" if ipaddress.ip_address(host).version == 6 else host
+    except ValueError:
+        return host

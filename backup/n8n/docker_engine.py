@@ -1,0 +1,63 @@
+"""Which Docker engine this process talks to (DOCKER_HOST), and a client for it.
+
+This machine's socket by default; an engine over the network when DOCKER_HOST says tcp://... or
+ssh://.... On an ssh:// engine the Docker SDK runs ``docker system dial-stdio`` on the engine's
+host through its own SSH client (paramiko: ~/.ssh/config's HostName, Port, User, IdentityFile and
+ProxyCommand, the agent and default keys, ~/.ssh/known_hosts; an unknown host key is refused).
+testcontainers reaches the same engine through the ``ssh`` program, as the docker CLI does; the
+SDK's way through that program breaks on exec (it writes to a closed pipe when an exec ends).
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlsplit
+
+from backup.errors import N8nStartError
+from backup.extras import missing_extra
+
+try:
+    from docker.client import DockerClient
+    from docker.errors import DockerException
+except ImportError as exc:  # an optional part of the install
+    raise missing_extra("docker", exc) from None
+
+LOCAL_SCHEMES = ("unix", "npipe")
+SSH_SCHEME = "ssh"
+DEFAULT_TIMEOUT_SECONDS = 60  # the Docker SDK's own default
+
+
+def remote_engine() -> str | None:
+    """DOCKER_HOST when it names an engine reached over the network (not a local socket)."""
+    url = os.environ.get("DOCKER_HOST", "").strip()
+    if not url or urlsplit(url).scheme in LOCAL_SCHEMES:
+        return None
+    return url
+
+
+def over_ssh(url: str | None) -> bool:
+    """Whether the engine ``url`` is reached over SSH."""
+    return url is not None and urlsplit(url).scheme == SSH_SCHEME
+
+
+def engine_host(url: str) -> str:
+    """The host part of an engine URL: where its published ports are reached."""
+    host = urlsplit(url).hostname
+    if not host:
+        raise N8nStartError(f"DOCKER_HOST {url!r} names no host: use tcp://HOST:PORT or ssh://HOST")
+    return host
+
+
+def engine_client(timeout: int = DEFAULT_TIMEOUT_SECONDS) -> DockerClient:
+    """A client for the engine DOCKER_HOST names. Raises DockerException when none can be
+    configured or an ssh:// engine's host does not let us in; whether the engine answers is
+    the first request's business."""
+    url = remote_engine()
+    if not over_ssh(url):
+        return DockerClient.from_env(timeout=timeout)
+    import paramiko  # the docker extra's ssh part
+
+    try:
+        return DockerClient.from_env(timeout=timeout)
+    except (OSError, paramiko.SSHException) as exc:  # the SDK logs in when it is made
+        raise DockerException(f"cannot log in to {url}: {exc}") from None
