@@ -277,8 +277,10 @@ def _capture_sqlite(
     copy = staging / DATABASE_NAME
     copied_digest = copy_database(request.n8n_folder.database, copy)
     # The integrity check, the hash (unless the copy's read made it) and the reading each read
-    # the copy once, side by side (sqlite3 and hashlib release the GIL).
-    with ThreadPoolExecutor(2, thread_name_prefix="snapshot-check") as checks:
+    # the copy once, side by side (sqlite3 and hashlib release the GIL), while the copy is
+    # flushed to disk.
+    with ThreadPoolExecutor(3, thread_name_prefix="snapshot-check") as checks:
+        flushed = checks.submit(fsync_file, copy)
         integrity = checks.submit(integrity_problems, copy)
         hashing = checks.submit(sha256_file, copy) if copied_digest is None else None
         read_error: SqliteBackupError | None = None
@@ -291,8 +293,8 @@ def _capture_sqlite(
         if read_error is not None:
             raise read_error
         digest = hashing.result() if hashing is not None else copied_digest
+        flushed.result()
     assert digest is not None
-    fsync_file(copy)
     return CapturedDatabase(
         FileEntry(DATABASE_NAME, digest, copy.stat().st_size), "sqlite", contents
     )

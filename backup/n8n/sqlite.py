@@ -39,7 +39,9 @@ def online_copy(source: Path, destination: Path) -> None:
 
     The whole copy is done in one step: n8n runs SQLite in WAL mode, so our read transaction does
     not block its writers, and a one-step copy cannot be restarted forever by their writes.
-    The copy is switched to rollback-journal mode so that it is one self-contained file.
+    The copy is switched to rollback-journal mode so that it is one self-contained file. It is
+    not flushed to disk: the caller does that (fsync_file) before it relies on the copy, and a
+    snapshot does it beside its checks.
     """
     with (
         map_sqlite_errors(f"online backup of {source}"),
@@ -47,6 +49,8 @@ def online_copy(source: Path, destination: Path) -> None:
         closing(sqlite3.connect(destination)) as dst,
     ):
         src.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        # SQLite would otherwise fsync the copy inside the step (0.5 s of 1.5 s at 1 GB here).
+        dst.execute("PRAGMA synchronous = OFF")
         src.backup(dst, pages=-1)
         dst.execute("PRAGMA journal_mode = DELETE")
 

@@ -5,7 +5,8 @@ reachable from here. So the restored ``.n8n`` folder is shipped into a named vol
 engine's API, n8n's database is read from a consistent copy that a container makes of it
 (``VACUUM INTO``) and fetched through the API, and n8n is reached through a relay container that
 publishes one port on the engine's host and forwards it to n8n on the internal network: n8n itself
-keeps no route out.
+keeps no route out. Over SSH that port is on the engine host's loopback, reached through an SSH
+tunnel.
 """
 
 from __future__ import annotations
@@ -208,8 +209,8 @@ class ContainerDatabase(N8nDatabase):
 
 class SshTunnel:
     """A port on this machine's loopback forwarded to a port on the loopback of an ssh://
-    engine's host, by this machine's ``ssh`` program (``ssh -N -L``): the same program, user and
-    configuration the Docker client connects with."""
+    engine's host, by this machine's ``ssh`` program (``ssh -N -L``), with the user and port of
+    DOCKER_HOST: the program testcontainers and the docker CLI reach such an engine with."""
 
     def __init__(self, engine_url: str) -> None:
         parts = urlsplit(engine_url)
