@@ -7,7 +7,7 @@ import pytest
 
 from backup.errors import N8nStartError
 from backup.n8n.docker_engine import engine_host, over_ssh, remote_engine
-from backup.n8n.instances.remote import publish_address
+from backup.n8n.instances.remote import publish_address, published_url
 
 
 @pytest.mark.parametrize(
@@ -34,6 +34,9 @@ def test_the_relay_is_published_on_the_engine_address_when_it_is_one() -> None:
     assert publish_address("tcp://builder.internal:2376") == "0.0.0.0"  # only the engine knows
     with pytest.raises(N8nStartError, match="names no host"):
         engine_host("tcp://")
+    assert published_url("tcp://[::1]:2375", 32768) == "http://[::1]:32768"
+    assert published_url("tcp://10.0.0.20:2376", 32768) == "http://10.0.0.20:32768"
+    assert published_url("tcp://builder.internal:2376", 80) == "http://builder.internal:80"
 
 
 def test_over_ssh_the_relay_stays_on_the_engine_hosts_loopback() -> None:

@@ -303,7 +303,7 @@ class Relay:
         except (DockerException, KeyError, IndexError, TypeError, ValueError) as exc:
             raise N8nStartError(f"cannot start the relay to n8n on {engine_url}: {exc}") from None
         if not over_ssh(engine_url):
-            return f"http://{_url_host(engine_host(engine_url))}:{port}"
+            return published_url(engine_url, port)
         self._tunnel = SshTunnel(engine_url)
         return f"http://{LOOPBACK}:{self._tunnel.open(port)}"
 
@@ -318,9 +318,12 @@ class Relay:
             self._container = None
 
 
-def _url_host(host: str) -> str:
-    """``host`` as the host part of a URL: an IPv6 address goes in brackets."""
+def published_url(engine_url: str, port: int) -> str:
+    """The URL of ``port`` published on a tcp:// engine's host (an IPv6 address in brackets)."""
+    host = engine_host(engine_url)
     try:
-        return f"[{host}]" if ipaddress.ip_address(host).version == 6 else host
+        if ipaddress.ip_address(host).version == 6:
+            host = f"[{host}]"
     except ValueError:
-        return host
+        pass  # a host name
+    return f"http://{host}:{port}"
