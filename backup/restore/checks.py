@@ -59,19 +59,20 @@ def usable_api_key(base_url: str, database: N8nTables, key_fingerprint: str) -> 
 
 
 def served_workflow_digests(base_url: str, api_key: str, wanted: list[str]) -> dict[str, str]:
-    """Digest of every workflow the instance serves, plus any ``wanted`` id the list omits."""
+    """Digest of every workflow the instance serves, plus any ``wanted`` id the list omits.
+    Each workflow is digested as its page arrives: bodies (pinned data too) are not kept."""
+    served: dict[str, str] = {}
     with N8nApi(base_url, api_key) as api:
-        served = {str(item["id"]): item for item in api.iter_workflows()}
+        for item in api.iter_workflows():
+            served[str(item["id"])] = workflow_digest(item.get("nodes"), item.get("connections"))
         for workflow_id in wanted:
             if workflow_id not in served:
                 try:
-                    served[workflow_id] = api.workflow(workflow_id)
+                    body = api.workflow(workflow_id)
                 except ApiError:
                     continue
-    return {
-        workflow_id: workflow_digest(body.get("nodes"), body.get("connections"))
-        for workflow_id, body in served.items()
-    }
+                served[workflow_id] = workflow_digest(body.get("nodes"), body.get("connections"))
+    return served
 
 
 def active_before_start(instance: RunsN8nCli) -> list[str]:
