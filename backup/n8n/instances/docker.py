@@ -60,7 +60,7 @@ RYUK_DISABLED_ENV = "TESTCONTAINERS_RYUK_DISABLED"
 
 
 def engine_answers() -> bool:
-    """Whether a Docker engine answers on this machine's default socket."""
+    """Whether the Docker engine DOCKER_HOST names (this machine's socket by default) answers."""
     try:
         client = engine_client(timeout=5)
         try:
@@ -91,7 +91,7 @@ def engine_facts(image: str) -> tuple[str | None, str | None]:
 
 
 def missing_images(images: list[str]) -> list[str]:
-    """Which of ``images`` this machine's Docker engine does not have (no registry is asked)."""
+    """Which of ``images`` the Docker engine does not have (no registry is asked)."""
     client = engine_client()
     try:
         missing = []
