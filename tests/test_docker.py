@@ -40,7 +40,7 @@ from tests.docker_support import (
     set_up_owner,
 )
 from tests.n8n_support import seed
-from tests.ssh_engine import SshEngine
+from tests.ssh_engine import ENGINE_HOST_ALIAS, SshEngine
 from tests.verify_runner import (
     VERIFY_CHECKS,
     assert_wrong_key_caught_before_boot,
@@ -134,8 +134,8 @@ def test_verify_on_an_engine_reached_over_ssh(
     run.result.assert_outcomes(passed=VERIFY_CHECKS)
     text = run.report.read_text(encoding="utf-8")
     assert (
-        "remote engine nrv-engine: data shipped into a volume, n8n reached through a relay "
-        "container and an SSH tunnel"
+        f"remote engine {ENGINE_HOST_ALIAS}: data shipped into a volume, n8n reached through a "
+        "relay container and an SSH tunnel"
     ) in text
     assert left_behind(docker_client, ours, before) == []
     assert "Accepted publickey for nrvdocker" in ssh_engine.log_path.read_text()
@@ -158,12 +158,13 @@ def test_verify_on_an_engine_reached_over_ssh(
 
 
 def _is_tunnel(process: Path) -> bool:
-    """Whether the process is an ``ssh -N -L`` forwarding (one the verify runtime starts)."""
+    """Whether the process is an ``ssh -N -L`` forwarding to the test's engine host (one the
+    verify runtime starts)."""
     try:
         arguments = (process / "cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return b"ssh" in arguments[0] and b"-N" in arguments and b"-L" in arguments
+    return b"ssh" in arguments[0] and {b"-N", b"-L", ENGINE_HOST_ALIAS.encode()} <= set(arguments)
 
 
 def test_docker_runtime_names_damage_and_wrong_key(
