@@ -113,15 +113,16 @@ def test_other_entities(
     versions, users and roles, executions: the restored database holds exactly what the
     manifest counts and digests, and n8n's API lists them."""
     assert stored_key.value is not None
-    stored = stored_entity_problems(
-        manifest,
-        restored.database,
-        stored_key.value,
-        upgraded=restored.version != manifest.source_n8n_version,
-    )
-    problems = list(stored.problems)
-    with failing_plainly():
-        problems += served_entity_problems(manifest, restored.database, editor)
+    with restored.database.one_view():  # on a remote engine: one copy for all these reads
+        stored = stored_entity_problems(
+            manifest,
+            restored.database,
+            stored_key.value,
+            upgraded=restored.version != manifest.source_n8n_version,
+        )
+        problems = list(stored.problems)
+        with failing_plainly():
+            problems += served_entity_problems(manifest, restored.database, editor)
     summary.entities = _entity_counts(manifest, stored)
     assert not problems, f"entities: {_listing(problems)}"
 

@@ -6,9 +6,11 @@ columns as text and PostgreSQL as parsed values, which ``_json`` evens out.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +86,12 @@ class N8nTables(ABC):
         """The rows of a read-only query without values, one at a time; subclasses stream them
         from the server, so that a table's size does not decide our memory."""
         yield from self._query(sql)
+
+    def one_view(self) -> AbstractContextManager[None]:
+        """Within it, this thread's reads may use the database as it was at the first of them
+        (a remote copy is then made once, not for every read). Local and PostgreSQL tables are
+        read live: nothing changes for them."""
+        return contextlib.nullcontext()
 
     @abstractmethod
     def _execute_in_one_transaction(self, statements: list[str]) -> None:

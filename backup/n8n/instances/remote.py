@@ -175,10 +175,28 @@ class ContainerDatabase(N8nDatabase):
         self._database = database_in_container
         self._stamp = ""  # of the database when the local copy was made
         self._copying = threading.Lock()  # verify reads from more than one thread
+        self._held = threading.local()  # a thread inside one_view(): its copy is not refreshed
+
+    @contextlib.contextmanager
+    def one_view(self) -> Iterator[None]:
+        """This thread's reads within use the copy made at the first of them: one exec and at
+        most one fetch for all of them. (A read of another thread may still replace the copy
+        with a newer one meanwhile; each read is consistent in itself either way.)"""
+        outermost = not getattr(self._held, "active", False)
+        if outermost:
+            self._refresh()
+            self._held.active = True
+        try:
+            yield
+        finally:
+            if outermost:
+                self._held.active = False
 
     def _refresh(self) -> None:
         """Make the local copy n8n's database as it is now (copied again only if it changed).
         A reader still on the previous copy keeps it: the new one replaces it by rename."""
+        if getattr(self._held, "active", False):
+            return
         with self._copying:
             said = self._run_node(
                 COPY_DATABASE_JS,
