@@ -22,6 +22,14 @@ try:
 except ImportError as exc:  # an optional part of the install
     raise missing_extra("docker", exc) from None
 
+try:  # the docker extra's ssh part: errors of an SSH session that the SDK lets through
+    from paramiko import SSHException as _SshError
+except ImportError:  # without it the SDK refuses ssh:// with a DockerException of its own
+    _SshError = DockerException
+
+# What a request to the engine may raise: the SDK's errors, connection errors (requests' are
+# OSErrors) and, over ssh://, those of the SSH session.
+ENGINE_ERRORS: tuple[type[Exception], ...] = (DockerException, OSError, _SshError)
 LOCAL_SCHEMES = ("unix", "npipe")
 SSH_SCHEME = "ssh"
 DEFAULT_TIMEOUT_SECONDS = 60  # the Docker SDK's own default
@@ -52,12 +60,9 @@ def engine_client(timeout: int = DEFAULT_TIMEOUT_SECONDS) -> DockerClient:
     """A client for the engine DOCKER_HOST names. Raises DockerException when none can be
     configured or an ssh:// engine's host does not let us in; whether the engine answers is
     the first request's business."""
-    url = remote_engine()
-    if not over_ssh(url):
-        return DockerClient.from_env(timeout=timeout)
-    import paramiko  # the docker extra's ssh part
-
     try:
         return DockerClient.from_env(timeout=timeout)
-    except (OSError, paramiko.SSHException) as exc:  # the SDK logs in when it is made
-        raise DockerException(f"cannot log in to {url}: {exc}") from None
+    except DockerException:
+        raise
+    except ENGINE_ERRORS as exc:  # over ssh:// the SDK logs in when the client is made
+        raise DockerException(f"cannot log in to {remote_engine()}: {exc}") from None

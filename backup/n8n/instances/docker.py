@@ -32,7 +32,7 @@ except ImportError as exc:  # an optional part of the install
 
 from backup.errors import BackupError, InputError, N8nStartError, SqliteBackupError
 from backup.n8n.container import exec_n8n
-from backup.n8n.docker_engine import engine_client, engine_host, remote_engine
+from backup.n8n.docker_engine import ENGINE_ERRORS, engine_client, engine_host, remote_engine
 from backup.n8n.instances.base import DEFAULT_BOOT_TIMEOUT, QUIET_ENV, BootsOnEnter
 from backup.n8n.instances.process import LOOPBACK_ENV, free_port
 from backup.n8n.instances.readiness import wait_until_ready
@@ -205,6 +205,7 @@ class N8nContainer(BootsOnEnter):
         self._data = str(n8n_folder) if self.engine_url is None else self._volume
         self._started = False
         self._engine: DockerClient | None = None
+        self._engine_closed = False  # by stop(): later commands fail instead of logging in again
         self._engine_lock = threading.Lock()
         kwargs: dict[str, str] = {}
         if host_network:
@@ -233,6 +234,8 @@ class N8nContainer(BootsOnEnter):
         """One client for this container's commands, reads and clean-up (over SSH, every new
         client logs in again); closed by stop()."""
         with self._engine_lock:
+            if self._engine_closed:
+                raise DockerException("the n8n container was stopped")
             if self._engine is None:
                 self._engine = engine_client()
             return self._engine
@@ -300,7 +303,7 @@ class N8nContainer(BootsOnEnter):
             finally:
                 if one_off is not None:
                     one_off.remove(force=True)
-        except DockerException as exc:
+        except ENGINE_ERRORS as exc:
             raise SqliteBackupError(f"n8n's database in the container: {exc}") from None
         return printed
 
@@ -376,7 +379,7 @@ class N8nContainer(BootsOnEnter):
                 stdout, stderr = _output(container)
             finally:
                 container.remove(force=True)
-        except (DockerException, OSError) as exc:  # OSError: the engine's read timed out
+        except ENGINE_ERRORS as exc:  # OSError too: the engine's read timed out
             return subprocess.CompletedProcess(["n8n", *args], 1, "", f"docker: {exc}")
         return subprocess.CompletedProcess(["n8n", *args], code, stdout, stderr)
 
@@ -412,13 +415,17 @@ class N8nContainer(BootsOnEnter):
             self._relay.stop()
         with contextlib.suppress(DockerException, ContainerStartException, AttributeError):
             self._container.stop()
-        with contextlib.suppress(DockerException):
-            if self._shipped:
-                self._client().volumes.get(self._volume).remove(force=True)
-        with self._engine_lock:
-            engine, self._engine = self._engine, None
-        if engine is not None:
-            engine.close()
+        try:
+            with contextlib.suppress(*ENGINE_ERRORS):
+                if self._shipped:
+                    self._client().volumes.get(self._volume).remove(force=True)
+        finally:
+            # A command still running in another thread fails now; none logs in again.
+            with self._engine_lock:
+                engine, self._engine = self._engine, None
+                self._engine_closed = True
+            if engine is not None:
+                engine.close()
 
     def close(self) -> None:
         """Same as stop(): the restored folder belongs to the caller."""

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 from docker.client import DockerClient
@@ -239,28 +239,33 @@ class SshTunnel:
         if parts.username:
             self._destination[:0] = ["-l", parts.username]
         self._process: subprocess.Popen[bytes] | None = None
+        self._said: IO[bytes] | None = None
 
     def open(self, remote_port: int) -> int:
         """Start forwarding to ``remote_port`` on the engine host's loopback; return the local
         port, once ssh has logged in and listens on it."""
         local_port = free_port()
         forward = f"{LOOPBACK}:{local_port}:{LOOPBACK}:{remote_port}"
-        options = ["-o", "ExitOnForwardFailure=yes", "-o", "BatchMode=yes"]
+        options = ["-o", "ExitOnForwardFailure=yes", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
+        # ssh's messages go to a file: a pipe nobody reads while the tunnel runs could fill up.
+        self._said = tempfile.TemporaryFile()  # noqa: SIM115 (open as long as the tunnel)
         try:
             process = subprocess.Popen(
                 ["ssh", "-N", *options, "-L", forward, *self._destination],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+                stderr=self._said,
                 start_new_session=True,  # Ctrl-C is ours to handle: close() ends it
             )
         except OSError as exc:
+            self.close()
             raise N8nStartError(f"cannot run ssh for {self._engine_url}: {exc}") from None
         self._process = process
         deadline = time.monotonic() + TUNNEL_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                said = (process.stderr.read() if process.stderr else b"").decode(errors="replace")
+                self._said.seek(0)
+                said = self._said.read().decode(errors="replace")
                 last = said.strip().splitlines()[-1:] or [f"exit status {process.returncode}"]
                 raise N8nStartError(
                     f"ssh could not forward a port from {self._engine_url}: {last[0]}"
@@ -279,16 +284,16 @@ class SshTunnel:
     def close(self) -> None:
         """End the forwarding."""
         process, self._process = self._process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._said is not None:
+            self._said.close()
+            self._said = None
 
 
 class Relay:
