@@ -16,7 +16,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -27,7 +26,7 @@ from typing import IO, NoReturn
 
 import pytest
 
-from backup.n8n.instances.process import free_port
+from backup.n8n.instances.process import await_listening, free_port
 
 HOST = "127.0.0.1"
 READY_TIMEOUT = 20.0
@@ -114,23 +113,17 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                self.stop()
-                raise RuntimeError(
-                    f"{self.name} exited with {self._process.returncode}: {self.log_tail()}"
-                )
-            try:
-                with socket.create_connection((HOST, self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.05)
+        try:
+            if await_listening(self._process, self.port, READY_TIMEOUT):
+                return
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(
+                f"{self.name} did not answer on {HOST}:{self.port} within {READY_TIMEOUT:.0f} "
+                f"s: {self.log_tail()}"
+            ) from None
         self.stop()
-        raise RuntimeError(
-            f"{self.name} did not answer on {HOST}:{self.port} within {READY_TIMEOUT:.0f} s: "
-            f"{self.log_tail()}"
-        )
+        raise RuntimeError(f"{self.name} exited with {self._process.returncode}: {self.log_tail()}")
 
     def stop(self) -> None:
         """Terminate the server and what it forked, killing whatever lingers.

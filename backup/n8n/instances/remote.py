@@ -15,12 +15,10 @@ import contextlib
 import ipaddress
 import json
 import os
-import socket
 import subprocess
 import tarfile
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -33,7 +31,7 @@ from docker.models.containers import Container
 from backup.atomic import new_private_file
 from backup.errors import N8nStartError, SqliteBackupError
 from backup.n8n.docker_engine import engine_host, over_ssh
-from backup.n8n.instances.process import free_port
+from backup.n8n.instances.process import await_listening, free_port
 from backup.n8n.sqlite import N8nDatabase
 
 N8N_PORT = 5678
@@ -261,25 +259,19 @@ class SshTunnel:
             self.close()
             raise N8nStartError(f"cannot run ssh for {self._engine_url}: {exc}") from None
         self._process = process
-        deadline = time.monotonic() + TUNNEL_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                self._said.seek(0)
-                said = self._said.read().decode(errors="replace")
-                last = said.strip().splitlines()[-1:] or [f"exit status {process.returncode}"]
-                raise N8nStartError(
-                    f"ssh could not forward a port from {self._engine_url}: {last[0]}"
-                )
-            try:
-                with socket.create_connection((LOOPBACK, local_port), timeout=0.5):
-                    return local_port
-            except OSError:
-                time.sleep(0.05)
-        self.close()
-        raise N8nStartError(
-            f"ssh did not forward a port from {self._engine_url} within "
-            f"{TUNNEL_TIMEOUT_SECONDS} s: check that `ssh {self._destination[-1]}` logs in"
-        )
+        try:
+            if await_listening(process, local_port, TUNNEL_TIMEOUT_SECONDS):
+                return local_port
+        except TimeoutError:
+            self.close()
+            raise N8nStartError(
+                f"ssh did not forward a port from {self._engine_url} within "
+                f"{TUNNEL_TIMEOUT_SECONDS} s: check that `ssh {self._destination[-1]}` logs in"
+            ) from None
+        self._said.seek(0)
+        said = self._said.read().decode(errors="replace")
+        last = said.strip().splitlines()[-1:] or [f"exit status {process.returncode}"]
+        raise N8nStartError(f"ssh could not forward a port from {self._engine_url}: {last[0]}")
 
     def close(self) -> None:
         """End the forwarding."""
