@@ -22,7 +22,7 @@ from backup.n8n.container import BootingContainer, inspect_n8n_container
 from backup.n8n.folder import read_encryption_key
 from backup.n8n.instances.base import QUIET_ENV
 from backup.n8n.instances.docker import SESSION_LABEL
-from backup.n8n.instances.process import free_port
+from backup.n8n.instances.process import free_ports
 from backup.n8n.instances.readiness import wait_until_ready
 from tests.cli_support import ROOT
 from verify.bootstrap import create_owner_and_api_key
@@ -100,11 +100,11 @@ def run_n8n_container(
     if network_name:
         network["network"] = network_name
     if host_network:
-        port = free_port()
+        port, broker_port = free_ports(2)
         env.update(
             N8N_PORT=str(port),
             N8N_LISTEN_ADDRESS="127.0.0.1",
-            N8N_RUNNERS_BROKER_PORT=str(free_port()),
+            N8N_RUNNERS_BROKER_PORT=str(broker_port),
         )
         network = {"network_mode": "host"}
     container = client.containers.run(

@@ -46,9 +46,10 @@ HOSTILE_NAMES = [
 
 
 class Canary:
-    """An HTTP server on loopback that counts the requests it gets, whatever their method."""
+    """An HTTP server on loopback that counts the requests it gets, whatever their method, and
+    answers each with JSON (on ``port``, or on one of its own)."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         counter = self
         self.hits = 0
         self.paths: list[str] = []
@@ -68,7 +69,7 @@ class Canary:
             def log_message(self, *args: Any) -> None:
                 return
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.url = f"{self.base}/hit"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

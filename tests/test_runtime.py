@@ -8,11 +8,14 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from backup.errors import N8nStartError, RuntimeInstallError
 from backup.n8n import npm
-from backup.n8n.instances.process import N8nProcess
+from backup.n8n.instances import process
+from backup.n8n.instances.process import N8nProcess, free_ports
+from tests.n8n_support import Canary
 
 
 def test_installed_runtime_runs_with_its_own_node(launcher: Path) -> None:
@@ -45,18 +48,44 @@ def test_failed_install_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_a_driver_is_a_context_manager_that_cleans_up_a_failed_start(
-    launcher: Path, tmp_path: Path
+    launcher: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``with N8nProcess(...)`` starts n8n; when the start fails (here: its port is taken),
-    the process and its log folder are gone and the error says why."""
-    instance = N8nProcess(launcher, tmp_path, None, boot_timeout=120)
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", instance.port))
-        taken.listen()
+    """``with N8nProcess(...)`` starts n8n; when the start fails (here: every port it is given
+    is taken, so its attempts on new ports run out), the process and its log folder are gone
+    and the error says why."""
+    with socket.socket() as taken, socket.socket() as broker:
+        for sock in (taken, broker):
+            sock.bind(("127.0.0.1", 0))
+            sock.listen()
+        taken_ports = [taken.getsockname()[1], broker.getsockname()[1]]
+        monkeypatch.setattr(process, "free_ports", lambda count: taken_ports[:count])
+        instance = N8nProcess(launcher, tmp_path, None, boot_timeout=120)
         with pytest.raises(N8nStartError, match="already in use"), instance:
             pytest.fail("n8n started on a port that was taken")
     assert not instance.is_running()
     assert not Path(instance._log_dir.name).exists()
+    monkeypatch.undo()
     with N8nProcess(launcher, tmp_path, None, boot_timeout=120) as running:
         assert running.is_running() and running.ready_seconds is not None
     assert not running.is_running()
+
+
+def test_free_ports_are_different() -> None:
+    ports = free_ports(8)
+    assert len(set(ports)) == 8
+
+
+def test_a_program_on_n8ns_port_is_not_taken_for_n8n(launcher: Path, tmp_path: Path) -> None:
+    """Another program took n8n's port after it was chosen and answers like a ready n8n: the
+    wait does not believe it, and n8n starts again on ports of its own."""
+    instance = N8nProcess(launcher, tmp_path, None, boot_timeout=120)
+    first_port = instance.port
+    impostor = Canary(port=first_port)
+    try:
+        with instance as running:
+            assert running.port != first_port
+            settings = httpx.get(f"{running.base_url}/rest/settings", timeout=10).json()
+            assert isinstance(settings.get("data"), dict), settings  # n8n's, not {"ok": true}
+        assert impostor.hits > 0, "the wait never asked the impostor: the test proves nothing"
+    finally:
+        impostor.close()

@@ -34,8 +34,8 @@ from backup.errors import BackupError, InputError, N8nStartError, SqliteBackupEr
 from backup.n8n.container import exec_n8n
 from backup.n8n.docker_engine import ENGINE_ERRORS, engine_client, engine_host, remote_engine
 from backup.n8n.instances.base import DEFAULT_BOOT_TIMEOUT, QUIET_ENV, BootsOnEnter
-from backup.n8n.instances.process import LOOPBACK_ENV, free_port
-from backup.n8n.instances.readiness import wait_until_ready
+from backup.n8n.instances.process import LOOPBACK_ENV, free_ports
+from backup.n8n.instances.readiness import listen_message, wait_until_ready
 from backup.n8n.instances.remote import (
     N8N_PORT,
     NODE_UID,
@@ -185,13 +185,14 @@ class N8nContainer(BootsOnEnter):
         env = {**QUIET_ENV, **(extra_env or {})}
         # On the host's network (to reach services on its loopback) n8n listens on loopback,
         # on ports of its own.
-        self._host_port = free_port() if host_network else None
-        if self._host_port is not None:
+        self._host_port: int | None = None
+        if host_network:
+            self._host_port, broker_port = free_ports(2)
             env.update(
                 {
                     **LOOPBACK_ENV,
                     "N8N_PORT": str(self._host_port),
-                    "N8N_RUNNERS_BROKER_PORT": str(free_port()),
+                    "N8N_RUNNERS_BROKER_PORT": str(broker_port),
                 }
             )
         if encryption_key is not None:
@@ -340,7 +341,8 @@ class N8nContainer(BootsOnEnter):
             ) from None
         except DockerException as exc:
             raise N8nStartError(f"cannot start a container from {self.image}: {exc}") from None
-        self.ready_seconds = wait_until_ready(self, timeout)
+        own_port = None if self._host_port is None else listen_message("127.0.0.1", self._host_port)
+        self.ready_seconds = wait_until_ready(self, timeout, listening_line=own_port)
         return self
 
     def is_running(self) -> bool:

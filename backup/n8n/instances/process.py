@@ -11,10 +11,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from backup.errors import N8nStartError
 from backup.n8n.instances.base import DEFAULT_BOOT_TIMEOUT, QUIET_ENV, BootsOnEnter
-from backup.n8n.instances.readiness import wait_until_ready
+from backup.n8n.instances.readiness import listen_message, wait_until_ready
 
 STOP_GRACE_SECONDS = 20
+PORT_ATTEMPTS = 3
+# What n8n prints before it exits when its server's or task broker's port is taken.
+PORT_TAKEN = "is already in use. Do you have another instance of n8n running already?"
 # A local process listens on loopback only.
 LOOPBACK_ENV = {"N8N_LISTEN_ADDRESS": "127.0.0.1", "N8N_HOST": "127.0.0.1"}
 # Variables from the caller's environment that would point the instance at the user's own n8n.
@@ -23,9 +27,23 @@ _INHERITED_PREFIXES_DROPPED = ("N8N_", "DB_", "QUEUE_", "EXECUTIONS_", "WEBHOOK_
 
 def free_port() -> int:
     """A TCP port on loopback that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` different TCP ports on loopback, all free right now.
+
+    The sockets stay bound until all are chosen: one after another, the kernel may hand out
+    the port it has just taken back (an n8n once got the same port for its server and its
+    task broker and stopped).
+    """
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
 
 
 def await_listening(process: subprocess.Popen[bytes], port: int, timeout: float) -> bool:
@@ -88,8 +106,8 @@ class N8nProcess(BootsOnEnter):
         self.boot_timeout = boot_timeout
         self.launcher = launcher
         self.user_folder = user_folder
-        self.port = free_port()
-        self.env = instance_env(user_folder, encryption_key, self.port, free_port())
+        self.port, broker_port = free_ports(2)
+        self.env = instance_env(user_folder, encryption_key, self.port, broker_port)
         self.env.update(extra_env or {})
         self._log_dir = tempfile.TemporaryDirectory(prefix="n8n-log-")
         self.log_path = Path(self._log_dir.name) / "n8n.log"
@@ -102,18 +120,35 @@ class N8nProcess(BootsOnEnter):
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float) -> N8nProcess:
-        """Start n8n and wait until its REST API answers; raise N8nStartError otherwise."""
-        with open(self.log_path, "wb") as log:
-            self._process = subprocess.Popen(
-                [str(self.launcher), "start"],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # so that stop() reaches the task runner too
-            )
-        self.ready_seconds = wait_until_ready(self, timeout)
-        return self
+        """Start n8n and wait until its REST API answers; raise N8nStartError otherwise.
+
+        A port another program took between our choice and n8n's start is not the data's
+        fault: n8n starts again on new ports (up to PORT_ATTEMPTS times in all).
+        """
+        attempt = 1
+        while True:
+            with open(self.log_path, "wb") as log:
+                self._process = subprocess.Popen(
+                    [str(self.launcher), "start"],
+                    env=self.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,  # so that stop() reaches the task runner too
+                )
+            try:
+                self.ready_seconds = wait_until_ready(
+                    self, timeout, listening_line=listen_message("127.0.0.1", self.port)
+                )
+                return self
+            except N8nStartError:
+                if attempt == PORT_ATTEMPTS or PORT_TAKEN not in self.logs():
+                    raise
+                self.stop()
+                self.port, broker_port = free_ports(2)
+                self.env["N8N_PORT"] = str(self.port)
+                self.env["N8N_RUNNERS_BROKER_PORT"] = str(broker_port)
+                attempt += 1
 
     def is_running(self) -> bool:
         """Whether the n8n process is still alive."""

@@ -31,8 +31,19 @@ class Booting(Protocol):
         ...
 
 
-def wait_until_ready(instance: Booting, timeout: float) -> float:
+def listen_message(address: str, port: int) -> str:
+    """What n8n prints once its server listens on ``address``:``port``."""
+    return f"n8n ready on {address}, port {port}"
+
+
+def wait_until_ready(
+    instance: Booting, timeout: float, *, listening_line: str | None = None
+) -> float:
     """Poll readiness, then the REST settings (which can 404 for a moment after readiness).
+
+    On a port of the host, pass ``listening_line``: an answer counts only once the instance's
+    own log says it listens there, since until then the answer may come from another program
+    that took the port first (another n8n would pass for this one).
 
     Returns the seconds it took. Raises N8nStartError when n8n stops running or time runs out.
     """
@@ -51,7 +62,11 @@ def wait_until_ready(instance: Booting, timeout: float) -> float:
                 try:
                     response = client.get(path)
                     # While starting, n8n can answer 200 with a plain "n8n is starting up".
-                    if response.status_code == 200 and response.text.startswith("{"):
+                    if (
+                        response.status_code == 200
+                        and response.text.startswith("{")
+                        and (listening_line is None or listening_line in instance.logs())
+                    ):
                         break
                 except httpx.TransportError:
                     pass
