@@ -19,6 +19,15 @@ BackupError                 (exit 1 unless a subclass says otherwise)
 
 from __future__ import annotations
 
+DETAIL_LIMIT = 200  # characters of another program's own text quoted in an error
+
+
+def one_line(text: str, limit: int = DETAIL_LIMIT) -> str:
+    """``text`` on one line of printable characters, at most ``limit`` long: how a server's or
+    a library's message is quoted in ours."""
+    printable = "".join(char if char.isprintable() else " " for char in text)
+    return " ".join(printable.split())[:limit]
+
 
 class BackupError(Exception):
     """Root of every error that is the user's to fix; ``exit_code`` is what the CLI returns."""

@@ -6,7 +6,9 @@ import contextlib
 import json
 import re
 import secrets
+import select
 import socket
+import ssl
 import subprocess
 import threading
 from dataclasses import dataclass, field
@@ -154,18 +156,24 @@ def left_behind(client: DockerClient, filters: dict[str, str], before: set[str])
 
 class EngineOverTcp:
     """This machine's Docker engine served on a loopback TCP port, as a remote engine is reached
-    (DOCKER_HOST=tcp://...). It keeps the request lines and the bind mounts that clients ask
-    for (nothing else: requests carry the encryption key in n8n's environment)."""
+    (DOCKER_HOST=tcp://...), with TLS and client certificates when ``tls`` is given (what
+    dockerd --tlsverify does). It keeps the request lines and the bind mounts that clients ask
+    for (nothing else: requests carry the encryption key in n8n's environment), and counts the
+    connections whose TLS handshake it refused."""
 
     _REQUEST = re.compile(rb"((?:GET|POST|PUT|DELETE|HEAD) /\S+) HTTP/1\.1")
     _BINDS = re.compile(rb'"Binds": (\[[^\]]*\])')
 
-    def __init__(self, engine_socket: str = "/var/run/docker.sock") -> None:
+    def __init__(
+        self, engine_socket: str = "/var/run/docker.sock", tls: ssl.SSLContext | None = None
+    ) -> None:
         self._engine_socket = engine_socket
+        self._tls = tls
         self._server = socket.create_server(("127.0.0.1", 0))
         self.url = f"tcp://127.0.0.1:{self._server.getsockname()[1]}"
         self.requests: list[str] = []
         self.binds: list[str] = []
+        self.refused_handshakes = 0
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -175,24 +183,46 @@ class EngineOverTcp:
                 client, _ = self._server.accept()
             except OSError:
                 return  # closed
-            engine = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            engine.connect(self._engine_socket)
-            threading.Thread(target=self._pump, args=(client, engine, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(engine, client, False), daemon=True).start()
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
-    def _pump(self, source: socket.socket, target: socket.socket, record: bool) -> None:
+    def _serve(self, client: socket.socket) -> None:
+        """Carry one connection to the engine and back, in one thread (an SSL socket must not
+        be read and written from two)."""
+        if self._tls is not None:
+            try:
+                client = self._tls.wrap_socket(client, server_side=True)
+            except (ssl.SSLError, OSError):
+                with self._lock:
+                    self.refused_handshakes += 1
+                client.close()
+                return
+        engine = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        engine.connect(self._engine_socket)
         tail = b""  # the end of the previous chunk: a request line may be cut in two
-        try:
-            while chunk := source.recv(1 << 16):
-                if record:
-                    self._record(tail + chunk)
-                    tail = chunk[-512:]
-                target.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                target.shutdown(socket.SHUT_WR)
+        with client, engine:
+            reading = [client, engine]
+            while engine in reading:
+                buffered = [s for s in reading if isinstance(s, ssl.SSLSocket) and s.pending()]
+                for source in buffered or select.select(reading, [], [])[0]:
+                    try:
+                        chunk = source.recv(1 << 16)
+                    except OSError:
+                        chunk = b""
+                    if source is client:
+                        if not chunk:  # the client is done sending: the engine may still answer
+                            reading.remove(client)
+                            with contextlib.suppress(OSError):
+                                engine.shutdown(socket.SHUT_WR)
+                            continue
+                        self._record(tail + chunk)
+                        tail = chunk[-512:]
+                    elif not chunk:
+                        reading.remove(engine)  # the engine is done: so is the connection
+                        continue
+                    try:
+                        (engine if source is client else client).sendall(chunk)
+                    except OSError:
+                        return
 
     def _record(self, data: bytes) -> None:
         with self._lock:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import time
@@ -18,8 +20,10 @@ from docker.client import DockerClient
 
 from backup.n8n.instances.docker import SESSION_LABEL
 from backup.verification_record import read_record
-from tests.docker_support import DOCKER_ARGS, engine_objects, left_behind
+from tests.cli_support import ROOT
+from tests.docker_support import DOCKER_ARGS, EngineOverTcp, engine_objects, left_behind
 from tests.n8n_support import TakenSnapshot, copy_variant, flip_middle_byte
+from tests.tls_certificates import Authority
 from tests.verify_runner import VERIFY_CHECKS, resign_manifest, run_verify, verify_command
 from verify.merge import main as verify_merge
 from verify.parallel import (
@@ -232,3 +236,66 @@ def test_docker_runtime_under_xdist_cleans_up_on_every_worker(
     assert text.count("docker (n8n-restore-verify/n8n:2.40.7, internal network)") >= 2
     left = left_behind(docker_client, ours, before)
     assert left == [], f"a worker left these behind: {left}"
+
+
+def test_two_workers_on_a_remote_engine_reached_with_tls(
+    pytester: pytest.Pytester,
+    taken: TakenSnapshot,
+    tmp_path: Path,
+    docker_client: DockerClient,
+    n8n_image: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DOCKER_HOST=tcp://... with DOCKER_TLS_VERIFY and DOCKER_CERT_PATH (an engine started
+    with --tlsverify), two workers: each snapshot verified on the engine with the data shipped
+    in, nothing left on it; a client certificate the engine's authority did not sign is one
+    line naming DOCKER_HOST and the TLS refusal, and nothing is created."""
+    authority = Authority("engine-ca")
+    engine = EngineOverTcp(tls=authority.server_context(tmp_path / "engine-tls"))
+    authority.issue(tmp_path / "client-tls", "verify", server=False)
+    monkeypatch.setenv("DOCKER_HOST", engine.url)
+    monkeypatch.setenv("DOCKER_TLS_VERIFY", "1")
+    monkeypatch.setenv("DOCKER_CERT_PATH", str(tmp_path / "client-tls"))
+    # As on many company machines: requests' own authorities, which would win over the engine's.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", ssl.get_default_verify_paths().openssl_cafile)
+    root = tmp_path / "tls-two"
+    root.mkdir()
+    copy_variant(taken, root, "one")
+    copy_variant(taken, root, "two")
+    ours = {"label": SESSION_LABEL}
+    before = engine_objects(docker_client, ours)
+    try:
+        run = run_verify(
+            pytester, root, taken.key_store, *DOCKER_ARGS, "--quiet-seconds", "2", "-n", "2"
+        )
+        assert run.failures == {}
+        outcomes = _outcomes(root, run.report)
+        assert {name: result for name, (result, _) in outcomes.items()} == {
+            "one": "PASSED",
+            "two": "PASSED",
+        }
+        text = run.report.read_text(encoding="utf-8")
+        assert text.count("remote engine 127.0.0.1: data shipped into a volume") >= 2
+        assert engine.refused_handshakes == 0
+        assert sum("/containers/create" in request for request in engine.requests) >= 4
+        assert [bind for bind in engine.binds if bind.startswith("/")] == []
+        assert left_behind(docker_client, ours, before) == []
+
+        # A client certificate of another authority, the engine's authority trusted.
+        Authority("someone-else").issue(tmp_path / "stranger-tls", "verify", server=False)
+        shutil.copy(tmp_path / "client-tls" / "ca.pem", tmp_path / "stranger-tls" / "ca.pem")
+        monkeypatch.setenv("DOCKER_CERT_PATH", str(tmp_path / "stranger-tls"))
+        created = len(engine.requests)
+        result = pytester.runpytest_subprocess(
+            str(ROOT / "verify"), "--snapshots", str(root), "--key-store", str(taken.key_store),
+            *DOCKER_ARGS, timeout=300,
+        )  # fmt: skip
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        errors = [line for line in result.errlines if line.startswith("ERROR:")]
+        assert len(errors) == 1, result.errlines
+        assert f"DOCKER_HOST={engine.url} does not answer (" in errors[0]
+        assert "alert unknown ca" in errors[0].lower(), errors[0]  # the engine's refusal
+        assert engine.refused_handshakes > 0
+        assert len(engine.requests) == created
+    finally:
+        engine.close()

@@ -310,22 +310,24 @@ def choose_runtime(asked: str, cases: list[SnapshotCase]) -> tuple[str, str]:
     if asked == "process":
         return "process", "process (--runtime process)"
     try:
-        from backup.n8n.instances.docker import engine_answers, missing_images
+        from backup.n8n.instances.docker import engine_problem, missing_images
     except MissingExtraError as exc:
         if asked == "docker":
             raise pytest.UsageError(f"--runtime docker: {exc}") from None
         return "process", "process (auto: the 'docker' extra is not installed)"
-    if not engine_answers():
+    problem = engine_problem()
+    if problem is not None:
         if asked == "docker":
             from backup.n8n.docker_engine import remote_engine
 
             remote = remote_engine()
             raise pytest.UsageError(
-                f"--runtime docker: the Docker engine at DOCKER_HOST={remote} does not answer: "
-                f"check that `docker -H {remote} version` works, or use --runtime process"
-                if remote
-                else "--runtime docker: no Docker engine answers; start dockerd or use "
+                f"--runtime docker: the Docker engine at DOCKER_HOST={remote} does not answer "
+                f"({problem}): check that `docker -H {remote} version` works, or use "
                 "--runtime process"
+                if remote
+                else f"--runtime docker: no Docker engine answers ({problem}); start dockerd "
+                "or use --runtime process"
             )
         return "process", "process (auto: no Docker engine answers)"
     if asked == "docker":

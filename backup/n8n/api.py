@@ -17,12 +17,11 @@ from typing import Any
 
 import httpx
 
-from backup.errors import ApiError, InputError
+from backup.errors import ApiError, InputError, one_line
 
 PAGE_LIMIT = 250  # the public API's maximum page size
 MAX_PAGES = 10_000  # 2.5 million items at PAGE_LIMIT: a longer walk is a server that never ends
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
-DETAIL_LIMIT = 200  # characters of a server's own text quoted in an error
 _SENTRY_META = re.compile(r'name="n8n:config:sentry" content="([A-Za-z0-9+/=]+)"')
 # The versions a manifest accepts (backup/manifest.py reads them back with the same pattern).
 _N8N_VERSION = re.compile(r"\d{1,4}\.\d{1,4}\.\d{1,6}(?:[-+][0-9A-Za-z.-]{1,40})?")
@@ -74,12 +73,6 @@ def _check_api_key(api_key: str) -> None:
             "the API key has characters an HTTP header cannot carry (printable ASCII only): "
             "give the key exactly as n8n showed it"
         )
-
-
-def one_line(text: str, limit: int = DETAIL_LIMIT) -> str:
-    """``text`` on one line of printable characters, at most ``limit`` long."""
-    printable = "".join(char if char.isprintable() else " " for char in text)
-    return " ".join(printable.split())[:limit]
 
 
 def _kind(value: object) -> str:

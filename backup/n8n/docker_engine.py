@@ -33,6 +33,8 @@ ENGINE_ERRORS: tuple[type[Exception], ...] = (DockerException, OSError, _SshErro
 LOCAL_SCHEMES = ("unix", "npipe")
 SSH_SCHEME = "ssh"
 DEFAULT_TIMEOUT_SECONDS = 60  # the Docker SDK's own default
+# Where requests looks for the authorities it trusts, before the one a client was given.
+_CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
 def remote_engine() -> str | None:
@@ -56,10 +58,32 @@ def engine_host(url: str) -> str:
     return host
 
 
+def trust_the_engines_authority() -> None:
+    """Have the Docker SDK check a TLS engine (DOCKER_TLS_VERIFY) against DOCKER_CERT_PATH's
+    ca.pem, as it means to and as the docker CLI does.
+
+    requests lets REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE (often set for a company's proxy) win
+    over the authority a client was given (psf/requests#3829): the engine's certificate then
+    fails as "self-signed certificate in certificate chain". Only the Docker SDK (ours and
+    testcontainers') speaks HTTPS through requests in this process, so those variables are
+    pointed at the engine's authority here. Call before any Docker client is made.
+    """
+    if os.environ.get("DOCKER_TLS_VERIFY") in (None, "") or remote_engine() is None:
+        return
+    folder = os.environ.get("DOCKER_CERT_PATH") or os.path.join(os.path.expanduser("~"), ".docker")
+    authority = os.path.join(folder, "ca.pem")
+    if not os.path.isfile(authority):
+        return  # the SDK names the missing file itself
+    for name in _CA_BUNDLE_VARIABLES:
+        if os.environ.get(name):
+            os.environ[name] = authority
+
+
 def engine_client(timeout: int = DEFAULT_TIMEOUT_SECONDS) -> DockerClient:
     """A client for the engine DOCKER_HOST names. Raises DockerException when none can be
     configured or an ssh:// engine's host does not let us in; whether the engine answers is
     the first request's business."""
+    trust_the_engines_authority()
     try:
         return DockerClient.from_env(timeout=timeout)
     except DockerException:

@@ -30,9 +30,15 @@ try:
 except ImportError as exc:  # an optional part of the install
     raise missing_extra("docker", exc) from None
 
-from backup.errors import BackupError, InputError, N8nStartError, SqliteBackupError
+from backup.errors import BackupError, InputError, N8nStartError, SqliteBackupError, one_line
 from backup.n8n.container import exec_n8n
-from backup.n8n.docker_engine import ENGINE_ERRORS, engine_client, engine_host, remote_engine
+from backup.n8n.docker_engine import (
+    ENGINE_ERRORS,
+    engine_client,
+    engine_host,
+    remote_engine,
+    trust_the_engines_authority,
+)
 from backup.n8n.instances.base import DEFAULT_BOOT_TIMEOUT, QUIET_ENV, BootsOnEnter
 from backup.n8n.instances.process import LOOPBACK_ENV, free_ports
 from backup.n8n.instances.readiness import listen_message, wait_until_ready
@@ -59,16 +65,24 @@ SESSION_LABEL = "n8n-restore-verify.session"
 RYUK_DISABLED_ENV = "TESTCONTAINERS_RYUK_DISABLED"
 
 
-def engine_answers() -> bool:
-    """Whether the Docker engine DOCKER_HOST names (this machine's socket by default) answers."""
+def engine_problem() -> str | None:
+    """Why the Docker engine DOCKER_HOST names (this machine's socket by default) does not
+    answer, on one line; None when it answers."""
     try:
         client = engine_client(timeout=5)
         try:
-            return bool(client.ping())
+            client.ping()
         finally:
             client.close()
-    except DockerException:
-        return False
+    except ENGINE_ERRORS as exc:
+        # The SDK wraps the reason (a refused certificate, a refused connection) three deep.
+        reason: BaseException = exc
+        while deeper := reason.__cause__ or (
+            None if reason.__suppress_context__ else reason.__context__
+        ):
+            reason = deeper
+        return one_line(str(reason)) or type(reason).__name__
+    return None
 
 
 def engine_facts(image: str) -> tuple[str | None, str | None]:
@@ -124,6 +138,9 @@ class IsolatedNetwork:
 
     def __init__(self) -> None:
         self.session = uuid.uuid4().hex[:12]
+        # testcontainers makes Docker clients of its own, from here on (containers need this
+        # network first).
+        trust_the_engines_authority()
         self.network = Network(
             docker_network_kw={"internal": True, "labels": {SESSION_LABEL: self.session}}
         )
