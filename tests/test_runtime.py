@@ -59,6 +59,7 @@ def test_a_driver_is_a_context_manager_that_cleans_up_a_failed_start(
             sock.listen()
         taken_ports = [taken.getsockname()[1], broker.getsockname()[1]]
         monkeypatch.setattr(process, "free_ports", lambda count: taken_ports[:count])
+        monkeypatch.setattr(process, "PORT_ATTEMPTS", 2)  # one new start is enough to show
         instance = N8nProcess(launcher, tmp_path, None, boot_timeout=120)
         with pytest.raises(N8nStartError, match="already in use"), instance:
             pytest.fail("n8n started on a port that was taken")
