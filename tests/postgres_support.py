@@ -80,19 +80,28 @@ class PostgresServer:
             "--no-sync",
         )
         password_file.unlink()
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(
-            self._tool("pg_ctl"),
-            "-D",
-            str(self.data),
-            "-o",
-            options,
-            "-l",
-            str(self.root / "server.log"),
-            "-w",
-            "start",
-        )
-        return self
+        for attempt in range(3):
+            options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+            try:
+                self._run(
+                    self._tool("pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-o",
+                    options,
+                    "-l",
+                    str(self.root / "server.log"),
+                    "-w",
+                    "start",
+                )
+                return self
+            except AssertionError:
+                # Another program took the port after it was chosen: try another one.
+                log = (self.root / "server.log").read_text(errors="replace")
+                if attempt == 2 or "Address already in use" not in log:
+                    raise
+                self.port = free_port()
+        raise AssertionError("unreachable")
 
     def _tool(self, name: str) -> str:
         if self.bin_dir is None:
