@@ -190,16 +190,21 @@ class EngineOverTcp:
         be read and written from two)."""
         if self._tls is not None:
             try:
+                client.settimeout(10)  # a client that never finishes its handshake
                 client = self._tls.wrap_socket(client, server_side=True)
+                client.settimeout(None)
             except (ssl.SSLError, OSError):
                 with self._lock:
                     self.refused_handshakes += 1
                 client.close()
                 return
         engine = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        engine.connect(self._engine_socket)
         tail = b""  # the end of the previous chunk: a request line may be cut in two
         with client, engine:
+            try:
+                engine.connect(self._engine_socket)
+            except OSError:
+                return
             reading = [client, engine]
             while engine in reading:
                 buffered = [s for s in reading if isinstance(s, ssl.SSLSocket) and s.pending()]

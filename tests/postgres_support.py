@@ -90,15 +90,16 @@ class PostgresServer:
                     "-o",
                     options,
                     "-l",
-                    str(self.root / "server.log"),
+                    str(self.root / f"server-{attempt}.log"),
                     "-w",
                     "start",
                 )
                 return self
             except AssertionError:
                 # Another program took the port after it was chosen: try another one.
-                log = (self.root / "server.log").read_text(errors="replace")
-                if attempt == 2 or "Address already in use" not in log:
+                log = self.root / f"server-{attempt}.log"
+                said = log.read_text(errors="replace") if log.is_file() else ""
+                if attempt == 2 or "Address already in use" not in said:
                     raise
                 self.port = free_port()
         raise AssertionError("unreachable")

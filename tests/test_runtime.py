@@ -7,6 +7,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -58,11 +59,18 @@ def test_a_driver_is_a_context_manager_that_cleans_up_a_failed_start(
             sock.bind(("127.0.0.1", 0))
             sock.listen()
         taken_ports = [taken.getsockname()[1], broker.getsockname()[1]]
-        monkeypatch.setattr(process, "free_ports", lambda count: taken_ports[:count])
+        chosen: list[int] = []
+
+        def taken_again(count: int) -> list[int]:
+            chosen.append(count)
+            return taken_ports[:count]
+
+        monkeypatch.setattr(process, "free_ports", taken_again)
         monkeypatch.setattr(process, "PORT_ATTEMPTS", 2)  # one new start is enough to show
         instance = N8nProcess(launcher, tmp_path, None, boot_timeout=120)
         with pytest.raises(N8nStartError, match="already in use"), instance:
             pytest.fail("n8n started on a port that was taken")
+    assert chosen == [2, 2], "n8n did not start again on new ports"
     assert not instance.is_running()
     assert not Path(instance._log_dir.name).exists()
     monkeypatch.undo()
@@ -71,9 +79,24 @@ def test_a_driver_is_a_context_manager_that_cleans_up_a_failed_start(
     assert not running.is_running()
 
 
-def test_free_ports_are_different() -> None:
-    ports = free_ports(8)
-    assert len(set(ports)) == 8
+def test_free_ports_are_held_until_all_are_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No socket is let go before the last one is bound: the kernel cannot hand out a port
+    twice (it did, once, to n8n's server and task broker)."""
+    events: list[str] = []
+
+    class Recorded(socket.socket):
+        def bind(self, address: Any) -> None:
+            super().bind(address)
+            events.append("bind")
+
+        def close(self) -> None:
+            events.append("close")
+            super().close()
+
+    monkeypatch.setattr(process.socket, "socket", Recorded)
+    ports = free_ports(3)
+    assert len(set(ports)) == 3
+    assert events[:3] == ["bind"] * 3 and set(events[3:]) == {"close"}, events
 
 
 def test_a_program_on_n8ns_port_is_not_taken_for_n8n(launcher: Path, tmp_path: Path) -> None:

@@ -11,12 +11,14 @@ SDK's way through that program breaks on exec (it writes to a closed pipe when a
 from __future__ import annotations
 
 import os
+from typing import Any
 from urllib.parse import urlsplit
 
 from backup.errors import N8nStartError
 from backup.extras import missing_extra
 
 try:
+    from docker.api.client import APIClient
     from docker.client import DockerClient
     from docker.errors import DockerException
 except ImportError as exc:  # an optional part of the install
@@ -33,8 +35,7 @@ ENGINE_ERRORS: tuple[type[Exception], ...] = (DockerException, OSError, _SshErro
 LOCAL_SCHEMES = ("unix", "npipe")
 SSH_SCHEME = "ssh"
 DEFAULT_TIMEOUT_SECONDS = 60  # the Docker SDK's own default
-# Where requests looks for the authorities it trusts, before the one a client was given.
-_CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+_KEEPS_VERIFY = "_n8n_restore_verify_keeps_verify"  # marks the SDK's client class as adjusted
 
 
 def remote_engine() -> str | None:
@@ -58,32 +59,38 @@ def engine_host(url: str) -> str:
     return host
 
 
-def trust_the_engines_authority() -> None:
-    """Have the Docker SDK check a TLS engine (DOCKER_TLS_VERIFY) against DOCKER_CERT_PATH's
-    ca.pem, as it means to and as the docker CLI does.
+def keep_the_engines_authority() -> None:
+    """Have every Docker SDK client (ours and testcontainers') check a TLS engine as it was
+    configured: against DOCKER_CERT_PATH's ca.pem, or not at all when DOCKER_TLS_VERIFY is off,
+    as the docker CLI does.
 
     requests lets REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE (often set for a company's proxy) win
-    over the authority a client was given (psf/requests#3829): the engine's certificate then
-    fails as "self-signed certificate in certificate chain". Only the Docker SDK (ours and
-    testcontainers') speaks HTTPS through requests in this process, so those variables are
-    pointed at the engine's authority here. Call before any Docker client is made.
+    over the authority a session was given (psf/requests#3829): the engine's certificate then
+    fails as "self-signed certificate in certificate chain". Only the SDK's clients change, and
+    only those configured with an authority of their own or with verification off; the
+    environment is left alone. Call before any Docker client is used (idempotent).
     """
-    if os.environ.get("DOCKER_TLS_VERIFY") in (None, "") or remote_engine() is None:
+    if getattr(APIClient, _KEEPS_VERIFY, False):
         return
-    folder = os.environ.get("DOCKER_CERT_PATH") or os.path.join(os.path.expanduser("~"), ".docker")
-    authority = os.path.join(folder, "ca.pem")
-    if not os.path.isfile(authority):
-        return  # the SDK names the missing file itself
-    for name in _CA_BUNDLE_VARIABLES:
-        if os.environ.get(name):
-            os.environ[name] = authority
+    merge_environment = APIClient.merge_environment_settings
+
+    def merge_keeping_verify(
+        self: Any, url: str, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Any:
+        settings = merge_environment(self, url, proxies, stream, verify, cert)
+        if verify is None and self.verify is not True:  # a CA file of its own, or no check
+            settings["verify"] = self.verify
+        return settings
+
+    APIClient.merge_environment_settings = merge_keeping_verify
+    setattr(APIClient, _KEEPS_VERIFY, True)
 
 
 def engine_client(timeout: int = DEFAULT_TIMEOUT_SECONDS) -> DockerClient:
     """A client for the engine DOCKER_HOST names. Raises DockerException when none can be
     configured or an ssh:// engine's host does not let us in; whether the engine answers is
     the first request's business."""
-    trust_the_engines_authority()
+    keep_the_engines_authority()
     try:
         return DockerClient.from_env(timeout=timeout)
     except DockerException:

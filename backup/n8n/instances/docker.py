@@ -36,8 +36,8 @@ from backup.n8n.docker_engine import (
     ENGINE_ERRORS,
     engine_client,
     engine_host,
+    keep_the_engines_authority,
     remote_engine,
-    trust_the_engines_authority,
 )
 from backup.n8n.instances.base import DEFAULT_BOOT_TIMEOUT, QUIET_ENV, BootsOnEnter
 from backup.n8n.instances.process import LOOPBACK_ENV, free_ports
@@ -77,10 +77,13 @@ def engine_problem() -> str | None:
     except ENGINE_ERRORS as exc:
         # The SDK wraps the reason (a refused certificate, a refused connection) three deep.
         reason: BaseException = exc
-        while deeper := reason.__cause__ or (
-            None if reason.__suppress_context__ else reason.__context__
-        ):
+        seen = {id(reason)}
+        while (
+            deeper := reason.__cause__
+            or (None if reason.__suppress_context__ else reason.__context__)
+        ) is not None and id(deeper) not in seen:
             reason = deeper
+            seen.add(id(reason))
         return one_line(str(reason)) or type(reason).__name__
     return None
 
@@ -140,7 +143,7 @@ class IsolatedNetwork:
         self.session = uuid.uuid4().hex[:12]
         # testcontainers makes Docker clients of its own, from here on (containers need this
         # network first).
-        trust_the_engines_authority()
+        keep_the_engines_authority()
         self.network = Network(
             docker_network_kw={"internal": True, "labels": {SESSION_LABEL: self.session}}
         )
@@ -358,7 +361,11 @@ class N8nContainer(BootsOnEnter):
             ) from None
         except DockerException as exc:
             raise N8nStartError(f"cannot start a container from {self.image}: {exc}") from None
-        own_port = None if self._host_port is None else listen_message("127.0.0.1", self._host_port)
+        own_port = (
+            None
+            if self._host_port is None
+            else listen_message(LOOPBACK_ENV["N8N_LISTEN_ADDRESS"], self._host_port)
+        )
         self.ready_seconds = wait_until_ready(self, timeout, listening_line=own_port)
         return self
 

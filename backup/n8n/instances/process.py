@@ -123,8 +123,12 @@ class N8nProcess(BootsOnEnter):
         """Start n8n and wait until its REST API answers; raise N8nStartError otherwise.
 
         A port another program took between our choice and n8n's start is not the data's
-        fault: n8n starts again on new ports (up to PORT_ATTEMPTS times in all).
+        fault: n8n starts again on new ports (up to PORT_ATTEMPTS times in all, within
+        ``timeout``), on the folder as the failed start left it (n8n opens its ports after its
+        migrations, as a restarted production instance would). ``ready_seconds`` is the last
+        start's.
         """
+        deadline = time.monotonic() + timeout
         attempt = 1
         while True:
             with open(self.log_path, "wb") as log:
@@ -138,7 +142,9 @@ class N8nProcess(BootsOnEnter):
                 )
             try:
                 self.ready_seconds = wait_until_ready(
-                    self, timeout, listening_line=listen_message("127.0.0.1", self.port)
+                    self,
+                    max(deadline - time.monotonic(), 0.0),
+                    listening_line=listen_message(LOOPBACK_ENV["N8N_LISTEN_ADDRESS"], self.port),
                 )
                 return self
             except N8nStartError:

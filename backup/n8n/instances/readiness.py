@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Protocol
 
@@ -48,6 +49,10 @@ def wait_until_ready(
     Returns the seconds it took. Raises N8nStartError when n8n stops running or time runs out.
     """
     base_url = instance.base_url
+    # The port number whole: "port 567" is not "port 5678".
+    listening = (
+        None if listening_line is None else re.compile(re.escape(listening_line) + r"(?!\d)")
+    )
 
     def describe_failure() -> str:
         return log_tail(instance.logs())
@@ -65,8 +70,9 @@ def wait_until_ready(
                     if (
                         response.status_code == 200
                         and response.text.startswith("{")
-                        and (listening_line is None or listening_line in instance.logs())
+                        and (listening is None or listening.search(instance.logs()))
                     ):
+                        listening = None  # heard once is enough
                         break
                 except httpx.TransportError:
                     pass
