@@ -13,11 +13,13 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from docker.client import DockerClient
 
@@ -470,3 +472,36 @@ def restore_until_the_stop(snapshot: Path, target: N8nTestContainer) -> subproce
         time.sleep(0.1)
     assert restore.poll() is None, "the restore ended before the container was stopped"
     return restore
+
+
+def test_a_container_on_the_hosts_network_moves_off_a_taken_port(
+    n8n_image: str, docker_client: DockerClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """n8n on the host's network (--test-credentials) whose ports another program took after
+    they were chosen: its own log says so, and it starts again on new ports (the first
+    container removed) instead of failing the snapshot."""
+    from backup.n8n.instances import docker as docker_driver
+    from backup.n8n.instances.docker import IsolatedNetwork, N8nContainer
+
+    monkeypatch.setenv(docker_driver.RYUK_DISABLED_ENV, "true")  # as verify does offline
+    ours = {"label": SESSION_LABEL}
+    before = engine_objects(docker_client, ours)
+    (tmp_path / ".n8n").mkdir()
+    with socket.socket() as taken, socket.socket() as broker:
+        for sock in (taken, broker):
+            sock.bind(("127.0.0.1", 0))
+            sock.listen()
+        taken_ports = [taken.getsockname()[1], broker.getsockname()[1]]
+        monkeypatch.setattr(docker_driver, "free_ports", lambda count: taken_ports[:count])
+        network = IsolatedNetwork()
+        try:
+            with N8nContainer(n8n_image, tmp_path, None, network, host_network=True) as running:
+                assert running.host_port not in taken_ports
+                answer = httpx.get(f"{running.base_url}/rest/settings", timeout=10).json()
+                assert isinstance(answer.get("data"), dict), answer
+                session = {"label": f"{SESSION_LABEL}={network.session}"}
+                containers = docker_client.containers.list(all=True, filters=session)
+                assert len(containers) == 1, "the first container is still there"
+        finally:
+            network.close()
+    assert left_behind(docker_client, ours, before) == []

@@ -40,8 +40,8 @@ from backup.n8n.docker_engine import (
     remote_engine,
 )
 from backup.n8n.instances.base import DEFAULT_BOOT_TIMEOUT, QUIET_ENV, BootsOnEnter
-from backup.n8n.instances.process import LOOPBACK_ENV, free_ports
-from backup.n8n.instances.readiness import listen_message, wait_until_ready
+from backup.n8n.instances.process import LOOPBACK_ENV, free_ports, ready_on_host_ports
+from backup.n8n.instances.readiness import wait_until_ready
 from backup.n8n.instances.remote import (
     N8N_PORT,
     NODE_UID,
@@ -340,7 +340,33 @@ class N8nContainer(BootsOnEnter):
         return f"http://{self._address}:{N8N_PORT}"
 
     def start(self, timeout: float) -> N8nContainer:
-        """Create and start the container, then wait for n8n's REST API."""
+        """Create and start the container, then wait for n8n's REST API (on the host's
+        network, a port taken in between: see ready_on_host_ports)."""
+        if self._host_port is not None:
+            self.ready_seconds = ready_on_host_ports(self, timeout)
+        else:
+            self.launch()
+            self.ready_seconds = wait_until_ready(self, timeout)
+        return self
+
+    @property
+    def host_port(self) -> int:
+        """The port of this machine n8n listens on (on the host's network only)."""
+        if self._host_port is None:
+            raise N8nStartError("the n8n container is not on the host's network")
+        return self._host_port
+
+    def move_to(self, port: int, broker_port: int) -> None:
+        """Remove the launched container; the next launch listens on these ports."""
+        with contextlib.suppress(DockerException, ContainerStartException, AttributeError):
+            self._container.stop()
+        self._started = False
+        self._host_port = port
+        self._container.with_env("N8N_PORT", str(port))
+        self._container.with_env("N8N_RUNNERS_BROKER_PORT", str(broker_port))
+
+    def launch(self) -> None:
+        """Create and start the container (and a remote engine's relay), without waiting."""
         try:
             self._ship_once()
             self._container.start()
@@ -361,13 +387,6 @@ class N8nContainer(BootsOnEnter):
             ) from None
         except DockerException as exc:
             raise N8nStartError(f"cannot start a container from {self.image}: {exc}") from None
-        own_port = (
-            None
-            if self._host_port is None
-            else listen_message(LOOPBACK_ENV["N8N_LISTEN_ADDRESS"], self._host_port)
-        )
-        self.ready_seconds = wait_until_ready(self, timeout, listening_line=own_port)
-        return self
 
     def is_running(self) -> bool:
         """Whether the container is still running."""

@@ -10,10 +10,11 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Protocol
 
 from backup.errors import N8nStartError
 from backup.n8n.instances.base import DEFAULT_BOOT_TIMEOUT, QUIET_ENV, BootsOnEnter
-from backup.n8n.instances.readiness import listen_message, wait_until_ready
+from backup.n8n.instances.readiness import Booting, listen_message, wait_until_ready
 
 STOP_GRACE_SECONDS = 20
 PORT_ATTEMPTS = 3
@@ -88,6 +89,52 @@ def instance_env(
     return env
 
 
+class OnHostPorts(Booting, Protocol):
+    """An n8n whose server and task broker listen on ports of this machine (a process, or a
+    container on the host's network), chosen by us before it starts."""
+
+    @property
+    def host_port(self) -> int:
+        """The port n8n's server listens on."""
+        ...
+
+    def launch(self) -> None:
+        """Start n8n, without waiting for it."""
+        ...
+
+    def move_to(self, port: int, broker_port: int) -> None:
+        """Discard the launched n8n; the next launch listens on these ports."""
+        ...
+
+
+def ready_on_host_ports(instance: OnHostPorts, timeout: float) -> float:
+    """Launch ``instance`` and wait until it is ready (seconds of the last launch).
+
+    A port another program took between our choice and n8n's start is not the data's fault:
+    n8n starts again on new ports (up to PORT_ATTEMPTS times in all, within ``timeout``), on
+    the folder as the failed start left it (n8n opens its ports after its migrations, as a
+    restarted production instance would). Until n8n's own log says it listens, an answer on
+    the port is not taken for n8n's.
+    """
+    deadline = time.monotonic() + timeout
+    attempt = 1
+    while True:
+        instance.launch()
+        try:
+            return wait_until_ready(
+                instance,
+                max(deadline - time.monotonic(), 0.0),
+                listening_line=listen_message(
+                    LOOPBACK_ENV["N8N_LISTEN_ADDRESS"], instance.host_port
+                ),
+            )
+        except N8nStartError:
+            if attempt == PORT_ATTEMPTS or PORT_TAKEN not in instance.logs():
+                raise
+            instance.move_to(*free_ports(2))
+            attempt += 1
+
+
 class N8nProcess(BootsOnEnter):
     """One n8n started from ``launcher`` on ``user_folder`` (the parent of ``.n8n``).
 
@@ -120,41 +167,34 @@ class N8nProcess(BootsOnEnter):
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float) -> N8nProcess:
-        """Start n8n and wait until its REST API answers; raise N8nStartError otherwise.
+        """Start n8n and wait until its REST API answers; raise N8nStartError otherwise (a
+        port taken in between: see ready_on_host_ports)."""
+        self.ready_seconds = ready_on_host_ports(self, timeout)
+        return self
 
-        A port another program took between our choice and n8n's start is not the data's
-        fault: n8n starts again on new ports (up to PORT_ATTEMPTS times in all, within
-        ``timeout``), on the folder as the failed start left it (n8n opens its ports after its
-        migrations, as a restarted production instance would). ``ready_seconds`` is the last
-        start's.
-        """
-        deadline = time.monotonic() + timeout
-        attempt = 1
-        while True:
-            with open(self.log_path, "wb") as log:
-                self._process = subprocess.Popen(
-                    [str(self.launcher), "start"],
-                    env=self.env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,  # so that stop() reaches the task runner too
-                )
-            try:
-                self.ready_seconds = wait_until_ready(
-                    self,
-                    max(deadline - time.monotonic(), 0.0),
-                    listening_line=listen_message(LOOPBACK_ENV["N8N_LISTEN_ADDRESS"], self.port),
-                )
-                return self
-            except N8nStartError:
-                if attempt == PORT_ATTEMPTS or PORT_TAKEN not in self.logs():
-                    raise
-                self.stop()
-                self.port, broker_port = free_ports(2)
-                self.env["N8N_PORT"] = str(self.port)
-                self.env["N8N_RUNNERS_BROKER_PORT"] = str(broker_port)
-                attempt += 1
+    @property
+    def host_port(self) -> int:
+        """The port of this machine n8n's server listens on."""
+        return self.port
+
+    def launch(self) -> None:
+        """Start the n8n process, without waiting for it."""
+        with open(self.log_path, "wb") as log:
+            self._process = subprocess.Popen(
+                [str(self.launcher), "start"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # so that stop() reaches the task runner too
+            )
+
+    def move_to(self, port: int, broker_port: int) -> None:
+        """Stop the launched process; the next launch uses these ports."""
+        self.stop()
+        self.port = port
+        self.env["N8N_PORT"] = str(port)
+        self.env["N8N_RUNNERS_BROKER_PORT"] = str(broker_port)
 
     def is_running(self) -> bool:
         """Whether the n8n process is still alive."""
