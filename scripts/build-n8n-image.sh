@@ -35,6 +35,8 @@ if ! docker image inspect "$base" >/dev/null 2>&1; then
     progress "debootstrap bookworm from the apt mirror"
     debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >/dev/null
     tar -C "$rootfs" -c . | docker import - "$base" >/dev/null
+    rm -rf "$rootfs"
+    trap - EXIT
 fi
 
 if $base_only; then
@@ -44,13 +46,43 @@ fi
 
 runtime_launcher=$(.venv/bin/n8n-backup install-n8n "$version" | tail -n 1)
 runtime_dir=$(dirname "$(dirname "$runtime_launcher")")
-progress "building $image from $runtime_dir (several minutes: 2.8 GB)"
-build_log=$(mktemp)
-if ! docker build --quiet --build-arg BASE_IMAGE="$base" -f docker/Dockerfile -t "$image" \
-        "$runtime_dir" >"$build_log" 2>&1; then
-    cat "$build_log" >&2
+shell_image="n8n-restore-verify/n8n-shell:bookworm"
+if ! docker image inspect "$shell_image" >/dev/null 2>&1; then
+    build_log=$(mktemp)
+    if ! docker build --quiet --build-arg BASE_IMAGE="$base" -f docker/Dockerfile \
+            -t "$shell_image" docker >"$build_log" 2>&1; then
+        cat "$build_log" >&2
+        rm -f "$build_log"
+        exit 1
+    fi
     rm -f "$build_log"
+fi
+# One pass over the 2.8 GB runtime: the small image's files (a container export is a tar
+# stream; Go's tar ends it with exactly two zero blocks, cut so that the runtime's members
+# follow) and node_modules as /opt/n8n/node_modules owned by root, imported as one layer.
+# docker build would copy the runtime three times (build context, COPY, commit).
+progress "importing $image from $runtime_dir (2.8 GB)"
+container=$(docker create "$shell_image" /bin/true)
+staging="$image-partial"
+cleanup() {
+    docker rm -f "$container" >/dev/null 2>&1 || true
+    docker rmi "$staging" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+{
+    docker export "$container" | head -c -1024
+    tar -C "$runtime_dir" --owner=0 --group=0 --numeric-owner \
+        --transform 's,^node_modules,opt/n8n/node_modules,' -c node_modules
+} | docker import \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV NODE_ENV=production N8N_RELEASE_TYPE=stable SHELL=/bin/sh' \
+    --change 'WORKDIR /home/node' --change 'USER node' --change 'EXPOSE 5678' \
+    --change 'ENTRYPOINT ["n8n"]' - "$staging" >/dev/null
+# Tagged only once n8n in it says its version: a cut stream must not leave a cached image.
+said=$(docker run --rm --network none "$staging" --version 2>/dev/null | tail -n 1)
+if [ "$said" != "$version" ]; then
+    echo "build-n8n-image: the imported image says n8n version '$said', not $version" >&2
     exit 1
 fi
-rm -f "$build_log"
+docker tag "$staging" "$image"
 echo "$image"

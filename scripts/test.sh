@@ -26,16 +26,20 @@ fi
 .venv/bin/mypy backup verify
 # Install the n8n runtimes up front (cached per user) so that the tests' own timings stay sane.
 # The versions tested: 2.40.7 (default), the last 1.x line, and an earlier 2.x for the minor
-# upgrade rehearsal. The docker runtime needs an engine and n8n images built locally (no
-# registry is reachable): the default version's image builds while the other runtimes install.
-.venv/bin/n8n-backup install-n8n 2.40.7 --quiet
-./scripts/docker-engine.sh
-./scripts/build-n8n-image.sh 2.40.7 &
-image_build=$!
-for version in 1.123.81 2.39.10; do
-    .venv/bin/n8n-backup install-n8n "$version" --quiet
+# upgrade rehearsal. They install side by side (each waits on the registry much of the time);
+# the docker runtime needs an engine and n8n images built locally (no registry is reachable
+# here), each built as soon as its runtime is there.
+pids=()
+for version in 2.40.7 1.123.81 2.39.10; do
+    .venv/bin/n8n-backup install-n8n "$version" --quiet &
+    pids+=($!)
 done
-wait "$image_build"
-./scripts/build-n8n-image.sh 1.123.81
-./scripts/build-postgres-image.sh
+./scripts/docker-engine.sh
+./scripts/build-n8n-image.sh --base-only >/dev/null
+wait "${pids[0]}"
+./scripts/build-n8n-image.sh 2.40.7 >/dev/null
+wait "${pids[1]}"
+./scripts/build-n8n-image.sh 1.123.81 >/dev/null
+./scripts/build-postgres-image.sh >/dev/null
+wait "${pids[2]}"
 exec .venv/bin/pytest tests "$@"
