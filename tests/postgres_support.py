@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from backup.n8n.instances.process import free_port
+from backup.n8n.instances.ports import free_port
 from backup.n8n.postgres import pg_tool
 
 SERVICE_USER = "n8nrv-postgres"

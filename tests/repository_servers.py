@@ -26,7 +26,7 @@ from typing import IO, NoReturn
 
 import pytest
 
-from backup.n8n.instances.process import await_listening, free_port
+from backup.n8n.instances.ports import await_listening, free_port
 
 HOST = "127.0.0.1"
 READY_TIMEOUT = 20.0

@@ -28,8 +28,11 @@ from backup.keystore import KeyStore
 from backup.manifest import Manifest, WorkflowEntry
 from backup.n8n.api import N8nApi
 from backup.n8n.container import inspect_n8n_container, runs_n8n
+from backup.n8n.instances import remote
 from backup.n8n.instances.base import QUIET_ENV
 from backup.n8n.instances.docker import SESSION_LABEL
+from backup.n8n.instances.ports import free_port
+from backup.n8n.instances.remote import SshTunnel
 from tests.cli_support import ROOT, backup_command, run_backup_cli, snapshot_under_load
 from tests.docker_support import (
     DOCKER_ARGS,
@@ -157,6 +160,38 @@ def test_verify_on_an_engine_reached_over_ssh(
     errors = [line for line in result.errlines if line.startswith("ERROR:")]
     assert len(errors) == 1 and f"DOCKER_HOST={refused} does not answer" in errors[0]
     assert left_behind(docker_client, ours, before) == []
+
+
+def test_a_program_on_the_tunnels_port_is_not_taken_for_the_tunnel(
+    ssh_engine: SshEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another program took the local port chosen for the SSH tunnel before ssh could bind it
+    and accepts connections there: the tunnel is not believed to be up (what is meant for the
+    engine's n8n would reach that program), and ssh forwards from another port."""
+    engine_side = socket.create_server(("127.0.0.1", 0))  # what the tunnel must reach
+    impostor = socket.create_server(("127.0.0.1", 0))
+    chosen = [impostor.getsockname()[1]]
+    asked: list[int] = []
+
+    def port_taken_first() -> int:
+        port = chosen.pop() if chosen else free_port()
+        asked.append(port)
+        return port
+
+    monkeypatch.setattr(remote, "free_port", port_taken_first)
+    tunnel = SshTunnel(ssh_engine.docker_host)
+    try:
+        local = tunnel.open(engine_side.getsockname()[1])
+        assert asked[0] == impostor.getsockname()[1] and len(asked) == 2, asked
+        assert local == asked[1]
+        with socket.create_connection(("127.0.0.1", local), timeout=10):
+            engine_side.settimeout(10)
+            reached, _ = engine_side.accept()  # the engine's side, not the impostor, got it
+            reached.close()
+    finally:
+        tunnel.close()
+        engine_side.close()
+        impostor.close()
 
 
 def _is_tunnel(process: Path) -> bool:

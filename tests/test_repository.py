@@ -337,7 +337,7 @@ def test_bad_repositories_are_one_line_and_change_nothing(
 
 
 def _closed_port() -> int:
-    from backup.n8n.instances.process import free_port
+    from backup.n8n.instances.ports import free_port
 
     return free_port()
 

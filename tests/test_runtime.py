@@ -14,8 +14,9 @@ import pytest
 
 from backup.errors import N8nStartError, RuntimeInstallError
 from backup.n8n import npm
-from backup.n8n.instances import process
-from backup.n8n.instances.process import N8nProcess, free_ports
+from backup.n8n.instances import ports, process
+from backup.n8n.instances.ports import free_ports
+from backup.n8n.instances.process import N8nProcess
 from tests.n8n_support import Canary
 
 
@@ -93,9 +94,9 @@ def test_free_ports_are_held_until_all_are_chosen(monkeypatch: pytest.MonkeyPatc
             events.append("close")
             super().close()
 
-    monkeypatch.setattr(process.socket, "socket", Recorded)
-    ports = free_ports(3)
-    assert len(set(ports)) == 3
+    monkeypatch.setattr(ports.socket, "socket", Recorded)
+    chosen = free_ports(3)
+    assert len(set(chosen)) == 3
     assert events[:3] == ["bind"] * 3 and set(events[3:]) == {"close"}, events
 
 

@@ -40,7 +40,8 @@ from backup.n8n.docker_engine import (
     remote_engine,
 )
 from backup.n8n.instances.base import DEFAULT_BOOT_TIMEOUT, QUIET_ENV, BootsOnEnter
-from backup.n8n.instances.process import LOOPBACK_ENV, free_ports, ready_on_host_ports
+from backup.n8n.instances.ports import free_ports
+from backup.n8n.instances.process import LOOPBACK_ENV, ready_on_host_ports
 from backup.n8n.instances.readiness import wait_until_ready
 from backup.n8n.instances.remote import (
     N8N_PORT,

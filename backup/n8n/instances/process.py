@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -14,52 +13,16 @@ from typing import Protocol
 
 from backup.errors import N8nStartError
 from backup.n8n.instances.base import DEFAULT_BOOT_TIMEOUT, QUIET_ENV, BootsOnEnter
+from backup.n8n.instances.ports import PORT_ATTEMPTS, free_ports
 from backup.n8n.instances.readiness import Booting, listen_message, wait_until_ready
 
 STOP_GRACE_SECONDS = 20
-PORT_ATTEMPTS = 3
 # What n8n prints before it exits when its server's or task broker's port is taken.
 PORT_TAKEN = "is already in use. Do you have another instance of n8n running already?"
 # A local process listens on loopback only.
 LOOPBACK_ENV = {"N8N_LISTEN_ADDRESS": "127.0.0.1", "N8N_HOST": "127.0.0.1"}
 # Variables from the caller's environment that would point the instance at the user's own n8n.
 _INHERITED_PREFIXES_DROPPED = ("N8N_", "DB_", "QUEUE_", "EXECUTIONS_", "WEBHOOK_URL")
-
-
-def free_port() -> int:
-    """A TCP port on loopback that is free right now."""
-    return free_ports(1)[0]
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` different TCP ports on loopback, all free right now.
-
-    The sockets stay bound until all are chosen: one after another, the kernel may hand out
-    the port it has just taken back (an n8n once got the same port for its server and its
-    task broker and stopped).
-    """
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind(("127.0.0.1", 0))
-            ports.append(int(sock.getsockname()[1]))
-        return ports
-
-
-def await_listening(process: subprocess.Popen[bytes], port: int, timeout: float) -> bool:
-    """Wait until ``port`` on loopback accepts a connection (True) or ``process`` exits
-    (False); TimeoutError when neither happens within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return False
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
 
 
 def instance_env(

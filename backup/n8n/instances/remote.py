@@ -31,12 +31,13 @@ from docker.models.containers import Container
 from backup.atomic import new_private_file
 from backup.errors import N8nStartError, SqliteBackupError
 from backup.n8n.docker_engine import engine_host, over_ssh
-from backup.n8n.instances.process import await_listening, free_port
+from backup.n8n.instances.ports import LOOPBACK, PORT_ATTEMPTS, await_listening, free_port
 from backup.n8n.sqlite import N8nDatabase
 
 N8N_PORT = 5678
-LOOPBACK = "127.0.0.1"
 TUNNEL_TIMEOUT_SECONDS = 30
+# What ssh says when the local end of a forward cannot be bound.
+_PORT_TAKEN_HINTS = ("Address already in use", "cannot listen to port")
 NODE_UID = 1000
 # Where n8n's own sqlite3 module lies: this project's image, then the official one.
 _N8N_PACKAGES = ["/opt/n8n/node_modules/n8n", "/usr/local/lib/node_modules/n8n"]
@@ -241,8 +242,24 @@ class SshTunnel:
 
     def open(self, remote_port: int) -> int:
         """Start forwarding to ``remote_port`` on the engine host's loopback; return the local
-        port, once ssh has logged in and listens on it."""
-        local_port = free_port()
+        port, once ssh has logged in and itself listens on it. ssh starts again on another
+        local port when the chosen one was taken in between (up to PORT_ATTEMPTS times)."""
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            local_port = free_port()
+            said = self._forward(local_port, remote_port)
+            if said is None:
+                return local_port
+            self.close()
+            if attempt == PORT_ATTEMPTS or not any(hint in said for hint in _PORT_TAKEN_HINTS):
+                last = said.strip().splitlines()[-1:] or ["ssh exited"]
+                raise N8nStartError(
+                    f"ssh could not forward a port from {self._engine_url}: {last[0]}"
+                )
+        raise AssertionError("unreachable")
+
+    def _forward(self, local_port: int, remote_port: int) -> str | None:
+        """Run ssh forwarding ``local_port``; None once ssh listens on it, else what ssh said
+        before it exited."""
         forward = f"{LOOPBACK}:{local_port}:{LOOPBACK}:{remote_port}"
         options = ["-o", "ExitOnForwardFailure=yes", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
         # ssh's messages go to a file: a pipe nobody reads while the tunnel runs could fill up.
@@ -260,8 +277,10 @@ class SshTunnel:
             raise N8nStartError(f"cannot run ssh for {self._engine_url}: {exc}") from None
         self._process = process
         try:
+            # Only ssh's own listener counts: a program that took the port meanwhile would get
+            # what is meant for the engine's n8n (its API key among it).
             if await_listening(process, local_port, TUNNEL_TIMEOUT_SECONDS):
-                return local_port
+                return None
         except TimeoutError:
             self.close()
             raise N8nStartError(
@@ -269,9 +288,7 @@ class SshTunnel:
                 f"{TUNNEL_TIMEOUT_SECONDS} s: check that `ssh {self._destination[-1]}` logs in"
             ) from None
         self._said.seek(0)
-        said = self._said.read().decode(errors="replace")
-        last = said.strip().splitlines()[-1:] or [f"exit status {process.returncode}"]
-        raise N8nStartError(f"ssh could not forward a port from {self._engine_url}: {last[0]}")
+        return self._said.read().decode(errors="replace") or f"exit status {process.returncode}"
 
     def close(self) -> None:
         """End the forwarding."""
