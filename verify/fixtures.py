@@ -28,7 +28,7 @@ from backup.n8n.instances.process import N8nProcess
 from backup.n8n.node_types import TYPES_PATH, LoadedTypes, loaded_node_types
 from backup.n8n.session import EditorSession, instance_jwt_secret
 from backup.n8n.sqlite import N8nDatabase
-from backup.n8n.tables import N8nTables
+from backup.n8n.tables import N8nTables, WorkflowRow
 from backup.restore.checks import (
     active_before_start,
     inert_problems,
@@ -337,19 +337,85 @@ def _new_instance(
     return N8nProcess(launcher, folder.user_folder, key.reveal(), extra_env=extra_env), database
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """What the boot of a restored copy needs, made ready in the main thread (fixtures)."""
+
+    instance: N8nInstance
+    database: N8nTables  # the restored tables, as the instance's n8n sees them
+    version: str
+    upgrade: bool
+    migrations_before: list[str]
+    source_rows: list[WorkflowRow]  # before the upgrade's migrations (none without one)
+
+
 @pytest.fixture(scope="session")
-def restored(
+def launch(
     case: SnapshotCase,
     manifest: Manifest,
     database_file_check: list[str],
     stored_key: StoredKey,
     summary: SnapshotSummary,
     request: pytest.FixtureRequest,
-) -> Iterator[RestoredInstance]:
-    """A fresh n8n of the target version, booted on a restored, inert copy with the stored key.
+) -> Iterator[Future[RestoredInstance]]:
+    """A fresh n8n of the target version booting on a restored, inert copy with the stored key,
+    in the background: requested before the checks of the snapshot's copy so that they run
+    while n8n boots. Its failure is kept for ``restored``, never raised here.
 
     Only an authenticated snapshot whose database file is whole is booted.
     """
+    background = ThreadPoolExecutor(4, thread_name_prefix="n8n-restored")
+    folder: RestoredFolder | None = None
+    try:
+        try:
+            prepared, folder = _prepare(
+                case, manifest, database_file_check, stored_key, summary, request
+            )
+        except pytest.fail.Exception as exc:
+            yield _failed(exc)
+            return
+        case.attach(prepared.instance)
+        assert stored_key.value is not None
+        yield background.submit(
+            _boot, prepared, case, manifest, folder, stored_key.value, summary, background
+        )
+    finally:
+        case.detach()  # stopping n8n also ends its boot and an export running in its container
+        background.shutdown(wait=True, cancel_futures=True)  # before its folder goes
+        if folder is not None:
+            folder.cleanup()
+
+
+@pytest.fixture(scope="session")
+def copy_checked_while_booting(manifest: Manifest, request: pytest.FixtureRequest) -> None:
+    """n8n starts booting before the checks of a SQLite snapshot's copy, which read the
+    snapshot's own file. A PostgreSQL snapshot's checks read the very database n8n will run on,
+    so there n8n boots only after them."""
+    if manifest.database_kind == "sqlite":
+        request.getfixturevalue("launch")
+
+
+@pytest.fixture(scope="session")
+def restored(launch: Future[RestoredInstance]) -> RestoredInstance:
+    """The restored n8n, once it is ready (its boot's failure, if any, fails here)."""
+    return launch.result()
+
+
+def _failed(exc: BaseException) -> Future[RestoredInstance]:
+    future: Future[RestoredInstance] = Future()
+    future.set_exception(exc)
+    return future
+
+
+def _prepare(
+    case: SnapshotCase,
+    manifest: Manifest,
+    database_file_check: list[str],
+    stored_key: StoredKey,
+    summary: SnapshotSummary,
+    request: pytest.FixtureRequest,
+) -> tuple[_Prepared, RestoredFolder]:
+    """Restore the copy, make it inert and create (not start) the instance that will run it."""
     if database_file_check:
         pytest.fail(f"not booted, the database copy is damaged: {database_file_check[0]}", False)
     assert stored_key.value is not None  # the manifest is authentic, so the key is there
@@ -359,104 +425,113 @@ def restored(
     extra_env = {"DB_TABLE_PREFIX": manifest.table_prefix}
     try:
         folder = restore_to_temp(case.folder, manifest, stored_key.value)
-        if isinstance(database, N8nDatabase):
-            database = N8nDatabase(folder.database, manifest.table_prefix)
-        else:  # PostgreSQL: the throwaway database itself
-            from backup.n8n.postgres import PostgresTables, n8n_database_env
-
-            assert isinstance(database, PostgresTables)
-            database.deactivate()
-            extra_env.update(n8n_database_env(database.target))
     except BackupError as exc:
         pytest.fail(f"not booted: {exc}", pytrace=False)
-    extra_env.update(outbound_env(version))
-    reach_note = ""
-    if case.test_credentials:  # n8n may reach the credentials' own hosts, and only those
-        reached: CredentialSecrets = request.getfixturevalue("credential_secrets")
-        extra_env["NO_PROXY"] = ",".join([extra_env["NO_PROXY"], *sorted(reached.hosts)])
-        reach_note = (
-            "; --test-credentials: HTTP(S) goes to a closed proxy except to "
-            + (", ".join(sorted(reached.hosts)) or "no host named in a credential")
-            + "; other protocols (databases, mail, SSH) reach their servers directly"
-        )
-    migrations_before = database.migrations()
-    # Only another version has migrations to run; n8n of the snapshot's own version ran all of
-    # its migrations before the snapshot was taken.
-    upgrade = version != manifest.source_n8n_version
-    source_rows = database.workflows() if upgrade else []
-    # n8n's credential export and the reads of the workflows it serves and of the node types
-    # it loaded run beside the checks.
-    background = ThreadPoolExecutor(3, thread_name_prefix="n8n-restored")
     try:
+        try:
+            if isinstance(database, N8nDatabase):
+                database = N8nDatabase(folder.database, manifest.table_prefix)
+            else:  # PostgreSQL: the throwaway database itself
+                from backup.n8n.postgres import PostgresTables, n8n_database_env
+
+                assert isinstance(database, PostgresTables)
+                database.deactivate()
+                extra_env.update(n8n_database_env(database.target))
+        except BackupError as exc:
+            pytest.fail(f"not booted: {exc}", pytrace=False)
+        extra_env.update(outbound_env(version))
+        reach_note = ""
+        if case.test_credentials:  # n8n may reach the credentials' own hosts, and only those
+            reached: CredentialSecrets = request.getfixturevalue("credential_secrets")
+            extra_env["NO_PROXY"] = ",".join([extra_env["NO_PROXY"], *sorted(reached.hosts)])
+            reach_note = (
+                "; --test-credentials: HTTP(S) goes to a closed proxy except to "
+                + (", ".join(sorted(reached.hosts)) or "no host named in a credential")
+                + "; other protocols (databases, mail, SSH) reach their servers directly"
+            )
+        migrations_before = database.migrations()
+        # Only another version has migrations to run; n8n of the snapshot's own version ran all
+        # of its migrations before the snapshot was taken.
+        upgrade = version != manifest.source_n8n_version
+        source_rows = database.workflows() if upgrade else []
         instance, database = _new_instance(
             case, version, folder, stored_key.value, request, summary, extra_env, database
         )
-        case.attach(instance)
-        summary.isolation += reach_note
-        activated: list[str] = []
-        try:
-            if upgrade:
-                activated = _keep_inert_through_migrations(instance, database, manifest)
-        except (N8nCheckError, BackupError) as exc:
-            pytest.fail(f"not booted: {exc}", pytrace=False)
-        expected = {w.id: w.digest for w in manifest.workflows}
-        if database.migrations() != migrations_before:  # an upgrade: say what it changed
-            migrated_rows = database.workflows()
-            summary.upgrade_changes = upgrade_changes(source_rows, migrated_rows, activated)
-            expected = {
-                row.id: workflow_digest(row.nodes, row.connections) for row in migrated_rows
-            }
-        if isinstance(database, N8nDatabase) and not version.startswith("1."):
-            # What n8n 2.x does when it opens the file, done first: the export and the server
-            # then open it together without racing to switch the journal mode.
-            database.use_wal()
-        # n8n's credential export is a second n8n process: it boots beside the server (the
-        # database is at the target version's schema by now), not after it.
-        credential_digests = background.submit(
-            n8n_credential_digests, instance, stored_key.value, manifest.key_fingerprint
-        )
-        started_at = time.monotonic()
-        try:
-            instance.start(timeout=case.boot_timeout)
-        except N8nStartError as exc:
-            message = _start_failure(version, manifest, stored_key, exc, case)
-            pytest.fail(message, pytrace=False)
-        summary.boot_seconds = instance.ready_seconds
-        summary.migrations_run = database.migrations()[len(migrations_before) :]
-        if summary.migrations_run and not upgrade:
-            pytest.fail(
-                f"n8n {version} ran migrations on a snapshot of that same version "
-                f"({', '.join(summary.migrations_run[:3])}): the database is not what n8n "
-                f"{version} leaves behind",
-                pytrace=False,
-            )
-        served_workflows = background.submit(
-            workflows_served, instance.base_url, database, manifest, expected
-        )
-        node_types = background.submit(
-            _node_types_loaded, instance.base_url, database, stored_key.value
-        )
-        try:
-            not_inert = inert_problems(instance.base_url, database, manifest)
-        except BackupError as exc:
-            not_inert = [str(exc)]
-        yield RestoredInstance(
-            instance,
-            folder,
-            database,
-            version,
-            migrations_before,
-            started_at,
-            expected,
-            credential_digests,
-            served_workflows,
-            node_types,
-            not_inert,
-        )
-    finally:
-        case.detach()  # stopping n8n also ends an export running inside its container
-        background.shutdown(wait=True, cancel_futures=True)  # before its folder goes
+    except BaseException:  # a failure too: nothing of the restored copy stays behind
         folder.cleanup()
+        raise
+    summary.isolation += reach_note
+    prepared = _Prepared(instance, database, version, upgrade, migrations_before, source_rows)
+    return prepared, folder
+
+
+def _boot(
+    prepared: _Prepared,
+    case: SnapshotCase,
+    manifest: Manifest,
+    folder: RestoredFolder,
+    key: Secret,
+    summary: SnapshotSummary,
+    background: ThreadPoolExecutor,
+) -> RestoredInstance:
+    """Boot the prepared instance (in a background thread; failures are pytest failures), and
+    start the reads that run beside the checks."""
+    instance, database, version = prepared.instance, prepared.database, prepared.version
+    activated: list[str] = []
+    try:
+        if prepared.upgrade:
+            activated = _keep_inert_through_migrations(instance, database, manifest)
+    except (N8nCheckError, BackupError) as exc:
+        pytest.fail(f"not booted: {exc}", pytrace=False)
+    expected = {w.id: w.digest for w in manifest.workflows}
+    if database.migrations() != prepared.migrations_before:  # an upgrade: say what it changed
+        migrated_rows = database.workflows()
+        summary.upgrade_changes = upgrade_changes(prepared.source_rows, migrated_rows, activated)
+        expected = {row.id: workflow_digest(row.nodes, row.connections) for row in migrated_rows}
+    if isinstance(database, N8nDatabase) and not version.startswith("1."):
+        # What n8n 2.x does when it opens the file, done first: the export and the server
+        # then open it together without racing to switch the journal mode.
+        database.use_wal()
+    # n8n's credential export is a second n8n process: it boots beside the server (the
+    # database is at the target version's schema by now), not after it.
+    credential_digests = background.submit(
+        n8n_credential_digests, instance, key, manifest.key_fingerprint
+    )
+    started_at = time.monotonic()
+    try:
+        instance.start(timeout=case.boot_timeout)
+    except N8nStartError as exc:
+        pytest.fail(_start_failure(version, manifest, exc, case), pytrace=False)
+    summary.boot_seconds = instance.ready_seconds
+    summary.migrations_run = database.migrations()[len(prepared.migrations_before) :]
+    if summary.migrations_run and not prepared.upgrade:
+        pytest.fail(
+            f"n8n {version} ran migrations on a snapshot of that same version "
+            f"({', '.join(summary.migrations_run[:3])}): the database is not what n8n "
+            f"{version} leaves behind",
+            pytrace=False,
+        )
+    served_workflows = background.submit(
+        workflows_served, instance.base_url, database, manifest, expected
+    )
+    node_types = background.submit(_node_types_loaded, instance.base_url, database, key)
+    try:
+        not_inert = inert_problems(instance.base_url, database, manifest)
+    except BackupError as exc:
+        not_inert = [str(exc)]
+    return RestoredInstance(
+        instance,
+        folder,
+        database,
+        version,
+        prepared.migrations_before,
+        started_at,
+        expected,
+        credential_digests,
+        served_workflows,
+        node_types,
+        not_inert,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -549,9 +624,7 @@ def _keep_inert_through_migrations(
     return activated
 
 
-def _start_failure(
-    version: str, manifest: Manifest, key: StoredKey, exc: N8nStartError, case: SnapshotCase
-) -> str:
+def _start_failure(version: str, manifest: Manifest, exc: N8nStartError, case: SnapshotCase) -> str:
     said = case.instance_log()
     if any(hint in said.lower() for hint in KEY_HINTS):
         return (

@@ -1,5 +1,6 @@
 """The checks every snapshot gets, in the order an operator would run them by hand, except that
-the checks of what n8n serves that take long to read come after the quicker ones.
+the checks of what n8n serves that take long to read come after the quicker ones. For a SQLite
+snapshot n8n already boots while the snapshot's own copy is checked (files, counts, key).
 
 Assertion messages name workflows and credentials by id and name only: never a secret value.
 """
@@ -61,6 +62,7 @@ def test_manifest_authentic(authentication: Authentication) -> None:
         pytest.fail(f"manifest: {authentication.problem}", pytrace=False)
 
 
+@pytest.mark.usefixtures("copy_checked_while_booting")
 def test_files(case: SnapshotCase, manifest: Manifest, database_file_check: list[str]) -> None:
     """Every file in the manifest is there with its sha256 and size; the database is sound."""
     problems = file_problems(case.folder, manifest, database_file_check)
@@ -69,12 +71,14 @@ def test_files(case: SnapshotCase, manifest: Manifest, database_file_check: list
     assert not problems, f"snapshot files: {_listing(problems)}"
 
 
+@pytest.mark.usefixtures("copy_checked_while_booting")
 def test_counts(manifest: Manifest, snapshot_database: N8nTables) -> None:
     """The manifest's counts agree with its lists and with the database copy."""
     problems = count_problems(manifest, snapshot_database)
     assert not problems, f"counts: {_listing(problems)}"
 
 
+@pytest.mark.usefixtures("copy_checked_while_booting")
 def test_key(manifest: Manifest, stored_key: StoredKey, snapshot_database: N8nTables) -> None:
     """The key store has the snapshot's key, and every credential decrypts with it in Python."""
     assert stored_key.value is not None, "the key store has no key for this snapshot"
