@@ -360,7 +360,7 @@ def launch(
 ) -> Iterator[Future[RestoredInstance]]:
     """A fresh n8n of the target version booting on a restored, inert copy with the stored key,
     in the background: requested before the checks of the snapshot's copy so that they run
-    while n8n boots. Its failure is kept for ``restored``, never raised here.
+    while n8n boots. A failure of the boot is kept for ``restored``, not raised here.
 
     Only an authenticated snapshot whose database file is whole is booted.
     """
@@ -368,14 +368,15 @@ def launch(
     folder: RestoredFolder | None = None
     try:
         try:
-            prepared, folder = _prepare(
-                case, manifest, database_file_check, stored_key, summary, request
-            )
+            if database_file_check:
+                damage = database_file_check[0]
+                pytest.fail(f"not booted, the database copy is damaged: {damage}", pytrace=False)
+            assert stored_key.value is not None  # the manifest is authentic: the key is there
+            prepared, folder = _prepare(case, manifest, stored_key.value, summary, request)
         except pytest.fail.Exception as exc:
             yield _failed(exc)
             return
         case.attach(prepared.instance)
-        assert stored_key.value is not None
         yield background.submit(
             _boot, prepared, case, manifest, folder, stored_key.value, summary, background
         )
@@ -410,21 +411,17 @@ def _failed(exc: BaseException) -> Future[RestoredInstance]:
 def _prepare(
     case: SnapshotCase,
     manifest: Manifest,
-    database_file_check: list[str],
-    stored_key: StoredKey,
+    key: Secret,
     summary: SnapshotSummary,
     request: pytest.FixtureRequest,
 ) -> tuple[_Prepared, RestoredFolder]:
     """Restore the copy, make it inert and create (not start) the instance that will run it."""
-    if database_file_check:
-        pytest.fail(f"not booted, the database copy is damaged: {database_file_check[0]}", False)
-    assert stored_key.value is not None  # the manifest is authentic, so the key is there
     version = case.target_version(manifest)
     database: N8nTables = request.getfixturevalue("snapshot_database")
     # Made inert before the boot; n8n then runs on exactly the tables that were made inert.
     extra_env = {"DB_TABLE_PREFIX": manifest.table_prefix}
     try:
-        folder = restore_to_temp(case.folder, manifest, stored_key.value)
+        folder = restore_to_temp(case.folder, manifest, key)
     except BackupError as exc:
         pytest.fail(f"not booted: {exc}", pytrace=False)
     try:
@@ -455,7 +452,7 @@ def _prepare(
         upgrade = version != manifest.source_n8n_version
         source_rows = database.workflows() if upgrade else []
         instance, database = _new_instance(
-            case, version, folder, stored_key.value, request, summary, extra_env, database
+            case, version, folder, key, request, summary, extra_env, database
         )
     except BaseException:  # a failure too: nothing of the restored copy stays behind
         folder.cleanup()
