@@ -46,7 +46,8 @@ fi
 
 runtime_launcher=$(.venv/bin/n8n-backup install-n8n "$version" | tail -n 1)
 runtime_dir=$(dirname "$(dirname "$runtime_launcher")")
-shell_image="n8n-restore-verify/n8n-shell:bookworm"
+# Tagged by its Dockerfile: a changed Dockerfile makes a new one.
+shell_image="n8n-restore-verify/n8n-shell:$(sha256sum docker/Dockerfile | cut -c1-12)"
 if ! docker image inspect "$shell_image" >/dev/null 2>&1; then
     build_log=$(mktemp)
     if ! docker build --quiet --build-arg BASE_IMAGE="$base" -f docker/Dockerfile \
@@ -63,7 +64,7 @@ fi
 # docker build would copy the runtime three times (build context, COPY, commit).
 progress "importing $image from $runtime_dir (2.8 GB)"
 container=$(docker create "$shell_image" /bin/true)
-staging="$image-partial"
+staging="$image-partial-$$"
 cleanup() {
     docker rm -f "$container" >/dev/null 2>&1 || true
     docker rmi "$staging" >/dev/null 2>&1 || true
@@ -79,9 +80,9 @@ trap cleanup EXIT
     --change 'WORKDIR /home/node' --change 'USER node' --change 'EXPOSE 5678' \
     --change 'ENTRYPOINT ["n8n"]' - "$staging" >/dev/null
 # Tagged only once n8n in it says its version: a cut stream must not leave a cached image.
-said=$(docker run --rm --network none "$staging" --version 2>/dev/null | tail -n 1)
+said=$(docker run --rm --network none "$staging" --version 2>&1 | tail -n 1 || true)
 if [ "$said" != "$version" ]; then
-    echo "build-n8n-image: the imported image says n8n version '$said', not $version" >&2
+    echo "build-n8n-image: n8n in the imported image says '$said', not its version $version" >&2
     exit 1
 fi
 docker tag "$staging" "$image"

@@ -34,6 +34,7 @@ for version in 2.40.7 1.123.81 2.39.10; do
     .venv/bin/n8n-backup install-n8n "$version" --quiet &
     pids+=($!)
 done
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT  # a failed step leaves no install running
 ./scripts/docker-engine.sh
 ./scripts/build-n8n-image.sh --base-only >/dev/null
 wait "${pids[0]}"
@@ -42,4 +43,5 @@ wait "${pids[1]}"
 ./scripts/build-n8n-image.sh 1.123.81 >/dev/null
 ./scripts/build-postgres-image.sh >/dev/null
 wait "${pids[2]}"
+trap - EXIT
 exec .venv/bin/pytest tests "$@"

@@ -540,3 +540,45 @@ def test_a_container_on_the_hosts_network_moves_off_a_taken_port(
         finally:
             network.close()
     assert left_behind(docker_client, ours, before) == []
+
+
+def test_a_stopped_container_starts_nothing_and_ends_its_commands(
+    n8n_image: str, docker_client: DockerClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """verify boots in a thread: stop() (the run's end, Ctrl-C) ends a one-off n8n command
+    running before the start (an upgrade's migrations: up to minutes) at once, and a start
+    that comes afterwards creates no container."""
+    import threading
+
+    from backup.errors import N8nStartError
+    from backup.n8n.instances import docker as docker_driver
+    from backup.n8n.instances.docker import IsolatedNetwork, N8nContainer
+
+    monkeypatch.setenv(docker_driver.RYUK_DISABLED_ENV, "true")  # as verify does offline
+    ours = {"label": SESSION_LABEL}
+    before = engine_objects(docker_client, ours)
+    (tmp_path / ".n8n").mkdir()
+    network = IsolatedNetwork()
+    try:
+        instance = N8nContainer(n8n_image, tmp_path, None, network)
+        results: list[subprocess.CompletedProcess[str]] = []
+        command = threading.Thread(
+            target=lambda: results.append(instance.run_cli("list:workflow", timeout=300))
+        )
+        command.start()
+        session = {"label": f"{SESSION_LABEL}={network.session}"}
+        deadline = time.monotonic() + 60
+        while not docker_client.containers.list(filters=session):
+            assert time.monotonic() < deadline, "the one-off command never ran"
+            time.sleep(0.2)
+        stopped = time.monotonic()
+        instance.stop()
+        command.join(timeout=30)
+        assert not command.is_alive() and time.monotonic() - stopped < 30
+        assert results[0].returncode != 0
+        with pytest.raises(N8nStartError, match="stopped before it started"):
+            instance.start(timeout=60)
+        assert docker_client.containers.list(all=True, filters=session) == []
+    finally:
+        network.close()
+    assert left_behind(docker_client, ours, before) == []

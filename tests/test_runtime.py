@@ -80,6 +80,16 @@ def test_a_driver_is_a_context_manager_that_cleans_up_a_failed_start(
     assert not running.is_running()
 
 
+def test_a_closed_instance_does_not_start(launcher: Path, tmp_path: Path) -> None:
+    """verify boots in a thread: once the instance is closed (the run's end, Ctrl-C), a boot
+    that gets to its start afterwards must not start an n8n nobody stops."""
+    instance = N8nProcess(launcher, tmp_path, None, boot_timeout=120)
+    instance.close()
+    with pytest.raises(N8nStartError, match="stopped before it started"):
+        instance.start(timeout=60)
+    assert not instance.is_running()
+
+
 def test_free_ports_are_held_until_all_are_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
     """No socket is let go before the last one is bound: the kernel cannot hand out a port
     twice (it did, once, to n8n's server and task broker)."""

@@ -112,7 +112,8 @@ class SnapshotCase:
 
     def instance_log(self) -> str:
         """The instance's log, or the last one's, with any key value blanked out."""
-        text = self.instance.logs() if self.instance is not None else self._last_log
+        instance = self.instance  # detach() may run meanwhile (the boot is in a thread)
+        text = instance.logs() if instance is not None else self._last_log
         for secret in self._secrets:
             text = text.replace(secret.reveal(), REDACTED)
         return text

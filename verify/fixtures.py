@@ -373,7 +373,7 @@ def launch(
                 pytest.fail(f"not booted, the database copy is damaged: {damage}", pytrace=False)
             assert stored_key.value is not None  # the manifest is authentic: the key is there
             prepared, folder = _prepare(case, manifest, stored_key.value, summary, request)
-        except pytest.fail.Exception as exc:
+        except (Exception, pytest.fail.Exception) as exc:  # test_boot's failure, or error
             yield _failed(exc)
             return
         case.attach(prepared.instance)

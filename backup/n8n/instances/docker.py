@@ -229,6 +229,11 @@ class N8nContainer(BootsOnEnter):
         self._engine: DockerClient | None = None
         self._engine_closed = False  # by stop(): later commands fail instead of logging in again
         self._engine_lock = threading.Lock()
+        # launch() and one-off commands against stop(): after stop() nothing starts any more, and
+        # stop() removes one-off containers still running (a boot runs in another thread).
+        self._lifecycle = threading.Lock()
+        self._stopping = False
+        self._one_offs: set[Container] = set()
         kwargs: dict[str, str] = {}
         if host_network:
             kwargs["network_mode"] = "host"
@@ -368,6 +373,12 @@ class N8nContainer(BootsOnEnter):
 
     def launch(self) -> None:
         """Create and start the container (and a remote engine's relay), without waiting."""
+        with self._lifecycle:
+            if self._stopping:
+                raise N8nStartError("the n8n container was stopped before it started")
+            self._launch_unlocked()
+
+    def _launch_unlocked(self) -> None:
         try:
             self._ship_once()
             self._container.start()
@@ -419,11 +430,16 @@ class N8nContainer(BootsOnEnter):
             client = self._client()
             if started:
                 return exec_n8n(self._running(client), *args)
-            container = self._one_off(client, list(args), environment=self._env)
+            with self._lifecycle:
+                if self._stopping:
+                    raise DockerException("the n8n container was stopped")
+                container = self._one_off(client, list(args), environment=self._env)
+                self._one_offs.add(container)
             try:
                 code = int(container.wait(timeout=timeout)["StatusCode"])
                 stdout, stderr = _output(container)
             finally:
+                self._one_offs.discard(container)
                 container.remove(force=True)
         except ENGINE_ERRORS as exc:  # OSError too: the engine's read timed out
             return subprocess.CompletedProcess(["n8n", *args], 1, "", f"docker: {exc}")
@@ -456,7 +472,14 @@ class N8nContainer(BootsOnEnter):
         )
 
     def stop(self) -> None:
-        """Remove the container (with its anonymous volumes), its relay and its shipped data."""
+        """Remove the container (with its anonymous volumes), its relay and its shipped data,
+        and any one-off command container still running."""
+        with self._lifecycle:
+            self._stopping = True
+            running_commands = list(self._one_offs)
+        for command in running_commands:  # its wait() in another thread returns
+            with contextlib.suppress(*ENGINE_ERRORS):
+                command.remove(force=True)
         if self._relay is not None:
             self._relay.stop()
         with contextlib.suppress(DockerException, ContainerStartException, AttributeError):

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Protocol
@@ -122,6 +123,9 @@ class N8nProcess(BootsOnEnter):
         self._log_dir = tempfile.TemporaryDirectory(prefix="n8n-log-")
         self.log_path = Path(self._log_dir.name) / "n8n.log"
         self._process: subprocess.Popen[bytes] | None = None
+        # launch() against close(): once closed, nothing starts (a boot runs in another thread).
+        self._lifecycle = threading.Lock()
+        self._closed = False
         self.ready_seconds: float | None = None
 
     @property
@@ -142,6 +146,12 @@ class N8nProcess(BootsOnEnter):
 
     def launch(self) -> None:
         """Start the n8n process, without waiting for it."""
+        with self._lifecycle:
+            if self._closed:
+                raise N8nStartError("n8n was stopped before it started")
+            self._launch_unlocked()
+
+    def _launch_unlocked(self) -> None:
         with open(self.log_path, "wb") as log:
             self._process = subprocess.Popen(
                 [str(self.launcher), "start"],
@@ -200,6 +210,8 @@ class N8nProcess(BootsOnEnter):
             os.killpg(process.pid, signal.SIGKILL)
 
     def close(self) -> None:
-        """Stop the process and remove its log folder."""
+        """Stop the process and remove its log folder; it cannot be started again."""
+        with self._lifecycle:
+            self._closed = True
         self.stop()
         self._log_dir.cleanup()

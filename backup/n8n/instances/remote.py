@@ -262,6 +262,9 @@ class SshTunnel:
         before it exited."""
         forward = f"{LOOPBACK}:{local_port}:{LOOPBACK}:{remote_port}"
         options = ["-o", "ExitOnForwardFailure=yes", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
+        # A connection of its own: through a shared master (ControlMaster in the user's ssh
+        # configuration) the master would hold the forward, not this ssh.
+        options += ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
         # ssh's messages go to a file: a pipe nobody reads while the tunnel runs could fill up.
         self._said = tempfile.TemporaryFile()  # noqa: SIM115 (open as long as the tunnel)
         try:
