@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
+import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import Protocol, Self
+
+from backup.errors import N8nStartError
 
 LOG_TAIL_LINES = 12
 # n8n's features that call out (telemetry, version checks, templates, banners, licence
@@ -81,6 +86,32 @@ QUIET_ENV = {
 
 
 DEFAULT_BOOT_TIMEOUT = 180.0
+
+
+class LaunchGuard:
+    """Orders a driver's launches against its stop. verify boots in a thread of its own, so a
+    stop (the run's end, Ctrl-C) can come while a boot is on its way to its start: once
+    stopped, nothing starts any more, and a launch under way finishes before the stop goes on."""
+
+    def __init__(self, refusal: str) -> None:
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._refusal = refusal  # the N8nStartError of a launch after the stop
+
+    @contextlib.contextmanager
+    def launching(self) -> Iterator[None]:
+        """Around what starts something: refused once stopped."""
+        with self._lock:
+            if self._stopped:
+                raise N8nStartError(self._refusal)
+            yield
+
+    @contextlib.contextmanager
+    def stopping(self) -> Iterator[None]:
+        """Around the first step of a stop: from here on, launches are refused."""
+        with self._lock:
+            self._stopped = True
+            yield
 
 
 class BootsOnEnter(ABC):

@@ -39,7 +39,12 @@ from backup.n8n.docker_engine import (
     keep_the_engines_authority,
     remote_engine,
 )
-from backup.n8n.instances.base import DEFAULT_BOOT_TIMEOUT, QUIET_ENV, BootsOnEnter
+from backup.n8n.instances.base import (
+    DEFAULT_BOOT_TIMEOUT,
+    QUIET_ENV,
+    BootsOnEnter,
+    LaunchGuard,
+)
 from backup.n8n.instances.ports import free_ports
 from backup.n8n.instances.process import LOOPBACK_ENV, ready_on_host_ports
 from backup.n8n.instances.readiness import wait_until_ready
@@ -229,11 +234,8 @@ class N8nContainer(BootsOnEnter):
         self._engine: DockerClient | None = None
         self._engine_closed = False  # by stop(): later commands fail instead of logging in again
         self._engine_lock = threading.Lock()
-        # launch() and one-off commands against stop(): after stop() nothing starts any more, and
-        # stop() removes one-off containers still running (a boot runs in another thread).
-        self._lifecycle = threading.Lock()
-        self._stopping = False
-        self._one_offs: set[Container] = set()
+        self._guard = LaunchGuard("the n8n container was stopped before it started")
+        self._one_offs: set[Container] = set()  # running commands, removed by stop()
         kwargs: dict[str, str] = {}
         if host_network:
             kwargs["network_mode"] = "host"
@@ -373,12 +375,10 @@ class N8nContainer(BootsOnEnter):
 
     def launch(self) -> None:
         """Create and start the container (and a remote engine's relay), without waiting."""
-        with self._lifecycle:
-            if self._stopping:
-                raise N8nStartError("the n8n container was stopped before it started")
-            self._launch_unlocked()
+        with self._guard.launching():
+            self._create_and_start()
 
-    def _launch_unlocked(self) -> None:
+    def _create_and_start(self) -> None:
         try:
             self._ship_once()
             self._container.start()
@@ -430,9 +430,7 @@ class N8nContainer(BootsOnEnter):
             client = self._client()
             if started:
                 return exec_n8n(self._running(client), *args)
-            with self._lifecycle:
-                if self._stopping:
-                    raise DockerException("the n8n container was stopped")
+            with self._guard.launching():
                 container = self._one_off(client, list(args), environment=self._env)
                 self._one_offs.add(container)
             try:
@@ -443,6 +441,8 @@ class N8nContainer(BootsOnEnter):
                 container.remove(force=True)
         except ENGINE_ERRORS as exc:  # OSError too: the engine's read timed out
             return subprocess.CompletedProcess(["n8n", *args], 1, "", f"docker: {exc}")
+        except N8nStartError as exc:  # stopped meanwhile
+            return subprocess.CompletedProcess(["n8n", *args], 1, "", str(exc))
         return subprocess.CompletedProcess(["n8n", *args], code, stdout, stderr)
 
     def _running(self, client: DockerClient) -> Container:
@@ -474,8 +474,7 @@ class N8nContainer(BootsOnEnter):
     def stop(self) -> None:
         """Remove the container (with its anonymous volumes), its relay and its shipped data,
         and any one-off command container still running."""
-        with self._lifecycle:
-            self._stopping = True
+        with self._guard.stopping():
             running_commands = list(self._one_offs)
         for command in running_commands:  # its wait() in another thread returns
             with contextlib.suppress(*ENGINE_ERRORS):

@@ -7,13 +7,17 @@ import os
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Protocol
 
 from backup.errors import N8nStartError
-from backup.n8n.instances.base import DEFAULT_BOOT_TIMEOUT, QUIET_ENV, BootsOnEnter
+from backup.n8n.instances.base import (
+    DEFAULT_BOOT_TIMEOUT,
+    QUIET_ENV,
+    BootsOnEnter,
+    LaunchGuard,
+)
 from backup.n8n.instances.ports import PORT_ATTEMPTS, free_ports
 from backup.n8n.instances.readiness import Booting, listen_message, wait_until_ready
 
@@ -123,9 +127,7 @@ class N8nProcess(BootsOnEnter):
         self._log_dir = tempfile.TemporaryDirectory(prefix="n8n-log-")
         self.log_path = Path(self._log_dir.name) / "n8n.log"
         self._process: subprocess.Popen[bytes] | None = None
-        # launch() against close(): once closed, nothing starts (a boot runs in another thread).
-        self._lifecycle = threading.Lock()
-        self._closed = False
+        self._guard = LaunchGuard("n8n was stopped before it started")
         self.ready_seconds: float | None = None
 
     @property
@@ -146,13 +148,7 @@ class N8nProcess(BootsOnEnter):
 
     def launch(self) -> None:
         """Start the n8n process, without waiting for it."""
-        with self._lifecycle:
-            if self._closed:
-                raise N8nStartError("n8n was stopped before it started")
-            self._launch_unlocked()
-
-    def _launch_unlocked(self) -> None:
-        with open(self.log_path, "wb") as log:
+        with self._guard.launching(), open(self.log_path, "wb") as log:
             self._process = subprocess.Popen(
                 [str(self.launcher), "start"],
                 env=self.env,
@@ -211,7 +207,6 @@ class N8nProcess(BootsOnEnter):
 
     def close(self) -> None:
         """Stop the process and remove its log folder; it cannot be started again."""
-        with self._lifecycle:
-            self._closed = True
-        self.stop()
+        with self._guard.stopping():
+            self.stop()
         self._log_dir.cleanup()
