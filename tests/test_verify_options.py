@@ -106,3 +106,28 @@ def test_verify_settings_come_from_the_environment_and_the_settings_file(
     monkeypatch.setenv("N8N_BACKUP_CONFIG", str(settings))
     result = run(pytester)
     result.stderr.fnmatch_lines(["*runtime in * must be one of auto, docker, process*"])
+
+
+def test_a_verify_run_leaves_the_test_tools_plugins_out(
+    pytester: pytest.Pytester, taken: TakenSnapshot, tmp_path: Path
+) -> None:
+    """hypothesis's pytest plugin (installed with the project's test tools) imported hypothesis
+    at the end of every verify run: 1.1-1.5 s of a 10 s verify. A verify run unregisters it;
+    another run keeps it."""
+    pytester.makepyfile(
+        probe="""
+        import sys
+        def pytest_unconfigure(config):
+            plugin = config.pluginmanager.has_plugin("hypothesispytest")
+            print(f"PROBE plugin={plugin} imported={'hypothesis' in sys.modules}")
+        """
+    )
+    reports = ("--html", str(tmp_path / "r.html"), "--junitxml", str(tmp_path / "r.xml"))
+    snapshots = ("--snapshots", str(taken.path), "--key-store", str(taken.key_store))
+    result = run(pytester, "-p", "probe", "--collect-only", *snapshots, *reports)
+    assert result.ret == pytest.ExitCode.OK, result.stderr.str()
+    result.stdout.fnmatch_lines(["PROBE plugin=False imported=False"])
+    pytester.makepyfile(test_other="def test_nothing_to_see():\n    assert True\n")
+    other = pytester.runpytest_subprocess("-p", "probe", "test_other.py", timeout=120)
+    assert other.ret == pytest.ExitCode.OK
+    other.stdout.fnmatch_lines(["PROBE plugin=True imported=True"])
