@@ -11,7 +11,7 @@ import pytest
 
 from backup.errors import ApiError, InputError
 from backup.n8n import api as api_module
-from backup.n8n.api import PAGE_LIMIT, N8nApi, normalise_base_url
+from backup.n8n.api import PAGE_LIMIT, N8nApi, normalise_base_url, transfer_headers
 
 
 def paging_handler(total: int) -> httpx.MockTransport:
@@ -433,3 +433,28 @@ def test_body_json_cannot_carry_is_an_api_error() -> None:
     api = N8nApi(BASE, "k", transport=httpx.MockTransport(never_called))
     with pytest.raises(ApiError, match=f"^cannot send POST {BASE}/api/v1/workflows: "):
         api.create_workflow({"settings": {"x": float("nan")}})
+
+
+@pytest.mark.parametrize(
+    ("url", "plain"),
+    [
+        ("http://127.0.0.1:5678", True),
+        ("http://127.8.0.1:5678", True),
+        ("http://[::1]:5678", True),
+        ("http://localhost:5678", True),
+        ("https://n8n.example.com", False),
+        ("http://192.0.2.7:5678", False),
+        ("http://localhost.example.com", False),
+    ],
+)
+def test_answers_travel_uncompressed_only_on_loopback(url: str, plain: bool) -> None:
+    sent: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers["Accept-Encoding"])
+        return httpx.Response(200, json={"data": [], "nextCursor": None})
+
+    with N8nApi(url, "k", transport=httpx.MockTransport(answer)) as api:
+        list(api.iter_workflows())
+    assert (sent == ["identity"]) is plain
+    assert (transfer_headers(url) == {"Accept-Encoding": "identity"}) is plain

@@ -18,10 +18,12 @@ import time
 import urllib.parse
 from pathlib import Path
 
+import httpx
 import pytest
 
 from backup.digests import sha256_file
 from backup.manifest import MANIFEST_NAME, Counts, Manifest, find_snapshots
+from backup.n8n.api import transfer_headers
 from backup.n8n.extensions import ARCHIVE_NAME as CUSTOM_NODES_ARCHIVE
 from tests.browser import environment_table, printed_pages, rendered_dom, summary_results
 from tests.cli_support import ROOT, backup_command, run_backup_cli, run_snapshot_cli, snapshot_args
@@ -77,6 +79,20 @@ def test_snapshot_holds_everything_and_no_key(taken: TakenSnapshot, source: Sour
             assert source.api_key.encode() not in content, f"the API key is in {path}"
     assert stat.S_IMODE(taken.key_store.stat().st_mode) == 0o700
     assert [p.name for p in taken.key_store.iterdir()] == [f"{manifest.key_fingerprint}.key"]
+
+
+def test_n8n_answers_loopback_clients_uncompressed(source: SourceInstance) -> None:
+    """What verify and snapshot read from an n8n on loopback (workflow pages of megabytes, a
+    node type list of 17 MB) is not gzipped, where compressing costs CPU on both sides and saves
+    nothing; asked as before, n8n gzips."""
+    url = f"{source.process.base_url}/api/v1/workflows"
+    key = {"X-N8N-API-KEY": source.api_key}
+    plain = httpx.get(url, headers={**key, **transfer_headers(url)}, timeout=60)
+    gzipped = httpx.get(url, headers=key, timeout=60)  # httpx asks for gzip by default
+    assert plain.status_code == gzipped.status_code == 200
+    assert "content-encoding" not in plain.headers
+    assert gzipped.headers.get("content-encoding") == "gzip"
+    assert plain.json() == gzipped.json()
 
 
 def test_verify_passes_nothing_fires_and_report_keeps_secrets(

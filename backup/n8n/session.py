@@ -19,7 +19,7 @@ import httpx
 import jwt
 
 from backup.errors import ApiError, N8nCheckError, SnapshotError
-from backup.n8n.api import decode_json, error_detail, map_request_errors
+from backup.n8n.api import decode_json, error_detail, map_request_errors, transfer_headers
 from backup.n8n.cipher import CredentialDecryptError, unwrap_data_key
 from backup.n8n.tables import N8nTables, OwnerRow
 from backup.secret import Secret
@@ -75,6 +75,7 @@ class EditorSession:
         self._client = httpx.Client(
             base_url=base_url,
             cookies={AUTH_COOKIE: auth_cookie(owner, jwt_secret)},
+            headers=transfer_headers(base_url),
             timeout=TIMEOUT_SECONDS,
             follow_redirects=False,
         )
