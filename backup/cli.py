@@ -294,7 +294,7 @@ def _restore_from_repository(args: argparse.Namespace) -> int:
             "give --repo-snapshot ID"
         )
     with tempfile.TemporaryDirectory(prefix="n8n-backup-fetch-") as staging:
-        args.snapshot = stored.fetch(repo, chosen[0], Path(staging))
+        args.snapshot = stored.fetch(repo, chosen[0].stored, Path(staging))
         args.repo = None
         return cmd_restore(args)
 

@@ -396,5 +396,161 @@ def test_only_files_and_folders_come_out_of_a_repository(
     item = stored.store(repo, copy, lambda message: None)
     fetched = tmp_path / "fetched"
     with pytest.raises(RepositoryError, match="pipe, which is neither a file nor a folder"):
-        stored.fetch(repo, item, fetched)
+        stored.fetch(repo, item.stored, fetched)
     assert [p.name for p in fetched.iterdir()] == [], "nothing of it may stay"
+
+
+_PROBE = """
+import json, os
+from pathlib import Path
+
+def _whole(config):
+    folder = Path(config.getoption("snapshots"))
+    held = [p for p in folder.iterdir() if p.is_dir()]
+    return sorted(p.name for p in held if {c.name for c in p.iterdir()} != {"manifest.json"})
+
+def _log(entry):
+    with open(os.environ["PROBE_LOG"], "a") as log:
+        log.write(json.dumps(entry) + "\\n")
+
+def pytest_collection_finish(session):
+    _log({"at": "collected", "whole": _whole(session.config)})
+
+def pytest_runtest_call(item):
+    _log({"at": item.nodeid, "whole": _whole(item.config)})
+"""
+
+
+def _probed(log: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_verify_from_a_repository_holds_one_snapshot_per_worker_on_disk(
+    source: SourceInstance,
+    pytester: pytest.Pytester,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--repo-snapshots all: only the manifests come before the run; each snapshot's files come
+    when its group starts and go when it ends, so that a nightly verify of every kept snapshot
+    needs the disk of one snapshot per worker, not of all of them. Serially and with two
+    workers, every snapshot passes and nothing stays behind."""
+    from backup.repository import snapshots as stored
+    from backup.repository.restic import Password, ResticRepository
+
+    password = _password(tmp_path / "secrets", "repo-password", "one at a time secret")
+    location = str(tmp_path / "repository")
+    repo = ResticRepository(location, Password(file=password))
+    repo.init()
+    keys = tmp_path / "keys"
+    for _ in range(3):  # three nights
+        night = _snapshot_to(source, tmp_path, keys, *_repo_args(location, password))
+        assert night.returncode == 0, night.stderr
+    names = [item.folder_name for item in stored.stored_snapshots(repo)]
+    assert len(set(names)) == 3
+    pytester.makepyfile(probe=_PROBE)
+    before = _fetch_folders()
+    common = (*_repo_args(location, password), "--repo-snapshots", "all", "-p", "probe")
+
+    serial_log = tmp_path / "serial.log"
+    monkeypatch.setenv("PROBE_LOG", str(serial_log))
+    serial = run_verify(pytester, None, keys, *common, *PROCESS)
+    serial.result.assert_outcomes(passed=3 * VERIFY_CHECKS, deselected=3)
+    seen = _probed(serial_log)
+    assert seen[0] == {"at": "collected", "whole": []}, "only the manifests before the run"
+    for entry in seen[1:]:
+        (held,) = entry["whole"]  # type: ignore[misc]
+        assert f"[{held}]" in str(entry["at"]), entry
+    assert {tuple(entry["whole"]) for entry in seen[1:]} == {(name,) for name in names}  # type: ignore[arg-type]
+
+    parallel_log = tmp_path / "parallel.log"
+    monkeypatch.setenv("PROBE_LOG", str(parallel_log))
+    parallel = run_verify(pytester, None, keys, *common, *PROCESS, "-n", "2")
+    parallel.result.assert_outcomes(passed=3 * VERIFY_CHECKS)  # workers deselect on their own
+    calls = [entry for entry in _probed(parallel_log) if entry["at"] != "collected"]
+    assert len(calls) == 3 * VERIFY_CHECKS
+    for entry in calls:
+        held = entry["whole"]
+        assert isinstance(held, list) and 1 <= len(held) <= 2, entry
+        assert any(f"[{name}]" in str(entry["at"]) for name in held), entry
+    assert _fetch_folders() == before, "the fetched copies must be removed after the run"
+    verified = {str(item.folder_name): item.verified for item in stored.stored_snapshots(repo)}
+    assert verified == {name: ["2.40.7"] for name in names}
+
+
+def test_a_snapshot_whose_files_cannot_be_fetched_fails_in_one_line_and_boots_nothing(
+    taken: TakenSnapshot, pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    """The repository goes away after the manifests were read (a remote lost mid-run): the
+    group fails, its first check saying why in one line; no n8n is started."""
+    from backup.repository import snapshots as stored
+    from backup.repository.restic import Password, ResticRepository
+
+    password = _password(tmp_path / "secrets", "repo-password", "going away secret")
+    location = tmp_path / "repository"
+    repo = ResticRepository(str(location), Password(file=password))
+    repo.init()
+    stored.store(repo, copy_variant(taken, tmp_path / "copies", "gone"), lambda message: None)
+    pytester.makepyfile(
+        breaker=f"""
+        import pytest, shutil
+        @pytest.hookimpl(trylast=True)
+        def pytest_configure(config):
+            shutil.rmtree({str(location)!r})
+        """
+    )
+    run = run_verify(
+        pytester, None, taken.key_store, *_repo_args(str(location), password), "-p", "breaker",
+        *PROCESS,
+    )  # fmt: skip
+    run.result.assert_outcomes(errors=VERIFY_CHECKS, deselected=1)
+    assert len(run.failures) == VERIFY_CHECKS, run.failures
+    first = run.failures["test_manifest_authentic[gone]"]
+    assert "the snapshot's files could not be fetched: " in first, first
+    assert "is not a restic repository" in first, first
+    for message in run.failures.values():
+        assert "\n" not in message.strip() and "Traceback" not in message, message
+    result = json.loads(run.report.with_suffix(".json").read_text())
+    assert result["verdict"] == "FAILED", result
+    (entry,) = result["entries"]
+    assert entry["durations"]["boot"] is None, "nothing may boot without the snapshot's files"
+    assert "could not be fetched" in entry["causes"][0], entry["causes"]
+
+
+def test_a_snapshot_kept_for_the_next_group_is_not_fetched_again(
+    taken: TakenSnapshot, tmp_path: Path
+) -> None:
+    """The same snapshot on the next target version: its files stay between the two groups and
+    are not fetched again (the repository may be gone by then); after the last group only the
+    manifest is left, and a fetch that fails raises the repository's error."""
+    import shutil
+
+    from backup.errors import RepositoryError
+    from backup.repository import snapshots as stored
+    from backup.repository.restic import Password, ResticRepository
+    from verify.remote import SnapshotFiles
+
+    password = _password(tmp_path / "secrets", "repo-password", "kept between groups")
+    location = tmp_path / "repository"
+    repo = ResticRepository(str(location), Password(file=password))
+    repo.init()
+    item = stored.store(repo, copy_variant(taken, tmp_path / "copies", "kept"), lambda m: None)
+    root = tmp_path / "run"
+    folder = stored.fetch(repo, item.stored, root / "snapshots", manifest_only=True)
+    whole = sorted(p.relative_to(taken.path) for p in taken.path.rglob("*"))
+    files = SnapshotFiles(repo, root, {folder: item.stored})
+
+    def contents() -> list[Path]:
+        return sorted(p.relative_to(folder) for p in folder.rglob("*"))
+
+    assert contents() == [Path("manifest.json")]
+    with files.held(folder, lambda: True):
+        assert contents() == whole
+    assert contents() == whole, "kept for the next group"
+    shutil.rmtree(location)  # the repository goes away
+    with files.held(folder, lambda: False):
+        assert contents() == whole
+    assert contents() == [Path("manifest.json")]
+    with pytest.raises(RepositoryError), files.held(folder, lambda: False):
+        pass
+    assert contents() == [Path("manifest.json")]

@@ -12,7 +12,7 @@ from backup.keystore import KeyStore
 from backup.manifest import Manifest
 from backup.n8n.instances.base import N8nInstance
 from backup.secret import Secret
-from verify.remote import RemoteSnapshots
+from verify.remote import RemoteSnapshots, SnapshotFiles
 from verify.report import SnapshotSummary
 
 REDACTED = "[redacted]"
@@ -124,4 +124,6 @@ SUMMARIES_KEY = pytest.StashKey[dict[str, SnapshotSummary]]()
 # Which runtime boots the restores, and why (said in the header and the report).
 RUNTIME_NOTE_KEY = pytest.StashKey[str]()
 REMOTE_KEY = pytest.StashKey[RemoteSnapshots]()  # --repo: the fetched snapshots
+FILES_KEY = pytest.StashKey[SnapshotFiles]()  # --repo: fetches each group's snapshot files
+NEXT_FOLDER_KEY = pytest.StashKey[Path | None]()  # the snapshot of the next test, if any
 STARTED_KEY = pytest.StashKey[str]()  # when the run started, in UTC

@@ -37,7 +37,14 @@ from backup.restore.checks import (
 )
 from backup.restore.credential_tests import credential_secrets as decrypt_for_tests
 from backup.secret import Secret
-from verify.cases import SUMMARIES_KEY, DowngradeError, SnapshotCase, StoredKey
+from verify.cases import (
+    FILES_KEY,
+    NEXT_FOLDER_KEY,
+    SUMMARIES_KEY,
+    DowngradeError,
+    SnapshotCase,
+    StoredKey,
+)
 from verify.report import SnapshotSummary, add_environment_fact
 from verify.restore import RestoredFolder, restore_to_temp
 from verify.upgrade import upgrade_changes
@@ -73,10 +80,25 @@ class RestoredInstance:
 
 
 @pytest.fixture(scope="session")
-def case(request: pytest.FixtureRequest) -> SnapshotCase:
-    """The snapshot under test (parametrized by the plugin)."""
+def case(request: pytest.FixtureRequest) -> Iterator[SnapshotCase]:
+    """The snapshot under test (parametrized by the plugin); from a repository, its files are
+    fetched for its group of tests and removed after it."""
     value: SnapshotCase = request.param
-    return value
+    files = request.config.stash.get(FILES_KEY, None)
+    if files is None:
+        yield value
+        return
+    config = request.config
+    with contextlib.ExitStack() as holding:
+        try:
+            holding.enter_context(
+                files.held(
+                    value.folder, lambda: config.stash.get(NEXT_FOLDER_KEY, None) == value.folder
+                )
+            )
+        except (BackupError, OSError) as exc:  # OSError: the disk is full, say
+            pytest.fail(f"the snapshot's files could not be fetched: {exc}", pytrace=False)
+        yield value
 
 
 @pytest.fixture(scope="session")

@@ -27,12 +27,14 @@ from backup.metrics import write_metrics, write_repository_metrics
 from backup.n8n.instances.base import OFFICIAL_IMAGE, OFFICIAL_POSTGRES_IMAGE
 from backup.n8n.npm import validate_version
 from backup.notify import NOTIFY_ON, ON_FAILURE, check_url, notify, ping_start
-from backup.repository.restic import Password
+from backup.repository.restic import Password, ResticRepository
 from backup.repository.snapshots import stored_snapshots
 from backup.settings import env_name, masked, read_config
 from backup.verification_record import TargetResult, VerificationRecord, write_record
 from verify.cases import (
     CASES_KEY,
+    FILES_KEY,
+    NEXT_FOLDER_KEY,
     REMOTE_KEY,
     RUNTIME_NOTE_KEY,
     STARTED_KEY,
@@ -46,7 +48,7 @@ from verify.parallel import (
     shard_groups,
     snapshot_scheduler,
 )
-from verify.remote import RemoteSnapshots, fetch_remote, repository_option
+from verify.remote import RemoteSnapshots, SnapshotFiles, fetch_remote, repository_option
 from verify.report import (
     PRINT_CSS,
     SnapshotSummary,
@@ -207,9 +209,9 @@ def _runs_verify_suite(config: pytest.Config) -> bool:
     return False
 
 
-def _fetch_remote(config: pytest.Config) -> RemoteSnapshots | None:
-    """With --repo: the selected snapshots (and, with --key-repo, the keys) fetched."""
-    repo = repository_option(
+def _snapshots_repository(config: pytest.Config) -> ResticRepository | None:
+    """The repository --repo names, if any."""
+    return repository_option(
         config.getoption("repo"),
         config.getoption("repo_password_file"),
         config.getoption("repo_password_command"),
@@ -217,6 +219,12 @@ def _fetch_remote(config: pytest.Config) -> RemoteSnapshots | None:
         what="--repo",
         environ_default=Password.from_environ(os.environ),
     )
+
+
+def _fetch_remote(config: pytest.Config) -> RemoteSnapshots | None:
+    """With --repo: the selected snapshots' manifests (and, with --key-repo, the keys)
+    fetched; their files come group by group (config.stash[FILES_KEY])."""
+    repo = _snapshots_repository(config)
     key_repo = repository_option(
         config.getoption("key_repo"),
         config.getoption("key_repo_password_file"),
@@ -233,6 +241,7 @@ def _fetch_remote(config: pytest.Config) -> RemoteSnapshots | None:
     wanted = [w.strip() for o in config.getoption("repo_snapshots") for w in o.split(",")]
     remote = fetch_remote(repo, [w for w in wanted if w], key_repo)
     config.stash[REMOTE_KEY] = remote
+    config.stash[FILES_KEY] = remote.files()
     config.option.snapshots = remote.folder / "snapshots"
     if remote.key_store is not None and config.getoption("key_store") is None:
         config.option.key_store = remote.key_store
@@ -457,6 +466,10 @@ def pytest_configure(config: pytest.Config) -> None:
             config.option.snapshots = Path(chosen["snapshots"])
             config.option.key_store = Path(chosen["key_store"])
             config.option.runtime = chosen["runtime"]
+            if chosen.get("files") is not None:  # --repo: this worker fetches its groups' files
+                repo = _snapshots_repository(config)
+                assert repo is not None, "the controller fetched from --repo"
+                config.stash[FILES_KEY] = SnapshotFiles.from_wire(repo, chosen["files"])
             config.option.repo = config.option.key_repo = None
         for url in config.getoption("notify"):
             check_url(url)
@@ -490,10 +503,12 @@ def pytest_configure_node(node: Any) -> None:
     config = node.config
     cases = config.stash.get(CASES_KEY, None)
     if cases:
+        files = config.stash.get(FILES_KEY, None)
         node.workerinput[WORKER_INPUT] = {
             "snapshots": str(config.getoption("snapshots")),
             "key_store": str(config.getoption("key_store")),
             "runtime": cases[0].runtime,
+            "files": files.to_wire() if files is not None else None,
         }
 
 
@@ -511,6 +526,20 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     if not _runs_verify_suite(config):
         return None
     return parallel_workers(os.cpu_count() or 1, available_memory())
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Say which snapshot the next test is of, before this one's fixtures go: a snapshot
+    fetched from a repository stays for the next group when it is of the same snapshot."""
+    case = _case_of(nextitem) if nextitem is not None else None
+    item.config.stash[NEXT_FOLDER_KEY] = case.folder if case is not None else None
+
+
+def _case_of(item: pytest.Item) -> SnapshotCase | None:
+    callspec = getattr(item, "callspec", None)
+    case = callspec.params.get("case") if callspec else None
+    return case if isinstance(case, SnapshotCase) else None
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -538,10 +567,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     kept: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
     for item in items:
-        callspec = getattr(item, "callspec", None)
-        case = callspec.params.get("case") if callspec else None
+        case = _case_of(item)
         name = item.originalname if isinstance(item, pytest.Function) else item.name
-        optional = isinstance(case, SnapshotCase) and not case.test_credentials
+        optional = case is not None and not case.test_credentials
         (dropped if optional and name in OPT_IN_CHECKS else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)

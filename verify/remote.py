@@ -1,21 +1,33 @@
-"""``pytest verify --repo``: the selected snapshots are fetched from a restic repository into
-a private folder for the run (keys too, with --key-repo), verified exactly as local ones, each
-result tagged in the repository, and the folder removed at the end of the run."""
+"""``pytest verify --repo``: the selected snapshots come from a restic repository into a
+private folder for the run (keys too, with --key-repo), verified exactly as local ones, each
+result tagged in the repository, and the folder removed at the end of the run.
+
+Only their manifests are fetched before the run; each snapshot's files come when its group of
+tests starts and go when it ends (see SnapshotFiles), so that the run holds one snapshot per
+worker on disk, not every selected one.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from backup.atomic import make_private_dir
-from backup.errors import BackupError
+from backup.errors import BackupError, RepositoryError
 from backup.keystore import KeyStore
+from backup.manifest import MANIFEST_NAME
 from backup.repository import keys as key_copies
 from backup.repository import snapshots as stored
 from backup.repository.restic import (
     Password,
+    RepoSnapshot,
     ResticRepository,
     repository_from,
     require_own_secret,
@@ -49,6 +61,96 @@ class RemoteSnapshots:
         """The private copies go: snapshots and keys."""
         shutil.rmtree(self.folder, ignore_errors=True)
 
+    def files(self) -> SnapshotFiles:
+        """What fetches the snapshots' files group by group."""
+        stored_by_folder = {folder: item.stored for folder, item in self.fetched.items()}
+        return SnapshotFiles(self.repo, self.folder, stored_by_folder)
+
+
+@dataclass
+class SnapshotFiles:
+    """The files of snapshots whose manifests alone were fetched: each snapshot is completed
+    from the repository for as long as a group of tests needs it, then taken back to its
+    manifest. Parallel workers share the run's folder: a lock per snapshot lets one group at a
+    time hold it (the same snapshot on another target version waits)."""
+
+    repo: ResticRepository
+    root: Path  # the run's private folder
+    sources: dict[Path, RepoSnapshot]  # snapshot folder -> the restic snapshot it comes from
+
+    def to_wire(self) -> dict[str, Any]:
+        """For a pytest-xdist worker: where, and from which restic snapshots (no secret: the
+        worker reads the repository's password as the controller did)."""
+        return {
+            "root": str(self.root),
+            "sources": {
+                str(folder): {**asdict(source), "time": source.time.isoformat()}
+                for folder, source in self.sources.items()
+            },
+        }
+
+    @classmethod
+    def from_wire(cls, repo: ResticRepository, wire: dict[str, Any]) -> SnapshotFiles:
+        """The controller's SnapshotFiles, in a worker."""
+        sources = {
+            Path(folder): RepoSnapshot(
+                id=raw["id"],
+                short_id=raw["short_id"],
+                time=datetime.fromisoformat(raw["time"]),
+                host=raw["host"],
+                tags=tuple(raw["tags"]),
+                paths=tuple(raw["paths"]),
+            )
+            for folder, raw in wire["sources"].items()
+        }
+        return cls(repo, Path(wire["root"]), sources)
+
+    @contextlib.contextmanager
+    def held(self, folder: Path, keep: Callable[[], bool]) -> Iterator[None]:
+        """The whole snapshot in ``folder`` while the block runs; afterwards its manifest
+        alone again, unless ``keep()`` says that the next group is of the same snapshot.
+        A folder that did not come from the repository is left as it is."""
+        source = self.sources.get(folder)
+        if source is None:
+            yield
+            return
+        locks = make_private_dir(self.root / "locks")
+        with open(locks / folder.name, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            complete = self.root / "complete" / folder.name
+            try:
+                if not complete.exists():
+                    self._complete(folder, source)
+                    make_private_dir(complete.parent)
+                    complete.touch(mode=0o600)
+                yield
+            finally:
+                if not keep():
+                    complete.unlink(missing_ok=True)
+                    _keep_only_the_manifest(folder)
+
+    def _complete(self, folder: Path, source: RepoSnapshot) -> None:
+        """Replace the manifest-only ``folder`` by the whole snapshot, fetched beside it."""
+        with tempfile.TemporaryDirectory(prefix=".complete-", dir=self.root) as staging:
+            whole = stored.fetch(self.repo, source, Path(staging))
+            if (whole / MANIFEST_NAME).read_bytes() != (folder / MANIFEST_NAME).read_bytes():
+                raise RepositoryError(
+                    f"restic snapshot {source.short_id} answered another manifest than before "
+                    "the run: the repository changed under the run or is not trustworthy"
+                )
+            folder.rename(Path(staging) / "manifest-only")
+            whole.rename(folder)
+
+
+def _keep_only_the_manifest(folder: Path) -> None:
+    for entry in folder.iterdir():
+        if entry.name == MANIFEST_NAME:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
 
 def fetch_remote(
     repo: ResticRepository, wanted: list[str], key_repo: ResticRepository | None
@@ -63,7 +165,8 @@ def fetch_remote(
             remote.key_store = folder / "keys"
             key_copies.pull(key_repo, KeyStore(remote.key_store))
         for item in stored.select(stored.stored_snapshots(repo), wanted):
-            remote.fetched[stored.fetch(repo, item, folder / "snapshots")] = item
+            fetched = stored.fetch(repo, item.stored, folder / "snapshots", manifest_only=True)
+            remote.fetched[fetched] = item
     except BaseException:
         remote.remove()
         raise

@@ -18,7 +18,7 @@ from pathlib import Path
 from backup.atomic import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, make_private_dir
 from backup.errors import InputError, RepositoryError
 from backup.listing import printable
-from backup.manifest import Manifest
+from backup.manifest import MANIFEST_NAME, Manifest
 from backup.repository.restic import RepoSnapshot, ResticRepository
 from backup.retention import RetentionPolicy
 
@@ -193,25 +193,32 @@ def select(stored: list[StoredSnapshot], wanted: Sequence[str]) -> list[StoredSn
     return chosen
 
 
-def fetch(repo: ResticRepository, item: StoredSnapshot, into: Path) -> Path:
-    """Restore one stored snapshot as ``into/<its folder name>`` (folders 0700, files 0600)."""
-    name = item.folder_name
+def fetch(
+    repo: ResticRepository, stored: RepoSnapshot, into: Path, *, manifest_only: bool = False
+) -> Path:
+    """Restore one stored snapshot as ``into/<its folder name>`` (folders 0700, files 0600);
+    with ``manifest_only``, the folder with its manifest alone."""
+    name = stored_folder_name(stored)
     target = into / name
     if target.exists():
         raise InputError(f"{target} exists already: fetch into an empty folder")
     make_private_dir(into)
     with tempfile.TemporaryDirectory(prefix=".fetch-", dir=into) as staging:
         os.chmod(staging, PRIVATE_DIR_MODE)
-        restored = restore_folder(repo, item.stored, Path(staging))
+        only = MANIFEST_NAME if manifest_only else None
+        restored = restore_folder(repo, stored, Path(staging), only=only)
         restored.rename(target)
     return target
 
 
-def restore_folder(repo: ResticRepository, stored: RepoSnapshot, staging: Path) -> Path:
-    """Restore the folder a snapshot holds into ``staging`` (private), keeping only folders and
-    regular files: 0700 and 0600, whatever the repository recorded."""
+def restore_folder(
+    repo: ResticRepository, stored: RepoSnapshot, staging: Path, *, only: str | None = None
+) -> Path:
+    """Restore the folder a snapshot holds (or only the file ``only`` in it) into ``staging``
+    (private), keeping only folders and regular files: 0700 and 0600, whatever the repository
+    recorded."""
     name = stored_folder_name(stored)
-    repo.restore(stored.id, staging, f"/{name}")
+    repo.restore(stored.id, staging, f"/{name}" + (f"/{only}" if only else ""))
     restored = staging / name
     if restored.is_symlink() or not restored.is_dir():
         raise RepositoryError(f"restic snapshot {stored.short_id} did not restore a folder")
