@@ -242,8 +242,13 @@ def test_disaster_drill_from_rest_repositories(
     raw[len(raw) // 2] ^= 0xFF
     pack.chmod(0o600)
     pack.write_bytes(bytes(raw))
-    damaged = run_verify_usage(pytester, *snap_repo, *key_repo)
-    assert "restic restore failed" in damaged, damaged
+    # The manifest still comes out; the snapshot's files do not: it fails, nothing boots.
+    damaged = run_verify(pytester, None, None, *snap_repo, *key_repo, *PROCESS)
+    damaged.result.assert_outcomes(errors=VERIFY_CHECKS, deselected=1)
+    first = next(iter(damaged.failures.values()))
+    assert "the snapshot's files could not be fetched: restic restore failed" in first, first
+    (entry,) = json.loads(damaged.report.with_suffix(".json").read_text())["entries"]
+    assert entry["result"] == "FAILED" and entry["durations"]["boot"] is None, entry
     check = run_backup_cli("repo", "check", *snap_repo, "--read-data-subset", "100%")
     _one_line_error(check, "restic check failed")
 
