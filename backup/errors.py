@@ -78,6 +78,11 @@ class RepositoryError(BackupError):
     or failed a command; the message says which and what to do."""
 
 
+class RepositoryLockedError(RepositoryError):
+    """Another restic holds the repository's exclusive lock (a tag, a forget, a prune, or a
+    stale lock): worth a wait before a retry."""
+
+
 class RuntimeInstallError(BackupError):
     """An n8n runtime could not be installed from the npm registry, or does not run."""
 

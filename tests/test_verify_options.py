@@ -113,7 +113,7 @@ def test_a_verify_run_leaves_the_test_tools_plugins_out(
 ) -> None:
     """hypothesis's pytest plugin (installed with the project's test tools) imported hypothesis
     at the end of every verify run: 1.1-1.5 s of a 10 s verify. A verify run unregisters it;
-    another run keeps it."""
+    any other run keeps it."""
     pytester.makepyfile(
         probe="""
         import sys
@@ -131,3 +131,7 @@ def test_a_verify_run_leaves_the_test_tools_plugins_out(
     other = pytester.runpytest_subprocess("-p", "probe", "test_other.py", timeout=120)
     assert other.ret == pytest.ExitCode.OK
     other.stdout.fnmatch_lines(["PROBE plugin=True imported=True"])
+    # A run of both (the project's tests and verify) keeps it for the tests that use it.
+    both = run(pytester, "-p", "probe", "--collect-only", *snapshots, *reports, "test_other.py")
+    assert both.ret == pytest.ExitCode.OK, both.stderr.str()
+    both.stdout.fnmatch_lines(["PROBE plugin=True imported=True"])

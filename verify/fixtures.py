@@ -97,7 +97,9 @@ def case(request: pytest.FixtureRequest) -> Iterator[SnapshotCase]:
                 )
             )
         except (BackupError, OSError) as exc:  # OSError: the disk is full, say
-            pytest.fail(f"the snapshot's files could not be fetched: {exc}", pytrace=False)
+            why = f"the snapshot's files could not be fetched: {exc}"
+            config.stash[SUMMARIES_KEY][value.case_id].unfetched = why
+            pytest.fail(why, pytrace=False)
         yield value
 
 

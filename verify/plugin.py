@@ -195,18 +195,23 @@ def _in_suite(path: Path) -> bool:
     return True
 
 
-def _runs_verify_suite(config: pytest.Config) -> bool:
-    """Whether the command line collects the verify suite: a path inside it, or with
-    ``--pyargs`` its module name (as pytest does, a name that imports wins over a path)."""
+def _args_in_suite(config: pytest.Config) -> list[bool]:
+    """For each path the command line collects, whether it is inside the verify suite (with
+    ``--pyargs``, a module name: as pytest does, a name that imports wins over a path)."""
+    inside = []
     for arg in config.args:
         name = arg.split("::")[0]
         path = _module_path(name) if config.option.pyargs else None
         if path is None:
             path = Path(name)
             path = path if path.is_absolute() else Path(config.invocation_params.dir) / path
-        if _in_suite(path):
-            return True
-    return False
+        inside.append(_in_suite(path))
+    return inside
+
+
+def _runs_verify_suite(config: pytest.Config) -> bool:
+    """Whether the command line collects the verify suite."""
+    return any(_args_in_suite(config))
 
 
 def _snapshots_repository(config: pytest.Config) -> ResticRepository | None:
@@ -450,9 +455,10 @@ def apply_verify_settings(config: pytest.Config, environ: Mapping[str, str]) -> 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     """Load the snapshots and, unless told otherwise, point the HTML and JUnit reports."""
-    if not _runs_verify_suite(config):
+    in_suite = _args_in_suite(config)
+    if not any(in_suite):
         return
-    for name in UNUSED_PLUGINS:
+    for name in UNUSED_PLUGINS if all(in_suite) else ():  # `pytest tests verify` keeps them
         unused = config.pluginmanager.get_plugin(name)
         if unused is not None:
             config.pluginmanager.unregister(unused)
@@ -468,7 +474,8 @@ def pytest_configure(config: pytest.Config) -> None:
             config.option.runtime = chosen["runtime"]
             if chosen.get("files") is not None:  # --repo: this worker fetches its groups' files
                 repo = _snapshots_repository(config)
-                assert repo is not None, "the controller fetched from --repo"
+                if repo is None:
+                    raise pytest.UsageError("a verify worker was started without --repo")
                 config.stash[FILES_KEY] = SnapshotFiles.from_wire(repo, chosen["files"])
             config.option.repo = config.option.key_repo = None
         for url in config.getoption("notify"):

@@ -13,14 +13,15 @@ import contextlib
 import fcntl
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from backup.atomic import make_private_dir
-from backup.errors import BackupError, RepositoryError
+from backup.errors import BackupError, RepositoryError, RepositoryLockedError
 from backup.keystore import KeyStore
 from backup.manifest import MANIFEST_NAME
 from backup.repository import keys as key_copies
@@ -67,12 +68,18 @@ class RemoteSnapshots:
         return SnapshotFiles(self.repo, self.folder, stored_by_folder)
 
 
+# Fetching a snapshot's files: attempts, and the wait after a locked repository (times 1, 2, 3).
+FETCH_ATTEMPTS = 4
+LOCK_WAIT_SECONDS = 5.0
+
+
 @dataclass
 class SnapshotFiles:
     """The files of snapshots whose manifests alone were fetched: each snapshot is completed
-    from the repository for as long as a group of tests needs it, then taken back to its
-    manifest. Parallel workers share the run's folder: a lock per snapshot lets one group at a
-    time hold it (the same snapshot on another target version waits)."""
+    from the repository for as long as groups of tests need it, then taken back to its
+    manifest. Parallel workers share the run's folder, with two locks per snapshot: one to
+    complete or strip it (one worker at a time), one held shared by every group using it (it
+    is stripped only when no group uses it)."""
 
     repo: ResticRepository
     root: Path  # the run's private folder
@@ -108,29 +115,52 @@ class SnapshotFiles:
     @contextlib.contextmanager
     def held(self, folder: Path, keep: Callable[[], bool]) -> Iterator[None]:
         """The whole snapshot in ``folder`` while the block runs; afterwards its manifest
-        alone again, unless ``keep()`` says that the next group is of the same snapshot.
-        A folder that did not come from the repository is left as it is."""
-        source = self.sources.get(folder)
-        if source is None:
+        alone again, unless ``keep()`` says that the next group is of the same snapshot or
+        another group still uses it. A folder that did not come from the repository is left
+        as it is. Raises BackupError or OSError when the files cannot be fetched."""
+        if folder not in self.sources:
             yield
             return
         locks = make_private_dir(self.root / "locks")
-        with open(locks / folder.name, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            complete = self.root / "complete" / folder.name
-            try:
+        complete = self.root / "complete" / folder.name
+        with (
+            open(locks / f"{folder.name}.state", "a") as state,
+            open(locks / f"{folder.name}.use", "a") as use,
+        ):
+            with _locked(state):
                 if not complete.exists():
-                    self._complete(folder, source)
+                    self._complete(folder)
                     make_private_dir(complete.parent)
                     complete.touch(mode=0o600)
+                fcntl.flock(use, fcntl.LOCK_SH)  # taken while no one can strip it
+            try:
                 yield
             finally:
+                fcntl.flock(use, fcntl.LOCK_UN)
                 if not keep():
-                    complete.unlink(missing_ok=True)
-                    _keep_only_the_manifest(folder)
+                    with _locked(state):
+                        _strip_unless_used(folder, complete, use)
 
-    def _complete(self, folder: Path, source: RepoSnapshot) -> None:
-        """Replace the manifest-only ``folder`` by the whole snapshot, fetched beside it."""
+    def _complete(self, folder: Path) -> None:
+        """Replace the manifest-only ``folder`` by the whole snapshot, fetched beside it. A
+        repository locked for a moment (another machine tags or prunes) is waited for; a
+        snapshot that another shard tagged meanwhile (restic gives it a new id) is found again
+        by its folder."""
+        for attempt in range(1, FETCH_ATTEMPTS + 1):
+            try:
+                self._fetch_into_place(folder, self.sources[folder])
+                return
+            except RepositoryLockedError:
+                if attempt == FETCH_ATTEMPTS:
+                    raise
+                time.sleep(LOCK_WAIT_SECONDS * attempt)
+            except RepositoryError:
+                again = stored.find_by_folder(self.repo, folder.name)
+                if attempt == FETCH_ATTEMPTS or again is None or again == self.sources[folder]:
+                    raise
+                self.sources[folder] = again
+
+    def _fetch_into_place(self, folder: Path, source: RepoSnapshot) -> None:
         with tempfile.TemporaryDirectory(prefix=".complete-", dir=self.root) as staging:
             whole = stored.fetch(self.repo, source, Path(staging))
             if (whole / MANIFEST_NAME).read_bytes() != (folder / MANIFEST_NAME).read_bytes():
@@ -142,14 +172,35 @@ class SnapshotFiles:
             whole.rename(folder)
 
 
-def _keep_only_the_manifest(folder: Path) -> None:
-    for entry in folder.iterdir():
-        if entry.name == MANIFEST_NAME:
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
+@contextlib.contextmanager
+def _locked(handle: IO[str]) -> Iterator[None]:
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _strip_unless_used(folder: Path, complete: Path, use: IO[str]) -> None:
+    """Take ``folder`` back to its manifest unless a group still uses it. Housekeeping only:
+    a failure leaves files that the end of the run removes, and fails no check."""
+    try:
+        fcntl.flock(use, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return  # another group uses it: the last one strips it
+    try:
+        complete.unlink(missing_ok=True)
+        for entry in folder.iterdir():
+            if entry.name == MANIFEST_NAME:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    except OSError:
+        pass
+    finally:
+        fcntl.flock(use, fcntl.LOCK_UN)
 
 
 def fetch_remote(

@@ -49,6 +49,8 @@ class SnapshotSummary:
     # Every check of the suite: only a run of all of them on a target counts as verified.
     required: frozenset[str] = frozenset()
     executions: int | None = None
+    # Why the snapshot's files could not be fetched from its repository (nothing was checked).
+    unfetched: str = ""
 
     def fill_from_manifest(self, manifest: Manifest) -> None:
         """Take what the manifest says about the snapshot."""
@@ -92,7 +94,10 @@ class SnapshotSummary:
     @property
     def result(self) -> str:
         """PASSED when every check of the suite ran and passed on this target; PARTIAL when
-        some were left out (deselected), and none failed."""
+        some were left out (deselected), and none failed, or when the snapshot's files never
+        came from its repository: not verified, and not shown to be broken either."""
+        if self.unfetched:
+            return "PARTIAL"
         if self.failed:
             return "FAILED"
         if not self.passed:

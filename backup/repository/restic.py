@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from backup.errors import InputError, RepositoryError
+from backup.errors import InputError, RepositoryError, RepositoryLockedError
 from backup.listing import created_time, printable
 
 INSTALL_HINT = "install restic (Debian/Ubuntu package restic: apt install restic)"
@@ -32,6 +32,7 @@ _RESTIC_ENV = (
 COMMAND_TIMEOUT = 3600.0
 STOP_TIMEOUT = 10.0
 _BACKEND = re.compile(r"[a-z][a-z0-9]*:")  # sftp:, rest:, s3:, local:...; else a path
+_LOCKED = re.compile(r"repository is already locked.*? by (.+)")
 _UNREACHABLE = re.compile(
     r"connection refused|dial tcp|no such host|network is unreachable|i/o timeout|"
     r"unable to start the sftp session|ssh: connect|connection reset|Connection closed",
@@ -147,7 +148,8 @@ class ResticRepository:
             _stop(process)  # interrupted: restic removes its lock on SIGINT
             raise
         if process.returncode != 0:
-            raise RepositoryError(self._failure(args[0], stderr))
+            error = RepositoryLockedError if _LOCKED.search(stderr) else RepositoryError
+            raise error(self._failure(args[0], stderr))
         return stdout
 
     @property
@@ -268,7 +270,7 @@ class ResticRepository:
                 f"wrong password for the restic repository {where}: check the password file or "
                 "command given for it"
             )
-        locked = re.search(r"repository is already locked.*? by (.+)", stderr)
+        locked = _LOCKED.search(stderr)
         if locked:
             since = re.search(r"lock was created at ([^(\n]+)", stderr)
             when = f" since {since.group(1).strip()}" if since else ""

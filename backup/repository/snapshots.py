@@ -5,6 +5,7 @@ newest verified snapshot of each instance always kept."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -191,6 +192,16 @@ def select(stored: list[StoredSnapshot], wanted: Sequence[str]) -> list[StoredSn
         if matches[0] not in chosen:
             chosen.append(matches[0])
     return chosen
+
+
+def find_by_folder(repo: ResticRepository, name: str) -> RepoSnapshot | None:
+    """The newest n8n snapshot in the repository that holds the folder ``name``."""
+    found = None
+    for item in stored_snapshots(repo):  # oldest first
+        with contextlib.suppress(RepositoryError):  # not one plain folder: not this one
+            if item.folder_name == name:
+                found = item.stored
+    return found
 
 
 def fetch(
