@@ -166,14 +166,15 @@ def add_free_entities(source: SourceInstance) -> None:
         _free_entities(source, rest)
 
 
-def _free_entities(source: SourceInstance, rest: httpx.Client) -> None:
-    """Tags, a data table with rows, an invited user, a second workflow version."""
+def _free_entities(source: SourceInstance, rest: httpx.Client, unedited: str | None = None) -> None:
+    """Tags, a data table with rows, an invited user, a second workflow version (of another
+    workflow than ``unedited``, whose name the tests look for)."""
     api = source.api
     tag_ids = [api.create_tag(name) for name in ("finance", "nightly")]
-    workflows = list(api.iter_workflows())
+    workflows = list(api.iter_workflows())  # in n8n's order: by random ids
     for workflow in workflows[:3]:
         api.set_workflow_tags(str(workflow["id"]), tag_ids)
-    edited = workflows[0]
+    edited = next(w for w in workflows if str(w["id"]) != unedited)
     api.update_workflow(
         str(edited["id"]),
         {
@@ -261,7 +262,7 @@ def start_rich_source(launcher: Path, folder: Path, *, binary_runs: int = 3) -> 
             created = source.api.create_workflow(extensions_workflow("Uses extensions"))
             rich.uses_extensions_id = str(created["id"])
             source.seeded_secrets = seed(source.api, corpus=True, generated=0)
-            _free_entities(source, rest)
+            _free_entities(source, rest, unedited=rich.uses_extensions_id)
             _run_binary_executions(rich, binary_runs)
             project = _data(rest.get("/projects/personal"))["id"]
         database = source.n8n_folder / "database.sqlite"
