@@ -19,25 +19,33 @@ from tests.verify_runner import VERIFY_CHECKS, run_verify
 EARLIER_2X = "2.39.10"
 
 
-def test_minor_upgrade_rehearsal_passes_and_reports_the_upgrade(
-    pytester: pytest.Pytester, tmp_path: Path
-) -> None:
-    source = start_source(npm.install(EARLIER_2X, log=False), tmp_path / "n8n")
+@pytest.fixture(scope="module")
+def earlier(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A snapshot of an n8n EARLIER_2X with the corpus, and its key store."""
+    base = tmp_path_factory.mktemp("earlier")
+    source = start_source(npm.install(EARLIER_2X, log=False), base / "n8n")
     try:
         seed(source.api, corpus=True, generated=2)
         path = run_snapshot_cli(
-            source.api_key, tmp_path / "snapshots", tmp_path / "keys", *process_source_args(source)
+            source.api_key, base / "snapshots", base / "keys", *process_source_args(source)
         )
     finally:
         source.api.close()
         source.process.close()
     assert Manifest.load(path).source_n8n_version == EARLIER_2X
+    return path, base / "keys"
+
+
+def test_minor_upgrade_rehearsal_passes_and_reports_the_upgrade(
+    pytester: pytest.Pytester, earlier: tuple[Path, Path]
+) -> None:
+    path, keys = earlier
 
     target = npm.DEFAULT_N8N_VERSION
     run = run_verify(
         pytester,
         path,
-        tmp_path / "keys",
+        keys,
         "--n8n-version",
         target,
         "--quiet-seconds",
@@ -72,22 +80,17 @@ def pytest_runtest_call(item):
 
 
 def test_a_snapshot_from_a_repository_is_fetched_once_for_two_targets(
-    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester,
+    earlier: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """verify --repo on the snapshot's own version and on the next: the two groups follow one
     another and share one fetch of its files (the folder is the same one throughout)."""
     from backup.repository import snapshots as stored
     from backup.repository.restic import Password, ResticRepository
 
-    source = start_source(npm.install(EARLIER_2X, log=False), tmp_path / "n8n")
-    try:
-        seed(source.api, corpus=True, generated=0)
-        path = run_snapshot_cli(
-            source.api_key, tmp_path / "snapshots", tmp_path / "keys", *process_source_args(source)
-        )
-    finally:
-        source.api.close()
-        source.process.close()
+    path, keys = earlier
     password = tmp_path / "repo-password"
     password.write_text("two targets, one fetch\n")
     password.chmod(0o600)
@@ -98,7 +101,7 @@ def test_a_snapshot_from_a_repository_is_fetched_once_for_two_targets(
     monkeypatch.setenv("PROBE_LOG", str(log))
     pytester.makepyfile(probe=_INODE_PROBE)
     run = run_verify(
-        pytester, None, tmp_path / "keys", "--repo", repo.location, "--repo-password-file",
+        pytester, None, keys, "--repo", repo.location, "--repo-password-file",
         str(password), "--n8n-version", f"{EARLIER_2X},{npm.DEFAULT_N8N_VERSION}",
         "--quiet-seconds", "1", "-p", "probe", *PROCESS_ARGS,
     )  # fmt: skip

@@ -13,7 +13,6 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,6 +20,8 @@ from backup.keystore import KeyStore
 from backup.manifest import Manifest, find_snapshots
 from backup.n8n.api import N8nApi
 from backup.n8n.container import inspect_n8n_container
+from backup.repository import snapshots as stored
+from backup.repository.restic import Password, RepoSnapshot, ResticRepository
 from docker import DockerClient
 from tests.cli_support import ROOT, run_backup_cli, snapshot_args
 from tests.docker_support import remove, run_n8n_container
@@ -44,6 +45,14 @@ def _repo_args(location: str, password: Path, *options: str, prefix: str = "repo
     for option in options:
         args += [f"--{prefix}-option", option]
     return args
+
+
+def _new_repository(tmp_path: Path, secret: str) -> ResticRepository:
+    """An empty local restic repository at ``tmp_path/repository``."""
+    password = _password(tmp_path / "secrets", "repo-password", secret)
+    repo = ResticRepository(str(tmp_path / "repository"), Password(file=password))
+    repo.init()
+    return repo
 
 
 def _ok(*args: str, env: dict[str, str] | None = None) -> str:
@@ -392,12 +401,8 @@ def test_only_files_and_folders_come_out_of_a_repository(
 ) -> None:
     """A repository is untrusted: a stored FIFO (or device, or link) is never fetched."""
     from backup.errors import RepositoryError
-    from backup.repository import snapshots as stored
-    from backup.repository.restic import Password, ResticRepository
 
-    password = _password(tmp_path / "secrets", "repo-password", "fifo repository secret")
-    repo = ResticRepository(str(tmp_path / "repository"), Password(file=password))
-    repo.init()
+    repo = _new_repository(tmp_path, "fifo repository secret")
     copy = copy_variant(taken, tmp_path / "copies", "with-a-fifo")
     os.mkfifo(copy / "pipe")
     (copy / "link").symlink_to("/etc/passwd")
@@ -443,13 +448,8 @@ def test_verify_from_a_repository_holds_one_snapshot_per_worker_on_disk(
     when its group starts and go when it ends, so that a nightly verify of every kept snapshot
     needs the disk of one snapshot per worker, not of all of them. Serially and with two
     workers, every snapshot passes and nothing stays behind."""
-    from backup.repository import snapshots as stored
-    from backup.repository.restic import Password, ResticRepository
-
-    password = _password(tmp_path / "secrets", "repo-password", "one at a time secret")
-    location = str(tmp_path / "repository")
-    repo = ResticRepository(location, Password(file=password))
-    repo.init()
+    repo = _new_repository(tmp_path, "one at a time secret")
+    location, password = repo.location, tmp_path / "secrets" / "repo-password"
     keys = tmp_path / "keys"
     for _ in range(3):  # three nights
         night = _snapshot_to(source, tmp_path, keys, *_repo_args(location, password))
@@ -492,13 +492,8 @@ def test_a_snapshot_whose_files_cannot_be_fetched_fails_in_one_line_and_boots_no
     """The repository goes away after the manifests were read (a remote lost mid-run): the
     group's first check says why in one line, no n8n is started, and the snapshot counts as
     not verified (PARTIAL: the run does not pass), not as broken."""
-    from backup.repository import snapshots as stored
-    from backup.repository.restic import Password, ResticRepository
-
-    password = _password(tmp_path / "secrets", "repo-password", "going away secret")
-    location = tmp_path / "repository"
-    repo = ResticRepository(str(location), Password(file=password))
-    repo.init()
+    repo = _new_repository(tmp_path, "going away secret")
+    location, password = Path(repo.location), tmp_path / "secrets" / "repo-password"
     stored.store(repo, copy_variant(taken, tmp_path / "copies", "gone"), lambda message: None)
     pytester.makepyfile(
         breaker=f"""
@@ -537,19 +532,11 @@ def test_a_snapshot_kept_for_the_next_group_is_not_fetched_again(
     import shutil
 
     from backup.errors import RepositoryError
-    from backup.repository import snapshots as stored
-    from backup.repository.restic import Password, ResticRepository
     from verify.remote import SnapshotFiles
 
-    password = _password(tmp_path / "secrets", "repo-password", "kept between groups")
-    location = tmp_path / "repository"
-    repo = ResticRepository(str(location), Password(file=password))
-    repo.init()
-    item = stored.store(repo, copy_variant(taken, tmp_path / "copies", "kept"), lambda m: None)
-    root = tmp_path / "run"
-    folder = stored.fetch(repo, item.stored, root / "snapshots", manifest_only=True)
+    repo, folder, source = _stored_with_manifest_only(taken, tmp_path, "kept")
     whole = sorted(p.relative_to(taken.path) for p in taken.path.rglob("*"))
-    files = SnapshotFiles(repo, root, {folder: item.stored})
+    files = SnapshotFiles(repo, tmp_path / "run", {folder: source})
 
     def contents() -> list[Path]:
         return sorted(p.relative_to(folder) for p in folder.rglob("*"))
@@ -558,7 +545,7 @@ def test_a_snapshot_kept_for_the_next_group_is_not_fetched_again(
     with files.held(folder, lambda: True):
         assert contents() == whole
     assert contents() == whole, "kept for the next group"
-    shutil.rmtree(location)  # the repository goes away
+    shutil.rmtree(repo.location)  # the repository goes away
     with files.held(folder, lambda: False):
         assert contents() == whole
     assert contents() == [Path("manifest.json")]
@@ -569,15 +556,10 @@ def test_a_snapshot_kept_for_the_next_group_is_not_fetched_again(
 
 def _stored_with_manifest_only(
     taken: TakenSnapshot, tmp_path: Path, name: str
-) -> tuple[Any, Path, Any]:
+) -> tuple[ResticRepository, Path, RepoSnapshot]:
     """A repository holding a copy of the shared snapshot, and that snapshot's folder fetched
     with its manifest alone, as verify --repo fetches it before the run."""
-    from backup.repository import snapshots as stored
-    from backup.repository.restic import Password, ResticRepository
-
-    password = _password(tmp_path / "secrets", "repo-password", f"{name} secret")
-    repo = ResticRepository(str(tmp_path / "repository"), Password(file=password))
-    repo.init()
+    repo = _new_repository(tmp_path, f"{name} secret")
     item = stored.store(repo, copy_variant(taken, tmp_path / "copies", name), lambda m: None)
     folder = stored.fetch(repo, item.stored, tmp_path / "run" / "snapshots", manifest_only=True)
     return repo, folder, item.stored

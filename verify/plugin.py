@@ -613,10 +613,9 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Count outcomes per snapshot and attach n8n's log to a failing test."""
     report = yield
-    callspec = getattr(item, "callspec", None)
-    case = callspec.params.get("case") if callspec else None
+    case = _case_of(item)
     summaries = item.config.stash.get(SUMMARIES_KEY, None)
-    if not isinstance(case, SnapshotCase) or summaries is None:
+    if case is None or summaries is None:
         return report  # not a verify test: another suite's own "case" parameter, say
     summary = summaries[case.case_id]
     summary.test_seconds += report.duration
