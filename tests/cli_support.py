@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 from backup.n8n.api import N8nApi
+from backup.restore.fault_points import PAUSE_ENV
 from verify.bootstrap import (
     sample_workflow,
 )
@@ -34,6 +36,28 @@ def run_backup_cli(
         env=env,
         check=False,
     )
+
+
+def start_paused_backup_cli(
+    args: list[str], point: str, env: dict[str, str], seconds: int = 120
+) -> subprocess.Popen[str]:
+    """Start ``n8n-backup`` with ``args``, paused at fault point ``point`` (see
+    backup.restore.fault_points); return once it has reached it."""
+    process = subprocess.Popen(
+        backup_command(*args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env, PAUSE_ENV: f"{point}:{seconds}"},
+    )
+    assert process.stderr is not None
+    said = []
+    while line := process.stderr.readline():
+        said.append(line)
+        if line.strip() == f"paused at {point}":
+            return process
+    process.wait()
+    raise AssertionError(f"n8n-backup ended before {point}: {''.join(said)}")
 
 
 def snapshot_args(api_key: str, out: Path, keys: Path, *source: str) -> list[str]:

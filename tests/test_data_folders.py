@@ -89,3 +89,22 @@ def test_resume_before_any_swap_changes_nothing(tmp_path: Path) -> None:
     _folders(live).undo_interrupted()
     assert _state(live) == before
     assert not list(live.glob(".restoring-*"))
+
+
+def test_the_next_restore_clears_staging_a_killed_one_left(tmp_path: Path) -> None:
+    snapshot, manifest = _snapshot(tmp_path)
+    live = _live(tmp_path)
+    _folders(live).prepare(snapshot, manifest)  # killed right after staging, before a journal
+    staged = [
+        live / ".restoring-folders-20261127T040000Z",
+        live / "storage/.restoring-20261127T040000Z",
+    ]
+    assert all(folder.is_dir() for folder in staged)
+    (live / ".restoring-mine").mkdir()  # not a name of ours
+    (live / "storage" / ".restoring-20261127T050000Z").symlink_to(tmp_path / "source")
+
+    removed = _folders(live, "20261127T060000Z").clear_leftovers()
+
+    assert removed == [f"staging folder {folder}" for folder in staged]
+    assert not any(folder.exists() for folder in staged)
+    assert (live / ".restoring-mine").is_dir() and (tmp_path / "source" / ".n8n" / "custom").is_dir()

@@ -134,6 +134,27 @@ def test_a_copy_cut_short_leaves_nothing_that_looks_like_a_rollback(
     assert prune_rollbacks(folder_path / ROLLBACK_DIR, 3, folder_path / "none") == [leftover]
 
 
+def test_the_next_restore_clears_what_a_killed_one_left(tmp_path: Path) -> None:
+    """What a restore killed while preparing leaves (an unfinished rollback copy, a staged
+    database) goes before the next one prepares; complete rollback copies and links stay."""
+    folder_path = make_folder(tmp_path)
+    complete = Path(SqliteSlot(locate(folder_path), folder_path / "database.sqlite").prepare())
+    leftover = folder_path / ROLLBACK_DIR / "20261101T000000Z"
+    leftover.mkdir()
+    (leftover / ".database.sqlite.partial").write_bytes(b"cut short")
+    staged = folder_path / ".database.sqlite.restoring"
+    staged.write_bytes(b"cut short")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (folder_path / ROLLBACK_DIR / "20261102T000000Z").symlink_to(outside)
+
+    removed = SqliteSlot(locate(folder_path), folder_path / "database.sqlite").clear_leftovers()
+
+    assert removed == [f"unfinished rollback copy {leftover}", f"staged database {staged}"]
+    assert complete.is_file() and not leftover.exists() and not staged.exists()
+    assert outside.is_dir() and (folder_path / ROLLBACK_DIR / "20261102T000000Z").is_symlink()
+
+
 def test_a_journal_naming_a_foreign_file_is_refused(tmp_path: Path) -> None:
     """The journal lives where n8n (or anyone with its volume) can write: resume must only
     ever copy one of this folder's rollback copies over the database."""

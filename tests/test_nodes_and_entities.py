@@ -24,9 +24,10 @@ from backup.n8n.node_types import TYPES_PATH, loaded_node_types
 from backup.n8n.session import EditorSession, instance_jwt_secret
 from backup.n8n.sqlite import N8nDatabase
 from backup.restore.database_slot import ROLLBACK_DIR
+from backup.restore.fault_points import STAGED
 from backup.secret import Secret
 from tests.browser import rendered_dom, summary_results
-from tests.cli_support import run_backup_cli, run_snapshot_cli
+from tests.cli_support import run_backup_cli, run_snapshot_cli, start_paused_backup_cli
 from tests.docker_support import DOCKER_ARGS, PROCESS_ARGS, remove, run_n8n_container
 from tests.n8n_support import process_source_args
 from tests.rich_source import (
@@ -234,8 +235,20 @@ def test_restore_into_a_container_puts_nodes_and_binary_data_back(
         folder = inspect_n8n_container(target.name).folder.path
         (folder / "custom").mkdir(exist_ok=True)
         (folder / "custom" / "left-over.txt").write_text("the target's own, kept for rollback")
-        result = run_backup_cli("restore", str(path), "--container", target.name)
+        restore = ["restore", str(path), "--container", target.name]
+        # Killed once the archives were unpacked beside n8n's data, before its journal: the
+        # staging folders stay behind, and the next restore removes them first.
+        killed = start_paused_backup_cli(restore, STAGED, {})
+        killed.kill()
+        killed.communicate()
+        staged = sorted(p for p in folder.rglob(".restoring-*") if p.is_dir())
+        assert len(staged) == 2, staged  # node folders and binary data
+        result = run_backup_cli(*restore)
         assert result.returncode == 0, result.stderr
+        for leftover in staged:
+            said = f"restore: removed staging folder {leftover}, left by an interrupted restore"
+            assert said in result.stdout.splitlines()
+        assert not list(folder.rglob(".restoring-*"))
         assert "custom, nodes, binary data in " in result.stdout
         assert (folder / "nodes" / "node_modules" / COMMUNITY_PACKAGE / "package.json").is_file()
         assert (folder / "custom" / "rv-probe" / "package.json").is_file()

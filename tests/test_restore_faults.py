@@ -5,7 +5,9 @@ The restore is paused at a named point (backup.restore.fault_points) and then ki
 interrupted (SIGINT) or has its container stopped from outside. After each case n8n runs on
 its complete previous data (every workflow and credential that existed before, credentials
 decrypting in n8n), nothing is pending, and the tool's last line says so; a killed restore is
-finished by `restore --resume`, and a plain re-run is refused until then.
+finished by `restore --resume`, and a plain re-run is refused until then. A restore killed
+before its journal's first step (the snapshot staged, n8n untouched) needs no resume: the next
+restore removes what it staged.
 """
 
 from __future__ import annotations
@@ -30,11 +32,11 @@ from backup.n8n.container import ContainerCli, inspect_n8n_container
 from backup.n8n.postgres import PostgresTarget, n8n_database_env
 from backup.restore.checks import n8n_credential_digests, served_workflow_digests
 from backup.restore.database_slot import ROLLBACK_DIR, replace_database
-from backup.restore.fault_points import PAUSE_ENV, STARTED, STOPPED, SWAPPED, SWAPPING
+from backup.restore.fault_points import STAGED, STARTED, STOPPED, SWAPPED, SWAPPING
 from backup.restore.journal import clear_journal, read_journal
 from backup.restore.postgres_slot import database_names, rollback_databases
 from backup.secret import Secret
-from tests.cli_support import backup_command, run_backup_cli, run_snapshot_cli
+from tests.cli_support import run_backup_cli, run_snapshot_cli, start_paused_backup_cli
 from tests.docker_support import (
     N8nTestContainer,
     remove,
@@ -117,21 +119,7 @@ def start_paused_restore(
     target: FaultTarget, point: str, seconds: int = 120
 ) -> subprocess.Popen[str]:
     """Start a restore that pauses at ``point``; return once it has reached it."""
-    restore = subprocess.Popen(
-        backup_command(*restore_args(target)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **target.env, PAUSE_ENV: f"{point}:{seconds}"},
-    )
-    assert restore.stderr is not None
-    said = []
-    while line := restore.stderr.readline():
-        said.append(line)
-        if line.strip() == f"paused at {point}":
-            return restore
-    restore.wait()
-    raise AssertionError(f"the restore ended before {point}: {''.join(said)}")
+    return start_paused_backup_cli(restore_args(target), point, target.env, seconds)
 
 
 def assert_previous_data_runs(target: FaultTarget, before: State) -> None:
@@ -335,9 +323,55 @@ def test_postgres_restore_faults_leave_the_previous_database_running(
         interrupt(postgres_target, point)
     assert_previous_data_runs(postgres_target, before)
     assert postgres_target.postgres is not None
-    names = database_names(postgres_target.postgres)
-    assert not [n for n in names if "_restoring_" in n], "a staging database was left behind"
+    assert not _staging_databases(postgres_target), "a staging database was left behind"
     assert len(rollback_databases(postgres_target.postgres)) <= 3
+
+
+def _staging_databases(target: FaultTarget) -> list[str]:
+    assert target.postgres is not None
+    return [name for name in database_names(target.postgres) if "_restoring_" in name]
+
+
+def test_postgres_restore_interrupted_while_staging_drops_its_staging(
+    postgres_target: FaultTarget,
+) -> None:
+    """Ctrl-C after pg_restore filled the staging database: nothing of n8n's was touched, the
+    staging database is dropped, and the last line says nothing was changed."""
+    before = add_own_data(postgres_target)
+    restore = start_paused_restore(postgres_target, STAGED)
+    assert len(_staging_databases(postgres_target)) == 1, "paused with the staging database"
+    restore.send_signal(signal.SIGINT)
+    _, stderr = restore.communicate(timeout=400)
+    assert restore.returncode == 130, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.endswith("was touched; nothing was changed"), last
+    assert not _staging_databases(postgres_target), "the staging database was left behind"
+    assert_previous_data_runs(postgres_target, before)
+
+
+def test_postgres_restore_killed_while_staging_is_cleared_by_the_next(
+    postgres_target: FaultTarget,
+) -> None:
+    """SIGKILL after pg_restore filled the staging database, before the journal's first step:
+    n8n still runs on its data and nothing is pending, but the staging database (as big as
+    the restored data) stays on the server. The next restore drops it first and says so."""
+    before = add_own_data(postgres_target)
+    restore = start_paused_restore(postgres_target, STAGED)
+    restore.kill()
+    restore.communicate()
+    (left,) = _staging_databases(postgres_target)
+    assert current_state(postgres_target) == before, "n8n's data was touched"
+    folder = inspect_n8n_container(postgres_target.handle.name).folder.path
+    assert read_journal(folder / ROLLBACK_DIR) is None, "nothing was pending yet"
+    again = run_backup_cli(
+        *restore_args(postgres_target), env={**os.environ, **postgres_target.env}, timeout=400
+    )
+    assert again.returncode == 0, again.stderr
+    said = f"restore: removed staging database {left}, left by an interrupted restore"
+    assert said in again.stdout.splitlines()
+    assert not _staging_databases(postgres_target)
+    served = current_state(postgres_target).workflows
+    assert served.keys() == {w.id for w in Manifest.load(postgres_target.snapshot).workflows}
 
 
 def test_postgres_rollback_databases_are_listed_and_bounded(postgres_target: FaultTarget) -> None:

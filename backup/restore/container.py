@@ -65,7 +65,7 @@ from backup.restore.database_slot import (
     SqliteSlot,
     rollback_stamp,
 )
-from backup.restore.fault_points import STARTED, STOPPED, SWAPPED, pause_point
+from backup.restore.fault_points import STAGED, STARTED, STOPPED, SWAPPED, pause_point
 from backup.restore.journal import (
     PREPARED,
     REPLACED,
@@ -283,19 +283,26 @@ def _restore_locked(
         folders_swapped = (folders.stamp, str(folders.binary_root))
         slot.record(container_name, manifest.snapshot_id, step, started_at, folders_swapped)
 
-    slot.check_space()
     folders = DataFolders(
         source.folder.path, rollback_stamp(), slot.rollback_dir, _binary_target(source)
     )
+    for leftover in slot.clear_leftovers() + folders.clear_leftovers():
+        say(f"restore: removed {leftover}, left by an interrupted restore")
+    slot.check_space()
     with interrupts_as_keyboard_interrupt():
         try:
             rollback = slot.prepare()
             replaced = folders.prepare(snapshot_dir, manifest)
-        except KeyboardInterrupt:
+            pause_point(STAGED)
+        except BaseException as exc:  # what was staged goes; n8n's data was not touched
             folders.discard()
-            raise RestoreInterrupted(
-                f"interrupted before {container_name} was touched; nothing was changed"
-            ) from None
+            with contextlib.suppress(Exception):
+                slot.discard()
+            if isinstance(exc, KeyboardInterrupt):
+                raise RestoreInterrupted(
+                    f"interrupted before {container_name} was touched; nothing was changed"
+                ) from None
+            raise
     record(PREPARED)
     say(f"restore: previous database will be kept as {rollback}")
     if replaced:

@@ -12,6 +12,7 @@ the storage root, and put back if the restore fails.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from backup.n8n.extensions import ARCHIVE_NAME as NODES_ARCHIVE
 from backup.n8n.extensions import NODE_FOLDERS
 from backup.n8n.extensions import unpack as unpack_nodes
 from backup.ownership import chown_tree
+from backup.restore.database_slot import STAMP
 
 BINARY_FOLDER = "workflows"  # what n8n keeps under its storage root for executions
 
@@ -106,6 +108,28 @@ class DataFolders:
             else f"binary data in {swap.place}"
             for swap in self.swaps
         ]
+
+    def clear_leftovers(self) -> list[str]:
+        """Before a restore prepares (no restore pending): remove the staging folders that a
+        restore killed while it unpacked left behind; say which."""
+        removed = []
+        for parent, prefix in (
+            (self.n8n_folder, ".restoring-folders-"),
+            (self.binary_root, ".restoring-"),
+        ):
+            if not parent.is_dir():
+                continue
+            for folder in sorted(parent.iterdir()):
+                name = folder.name
+                if (
+                    name.startswith(prefix)
+                    and re.fullmatch(STAMP, name.removeprefix(prefix))
+                    and folder.is_dir()
+                    and not folder.is_symlink()
+                ):
+                    shutil.rmtree(folder)
+                    removed.append(f"staging folder {folder}")
+        return removed
 
     @staticmethod
     def _fresh(folder: Path) -> Path:

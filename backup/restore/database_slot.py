@@ -139,6 +139,11 @@ class DatabaseSlot(ABC):
         """The restore has finished or has been undone: no journal any more."""
         clear_journal(self.rollback_dir)
 
+    def clear_leftovers(self) -> list[str]:
+        """Before a restore prepares (its locks held, no restore pending): remove what a restore
+        killed while it prepared left behind (it had written no journal yet); say what."""
+        return []
+
     def check_space(self) -> None:
         """Before anything is written: refuse when the copies the restore makes cannot fit.
         A database on a server (PostgreSQL) has nothing to check here."""
@@ -205,6 +210,18 @@ class SqliteSlot(DatabaseSlot):
 
     def rollback(self) -> str:
         return str(self.rollback_copy)
+
+    def clear_leftovers(self) -> list[str]:
+        removed = []
+        for folder in _rollback_folders(self.rollback_dir):
+            if not (folder / DATABASE_NAME).is_file():  # killed while copying
+                shutil.rmtree(folder)
+                removed.append(f"unfinished rollback copy {folder}")
+        staged = _staged_database(self.folder)
+        if staged.is_file() or staged.is_symlink():
+            staged.unlink()
+            removed.append(f"staged database {staged}")
+        return removed
 
     def check_space(self) -> None:
         # The rollback copy of the live database and the staged copy of the snapshot's live
@@ -292,11 +309,11 @@ def rollback_copies(rollback_dir: Path) -> list[Path]:
     return sorted(copies, key=lambda p: p.parent.name, reverse=True)
 
 
-def prune_rollbacks(rollback_dir: Path, keep: int, current: Path) -> list[Path]:
-    """Remove all but the ``keep`` newest rollback folders (``current`` always stays), and
-    folders a killed copy left without a database; never through a link. Returns what was
-    removed."""
-    folders = sorted(
+def _rollback_folders(rollback_dir: Path) -> list[Path]:
+    """The rollback folders in ``rollback_dir`` (never a link), newest first."""
+    if not rollback_dir.is_dir():
+        return []
+    return sorted(
         (
             p
             for p in rollback_dir.iterdir()
@@ -305,6 +322,13 @@ def prune_rollbacks(rollback_dir: Path, keep: int, current: Path) -> list[Path]:
         key=lambda p: p.name,
         reverse=True,
     )
+
+
+def prune_rollbacks(rollback_dir: Path, keep: int, current: Path) -> list[Path]:
+    """Remove all but the ``keep`` newest rollback folders (``current`` always stays), and
+    folders a killed copy left without a database; never through a link. Returns what was
+    removed."""
+    folders = _rollback_folders(rollback_dir)
     complete = [p for p in folders if (p / DATABASE_NAME).is_file()]
     unfinished = [p for p in folders if p not in complete]
     removed = [p for p in complete[keep:] + unfinished if p != current]
@@ -313,11 +337,16 @@ def prune_rollbacks(rollback_dir: Path, keep: int, current: Path) -> list[Path]:
     return removed
 
 
+def _staged_database(folder: N8nFolder) -> Path:
+    """Where ``replace_database`` writes the new database before renaming it into place."""
+    return folder.database.with_name(f".{folder.database.name}.restoring")
+
+
 def replace_database(folder: N8nFolder, source: Path) -> None:
     """Copy ``source`` over n8n's database, keeping owner and mode; drop its side files."""
     live = folder.database
     info = live.stat()
-    staged = live.with_name(f".{live.name}.restoring")
+    staged = _staged_database(folder)
     staged.unlink(missing_ok=True)  # a leftover, or a link someone planted: never written through
     try:
         fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)

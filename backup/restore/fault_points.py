@@ -13,10 +13,11 @@ import sys
 import time
 
 PAUSE_ENV = "N8N_BACKUP_PAUSE_AT"
-# After the container stopped; in the middle of the database swap; after the swap, before the
-# start; after the start, while n8n boots (the readiness wait).
-STOPPED, SWAPPING, SWAPPED, STARTED = "stopped", "swapping", "swapped", "started"
-POINTS = (STOPPED, SWAPPING, SWAPPED, STARTED)
+# The snapshot's database and folders staged, before the journal's first step (nothing of n8n's
+# touched yet); after the container stopped; in the middle of the database swap; after the
+# swap, before the start; after the start, while n8n boots (the readiness wait).
+STAGED, STOPPED, SWAPPING, SWAPPED, STARTED = "staged", "stopped", "swapping", "swapped", "started"
+POINTS = (STAGED, STOPPED, SWAPPING, SWAPPED, STARTED)
 
 
 _paused: set[str] = set()

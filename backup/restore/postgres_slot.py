@@ -81,6 +81,14 @@ class PostgresSlot(DatabaseSlot):
     def tables(self) -> N8nTables:
         return PostgresTables(self.target)
 
+    def clear_leftovers(self) -> list[str]:
+        # The advisory lock on this database is ours: no other restore stages into it now.
+        pattern = f"{re.escape(self.target.dbname)}_restoring_{STAMP.lower()}"
+        leftovers = sorted(n for n in database_names(self.target) if re.fullmatch(pattern, n))
+        for name in leftovers:
+            drop_database(self.target, name)
+        return [f"staging database {name}" for name in leftovers]
+
     def rollback(self) -> str:
         return self.rollback_name
 
