@@ -66,6 +66,20 @@ def new_private_file(path: Path) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
 
 
+def reserve_new_file(folder: Path, stem: str, suffix: str) -> Path:
+    """Create ``<stem><suffix>`` in ``folder`` as a new, empty 0600 file, or ``<stem>-2<suffix>``
+    and so on when that name is taken (two runs that started in the same second); its path."""
+    number = 1
+    while True:
+        path = folder / (f"{stem}{suffix}" if number == 1 else f"{stem}-{number}{suffix}")
+        try:
+            os.close(new_private_file(path))
+        except FileExistsError:
+            number += 1
+            continue
+        return path
+
+
 def copy_hashed(source: BinaryIO, destination: Path) -> str:
     """Copy an open file to a new private file (0600, refused if it exists) and return the
     sha256 of what was written, from the same read: each chunk is hashed in a second thread

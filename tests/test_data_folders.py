@@ -107,4 +107,5 @@ def test_the_next_restore_clears_staging_a_killed_one_left(tmp_path: Path) -> No
 
     assert removed == [f"staging folder {folder}" for folder in staged]
     assert not any(folder.exists() for folder in staged)
-    assert (live / ".restoring-mine").is_dir() and (tmp_path / "source" / ".n8n" / "custom").is_dir()
+    assert (live / ".restoring-mine").is_dir(), "not a name of ours"
+    assert (tmp_path / "source" / ".n8n" / "custom").is_dir(), "removed through a link"

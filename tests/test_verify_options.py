@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from backup.manifest import Counts, Manifest
 from tests.cli_support import ROOT
 from tests.n8n_support import TakenSnapshot
+from tests.verify_runner import wrong_key_store
 from verify.cases import SnapshotCase
 
 
@@ -135,3 +137,35 @@ def test_a_verify_run_leaves_the_test_tools_plugins_out(
     both = run(pytester, "-p", "probe", "--collect-only", *snapshots, *reports, "test_other.py")
     assert both.ret == pytest.ExitCode.OK, both.stderr.str()
     both.stdout.fnmatch_lines(["PROBE plugin=True imported=True"])
+
+
+def test_a_verify_run_never_overwrites_another_runs_reports(
+    pytester: pytest.Pytester, taken: TakenSnapshot, tmp_path: Path
+) -> None:
+    """Reports were named after the second the run started: two runs started in the same second
+    (a nightly job verifying two instances at once) wrote the same files, and one run's
+    report replaced the other's. Here other runs' reports exist for every second this run can
+    start in: it picks its own names beside them and changes none of them."""
+    reports = pytester.path / "reports"
+    reports.mkdir(mode=0o700)
+    now = datetime.now(UTC)
+    others = {
+        reports / f"verify-{(now + timedelta(seconds=s)).strftime('%Y%m%dT%H%M%SZ')}.{ext}"
+        for s in range(-1, 120)
+        for ext in ("html", "xml", "json")
+    }
+    for path in others:
+        path.write_text("another run's report")
+    wrong = wrong_key_store(tmp_path / "wrong-keys", taken.path, "0" * 32)
+    snapshots = ("--snapshots", str(taken.path), "--key-store", str(wrong))
+    result = run(pytester, "--rootdir", str(pytester.path), *snapshots)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stderr.str()
+    (html,) = set(reports.glob("*.html")) - others
+    assert html.name.endswith("-2.html"), html.name
+    assert {p.name for p in set(reports.iterdir()) - others} == {
+        html.name,
+        html.with_suffix(".xml").name,
+        html.with_suffix(".json").name,
+    }
+    assert taken.path.name in html.read_text(encoding="utf-8")
+    assert all(path.read_text() == "another run's report" for path in others)

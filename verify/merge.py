@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from backup.atomic import make_private_dir, write_text_atomic
+from backup.atomic import make_private_dir, reserve_new_file, write_text_atomic
 from backup.errors import InputError
 from verify.result import SCHEMA, SCHEMA_VERSION, verdict_of
 
@@ -119,7 +119,7 @@ def merge(out: Path, results: list[Path]) -> tuple[Path, str]:
     merged = merge_results(shards)
     make_private_dir(out)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    target = out / f"verify-merged-{stamp}.json"
+    target = reserve_new_file(out, f"verify-merged-{stamp}", ".json")
     junit_files = [Path(str(body["junit"])) for _, body in shards if body.get("junit")]
     if junit_files:
         junit = target.with_suffix(".xml")

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from backup.about import tool_version
+from backup.atomic import reserve_new_file
 from backup.errors import BackupError, InputError
 from backup.extras import MissingExtraError
 from backup.manifest import Manifest, find_snapshots
@@ -497,11 +498,18 @@ def pytest_configure(config: pytest.Config) -> None:
     reports = _reports_base(config) / REPORTS_DIR
     reports.mkdir(mode=0o700, exist_ok=True)
     reports.chmod(0o700)
+    # Each run its own names: a second run started in the same second must not overwrite them.
+    html_report = None
     if not config.option.htmlpath:
-        config.option.htmlpath = str(reports / f"verify-{stamp}.html")
+        html_report = reserve_new_file(reports, f"verify-{stamp}", ".html")
+        config.option.htmlpath = str(html_report)
     config.option.self_contained_html = True
     if not config.option.xmlpath:
-        config.option.xmlpath = str(reports / f"verify-{stamp}.xml")
+        config.option.xmlpath = str(
+            html_report.with_suffix(".xml")
+            if html_report is not None
+            else reserve_new_file(reports, f"verify-{stamp}", ".xml")
+        )
 
 
 @pytest.hookimpl(optionalhook=True)
