@@ -221,9 +221,12 @@ class DatabaseContents:
     server_version: str | None
 
 
-def _read_contents(tables: N8nTables, encryption_key: str) -> DatabaseContents:
+def _read_contents(
+    tables: N8nTables, encryption_key: str, binary_paths: Callable[[], list[str]] | None = None
+) -> DatabaseContents:
     """Read what the manifest records, one row at a time: a workflow's nodes and an entity's
-    row are dropped once digested, so memory does not grow with them."""
+    row are dropped once digested, so memory does not grow with them. ``binary_paths``: the
+    binary files the executions refer to, when another reader looks for them meanwhile."""
     return DatabaseContents(
         [
             CopiedWorkflow(
@@ -234,7 +237,7 @@ def _read_contents(tables: N8nTables, encryption_key: str) -> DatabaseContents:
         tables.credentials(),
         tables.community_packages(),
         {name: _entity_entry(name, rows, encryption_key) for name, rows in entity_rows(tables)},
-        referenced_paths(tables),
+        binary_paths() if binary_paths is not None else referenced_paths(tables),
         tables.count("execution_entity"),
         tables.data_keys(),
         tables.server_version(),
@@ -279,13 +282,17 @@ def _capture_sqlite(
     # The integrity check, the hash (unless the copy's read made it) and the reading each read
     # the copy once, side by side (sqlite3 and hashlib release the GIL), while the copy is
     # flushed to disk.
-    with ThreadPoolExecutor(3, thread_name_prefix="snapshot-check") as checks:
+    copied = N8nDatabase(copy, request.table_prefix)
+    with ThreadPoolExecutor(4, thread_name_prefix="snapshot-check") as checks:
         flushed = checks.submit(fsync_file, copy)
         integrity = checks.submit(integrity_problems, copy)
         hashing = checks.submit(sha256_file, copy) if copied_digest is None else None
+        # The scan of the execution data for binary references reads as much as the copy
+        # holds: its own reader, beside the others.
+        scanning = checks.submit(referenced_paths, copied)
         read_error: SqliteBackupError | None = None
         try:
-            contents = _read_contents(N8nDatabase(copy, request.table_prefix), encryption_key)
+            contents = _read_contents(copied, encryption_key, scanning.result)
         except SqliteBackupError as exc:
             read_error = exc
         if problems := integrity.result():  # on a damaged copy, says best what is wrong
