@@ -441,6 +441,8 @@ def test_body_json_cannot_carry_is_an_api_error() -> None:
         ("http://127.0.0.1:5678", True),
         ("http://127.8.0.1:5678", True),
         ("http://[::1]:5678", True),
+        ("http://[::ffff:127.0.0.1]:5678", True),
+        ("http://[::ffff:192.0.2.7]:5678", False),
         ("http://localhost:5678", True),
         ("https://n8n.example.com", False),
         ("http://192.0.2.7:5678", False),

@@ -37,7 +37,9 @@ def transfer_headers(base_url: str) -> dict[str, str]:
     0.95 s gzipped, 0.78 s plain; 5,000 workflows through the API: 2.62 s and 2.34 s)."""
     host = urllib.parse.urlsplit(base_url).hostname or ""
     try:
-        on_loopback = ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
+        # ::ffff:127.0.0.1 is IPv4's loopback written as IPv6 (not loopback to ipaddress).
+        on_loopback = (getattr(address, "ipv4_mapped", None) or address).is_loopback
     except ValueError:
         on_loopback = host == "localhost"
     return {"Accept-Encoding": "identity"} if on_loopback else {}
