@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -79,12 +78,6 @@ def reserve_new_file(folder: Path, stem: str, suffix: str) -> Path:
             number += 1
             continue
         return path
-
-
-def copy_new_file(source: BinaryIO, destination: Path) -> None:
-    """Copy an open file to a new private file (0600, refused if it exists)."""
-    with open(new_private_file(destination), "wb") as out:
-        shutil.copyfileobj(source, out, _COPY_CHUNK)
 
 
 def copy_hashed(source: BinaryIO, destination: Path) -> str:

@@ -1,7 +1,7 @@
 """The database copy of a snapshot, against a real SQLite writer that never stops: whatever the
 journal mode (n8n 1.x: rollback journal, copied byte for byte under a shared lock; 2.x: WAL,
-the file and its WAL copied byte for byte under a read transaction, the WAL then replayed),
-every copy is a whole database at one commit, and its hash is the hash of the file written."""
+through the backup API), every copy is a whole database at one commit, and its hash is the
+hash of the file written."""
 
 from __future__ import annotations
 

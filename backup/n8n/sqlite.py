@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-from backup.atomic import copy_hashed, copy_new_file
+from backup.atomic import copy_hashed, new_private_file
 from backup.errors import InputError, SqliteBackupError
 from backup.identifiers import quote_identifier, table_prefix_problem
 from backup.n8n.tables import N8nTables
@@ -58,22 +59,11 @@ def copy_database(source: Path, destination: Path) -> str | None:
     """Copy n8n's live SQLite database consistently to a new file; return the copy's sha256
     when the copy's own read computed it (None: hash the copy).
 
-    Both are byte copies made inside a read transaction, at the speed of a file copy (SQLite's
-    backup API writes page by page: three times as long for 1 GB here).
-
-    n8n 1.x keeps its database in rollback-journal mode: the file alone is the database, and
-    the transaction's shared lock keeps n8n's writers waiting until it is copied; it is hashed
-    in the same read.
-
-    n8n 2.x uses WAL mode, where the database is the file plus the commits in its -wal file,
-    and our read transaction blocks no writer. It pins what the copy needs: while it lasts,
-    n8n's checkpoints copy into the file only WAL frames our transaction can see (sqlite.org/
-    wal.html: a checkpoint stops at the end mark of any current reader) and the WAL is not
-    restarted over them. So the -wal file is copied first, the file second, and SQLite then
-    replays the copied WAL into the copy: every page a checkpoint may have changed during the
-    copy has its frame in the copied WAL. The copy holds every commit up to the last whole one
-    in the copied WAL (one made during the copy, at most), and is then switched to
-    rollback-journal mode, one self-contained file.
+    n8n 1.x keeps its database in rollback-journal mode: the file alone is the database, so it
+    is copied byte for byte inside a read transaction (its shared lock keeps n8n's writers
+    waiting until the copy is complete, as the backup API's one-step copy would) and hashed in
+    the same read. n8n 2.x uses WAL, where the file alone is not the database: the backup API
+    copies it without blocking n8n's writers.
     """
     with (
         map_sqlite_errors(f"online backup of {source}"),
@@ -84,31 +74,16 @@ def copy_database(source: Path, destination: Path) -> str | None:
         src.execute("BEGIN")
         src.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # takes the shared lock
         mode = str(src.execute("PRAGMA journal_mode").fetchone()[0]).lower()
-        wal = _wal_file(source)
-        if mode == "wal" and wal.exists():
-            with open(wal, "rb", buffering=0) as handle:
-                copy_new_file(handle, _wal_file(destination))
-        # Closing our handles drops this process's POSIX locks on the file: end first.
-        with open(source, "rb", buffering=0) as handle:  # chunks straight from the file
-            if mode != "wal":
+        if mode != "wal":
+            with open(source, "rb", buffering=0) as handle:  # chunks straight from the file
                 digest = copy_hashed(handle, destination)
+                # Closing our handle drops this process's POSIX locks on the file: end first.
                 src.execute("COMMIT")
-                return digest
-            copy_new_file(handle, destination)
-            src.execute("COMMIT")
-    with (
-        map_sqlite_errors(f"replaying the copied WAL of {source}"),
-        closing(sqlite3.connect(destination)) as copy,
-    ):
-        copy.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        copy.execute("PRAGMA journal_mode = DELETE")
-    for side in (_wal_file(destination), destination.with_name(destination.name + "-shm")):
-        side.unlink(missing_ok=True)
-    return None  # the replay and the switch of mode changed the file
-
-
-def _wal_file(database: Path) -> Path:
-    return database.with_name(database.name + "-wal")
+            return digest
+        src.execute("COMMIT")
+    os.close(new_private_file(destination))
+    online_copy(source, destination)  # into the empty private file: SQLite keeps its mode
+    return None
 
 
 def integrity_problems(path: Path) -> list[str]:
