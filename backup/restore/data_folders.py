@@ -27,6 +27,9 @@ from backup.ownership import chown_tree
 from backup.restore.database_slot import STAMP
 
 BINARY_FOLDER = "workflows"  # what n8n keeps under its storage root for executions
+# Staging folders, named <prefix><stamp>: beside the node folders, and in the storage root.
+NODE_STAGING_PREFIX = ".restoring-folders-"
+BINARY_STAGING_PREFIX = ".restoring-"
 
 
 @dataclass(frozen=True)
@@ -65,11 +68,11 @@ class DataFolders:
 
     @property
     def _node_staging(self) -> Path:
-        return self.n8n_folder / f".restoring-folders-{self.stamp}"
+        return self.n8n_folder / f"{NODE_STAGING_PREFIX}{self.stamp}"
 
     @property
     def _binary_staging(self) -> Path:
-        return self.binary_root / f".restoring-{self.stamp}"
+        return self.binary_root / f"{BINARY_STAGING_PREFIX}{self.stamp}"
 
     @property
     def kept_nodes(self) -> Path:
@@ -114,8 +117,8 @@ class DataFolders:
         restore killed while it unpacked left behind; say which."""
         removed = []
         for parent, prefix in (
-            (self.n8n_folder, ".restoring-folders-"),
-            (self.binary_root, ".restoring-"),
+            (self.n8n_folder, NODE_STAGING_PREFIX),
+            (self.binary_root, BINARY_STAGING_PREFIX),
         ):
             if not parent.is_dir():
                 continue

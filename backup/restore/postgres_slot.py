@@ -63,7 +63,7 @@ class PostgresSlot(DatabaseSlot):
             )
         slot = cls(target, None, folder)
         for role, name in (("restoring", journal.staging), ("rollback", journal.rollback)):
-            if not re.fullmatch(f"{re.escape(target.dbname)}_{role}_{STAMP.lower()}", name):
+            if not re.fullmatch(_name_pattern(target, role), name):
                 raise InputError(
                     f"the restore journal in {slot.rollback_dir} names database {name!r}, which "
                     f"is not a {role} database of {target.dbname!r}: check it by hand; nothing "
@@ -83,8 +83,7 @@ class PostgresSlot(DatabaseSlot):
 
     def clear_leftovers(self) -> list[str]:
         # The advisory lock on this database is ours: no other restore stages into it now.
-        pattern = f"{re.escape(self.target.dbname)}_restoring_{STAMP.lower()}"
-        leftovers = sorted(n for n in database_names(self.target) if re.fullmatch(pattern, n))
+        leftovers = sorted(_databases_named(self.target, "restoring"))
         for name in leftovers:
             drop_database(self.target, name)
         return [f"staging database {name}" for name in leftovers]
@@ -150,8 +149,19 @@ def database_names(target: PostgresTarget) -> set[str]:
         return {str(row[0]) for row in admin.execute("SELECT datname FROM pg_database")}
 
 
+def _name_pattern(target: PostgresTarget, role: str) -> str:
+    """How restores name the databases they keep beside ``target``'s: ``<name>_<role>_<time>``
+    (role ``restoring``: a staging database; ``rollback``: a previous database)."""
+    return f"{re.escape(target.dbname)}_{role}_{STAMP.lower()}"
+
+
+def _databases_named(target: PostgresTarget, role: str) -> list[str]:
+    """The databases on ``target``'s server named as restores name their ``role`` ones."""
+    pattern = _name_pattern(target, role)
+    return [name for name in database_names(target) if re.fullmatch(pattern, name)]
+
+
 def rollback_databases(target: PostgresTarget) -> list[str]:
     """The rollback databases restores kept beside ``target``'s database, newest first."""
-    pattern = f"{re.escape(target.dbname)}_rollback_{STAMP.lower()}"
-    names = [name for name in database_names(target) if re.fullmatch(pattern, name)]
+    names = _databases_named(target, "rollback")
     return sorted(names, key=lambda name: name.rsplit("_", 1)[1], reverse=True)
