@@ -341,9 +341,7 @@ def test_bad_repositories_are_one_line_and_change_nothing(
         stderr=subprocess.DEVNULL,
         env=env,
     )
-    deadline = time.monotonic() + 30
-    while not any((Path(location) / "locks").iterdir()) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    _wait_for_a_written_lock(location, env)
     holder.send_signal(signal.SIGKILL)
     holder.wait()
     locks = list((Path(location) / "locks").iterdir())
@@ -351,6 +349,24 @@ def test_bad_repositories_are_one_line_and_change_nothing(
     locked = run_backup_cli("repo", "check", *_repo_args(location, password))
     _one_line_error(locked, "is locked by", "n8n-old-host", "restic -r REPOSITORY unlock")
     assert list((Path(location) / "locks").iterdir()) == locks
+
+
+def _wait_for_a_written_lock(location: str, env: dict[str, str]) -> None:
+    """Wait until a lock file in the repository is whole: restic ignores a lock file it cannot
+    read, so killing its writer halfway would leave no lock to find."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for lock in (Path(location) / "locks").iterdir():
+            shown = subprocess.run(
+                ["restic", "-r", location, "--no-lock", "cat", "lock", lock.name],
+                capture_output=True,
+                text=True,
+                env=env,
+            )
+            if shown.returncode == 0 and "n8n-old-host" in shown.stdout:
+                return
+        time.sleep(0.1)
+    raise AssertionError("restic wrote no whole lock within 30 s")
 
 
 def _closed_port() -> int:
