@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 
 from backup.digests import credential_digest, sha256_file, workflow_digest
@@ -137,9 +138,12 @@ def database_problems(snapshot_dir: Path, manifest: Manifest) -> list[str]:
     return [f"integrity_check: {message}" for message in integrity_problems(path)]
 
 
-def count_problems(manifest: Manifest, database: N8nTables) -> list[str]:
+def count_problems(
+    manifest: Manifest, database: N8nTables, copied_digests: Mapping[str, str] | None = None
+) -> list[str]:
     """The manifest's counts agree with its own lists and with the database copy, and its
-    workflow digests with the copy's workflows."""
+    workflow digests with the copy's workflows (``copied_digests``, by workflow id, when the
+    caller has read them already)."""
     problems: list[str] = []
     counts = manifest.counts
     listed = {"workflows": len(manifest.workflows), "credentials": len(manifest.credentials)}
@@ -157,7 +161,11 @@ def count_problems(manifest: Manifest, database: N8nTables) -> list[str]:
         claimed = getattr(counts, kind)
         if claimed != number:
             problems.append(f"the manifest counts {claimed} {kind}, the database copy has {number}")
-    copied = {row.id: workflow_digest(row.nodes, row.connections) for row in database.workflows()}
+    if copied_digests is None:
+        copied_digests = {
+            row.id: workflow_digest(row.nodes, row.connections) for row in database.iter_workflows()
+        }
+    copied = dict(copied_digests)
     for workflow in manifest.workflows:
         digest = copied.pop(workflow.id, None)
         if digest is None:

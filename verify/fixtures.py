@@ -25,7 +25,13 @@ from backup.manifest import Manifest, authenticate
 from backup.n8n import npm
 from backup.n8n.instances.base import OUTBOUND_OFF, OUTBOUND_SINK, N8nInstance, outbound_env
 from backup.n8n.instances.process import N8nProcess
-from backup.n8n.node_types import TYPES_PATH, LoadedTypes, loaded_node_types
+from backup.n8n.node_types import (
+    TYPES_PATH,
+    LoadedTypes,
+    NodeTypeUse,
+    loaded_node_types,
+    used_node_types,
+)
 from backup.n8n.session import EditorSession, instance_jwt_secret
 from backup.n8n.sqlite import N8nDatabase
 from backup.n8n.tables import N8nTables, WorkflowRow
@@ -77,6 +83,9 @@ class RestoredInstance:
     # The node types n8n loaded, as its editor lists them, read since it became ready.
     node_types: Future[LoadedTypes]
     not_inert_at_readiness: list[str]  # the structural proof, taken as soon as n8n was ready
+    # The node types the migrated workflows use, after an upgrade whose migrations ran (else
+    # the copy's workflows are what n8n runs).
+    migrated_node_types: NodeTypeUse | None
 
 
 @pytest.fixture(scope="session")
@@ -278,6 +287,26 @@ def snapshot_database(
             drop_database(server, dbname)
             if role is not None:
                 drop_role(server, role.user)
+
+
+@dataclass(frozen=True)
+class CopiedWorkflows:
+    """The workflows of the snapshot's database, read once: their digests by id, and the node
+    types they use."""
+
+    digests: dict[str, str]
+    node_types: NodeTypeUse
+
+
+@pytest.fixture(scope="session")
+def copied_workflows(snapshot_database: N8nTables) -> CopiedWorkflows:
+    """Read the snapshot database's workflows once, one row at a time, for the counts and the
+    node types (a workflow's nodes are dropped once used)."""
+    copied = CopiedWorkflows({}, NodeTypeUse())
+    for row in snapshot_database.iter_workflows():
+        copied.digests[row.id] = workflow_digest(row.nodes, row.connections)
+        copied.node_types.add(row)
+    return copied
 
 
 @pytest.fixture(scope="session")
@@ -505,10 +534,12 @@ def _boot(
     except (N8nCheckError, BackupError) as exc:
         pytest.fail(f"not booted: {exc}", pytrace=False)
     expected = {w.id: w.digest for w in manifest.workflows}
+    migrated_node_types = None
     if database.migrations() != prepared.migrations_before:  # an upgrade: say what it changed
         migrated_rows = database.workflows()
         summary.upgrade_changes = upgrade_changes(prepared.source_rows, migrated_rows, activated)
         expected = {row.id: workflow_digest(row.nodes, row.connections) for row in migrated_rows}
+        migrated_node_types = used_node_types(migrated_rows)
     if isinstance(database, N8nDatabase) and not version.startswith("1."):
         # What n8n 2.x does when it opens the file, done first: the export and the server
         # then open it together without racing to switch the journal mode.
@@ -552,6 +583,7 @@ def _boot(
         served_workflows,
         node_types,
         not_inert,
+        migrated_node_types,
     )
 
 

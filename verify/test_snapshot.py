@@ -18,7 +18,7 @@ from backup.check import count_problems, credential_problems, database_problems,
 from backup.errors import N8nCheckError
 from backup.manifest import Manifest
 from backup.n8n.binary_data import sample as binary_sample
-from backup.n8n.node_types import LoadedTypes, used_node_types
+from backup.n8n.node_types import LoadedTypes
 from backup.n8n.session import EditorSession
 from backup.n8n.tables import N8nTables
 from backup.restore.checks import credential_findings, inert_problems
@@ -29,7 +29,7 @@ from backup.restore.entity_checks import (
     stored_entity_problems,
 )
 from verify.cases import SnapshotCase, StoredKey
-from verify.fixtures import Authentication, CredentialSecrets, RestoredInstance
+from verify.fixtures import Authentication, CopiedWorkflows, CredentialSecrets, RestoredInstance
 from verify.report import SnapshotSummary
 
 MAX_LISTED = 10
@@ -72,9 +72,11 @@ def test_files(case: SnapshotCase, manifest: Manifest, database_file_check: list
 
 
 @pytest.mark.usefixtures("copy_checked_while_booting")
-def test_counts(manifest: Manifest, snapshot_database: N8nTables) -> None:
+def test_counts(
+    manifest: Manifest, snapshot_database: N8nTables, copied_workflows: CopiedWorkflows
+) -> None:
     """The manifest's counts agree with its lists and with the database copy."""
-    problems = count_problems(manifest, snapshot_database)
+    problems = count_problems(manifest, snapshot_database, copied_workflows.digests)
     assert not problems, f"counts: {_listing(problems)}"
 
 
@@ -162,6 +164,7 @@ def test_binary_data(editor: EditorSession, manifest: Manifest, summary: Snapsho
 def test_node_types_load(
     restored: RestoredInstance,
     loaded_types: LoadedTypes,
+    copied_workflows: CopiedWorkflows,
     manifest: Manifest,
     summary: SnapshotSummary,
 ) -> None:
@@ -171,7 +174,7 @@ def test_node_types_load(
     Built-in nodes the source's own n8n major lacks too are listed, not failed; across a major
     upgrade they are what the upgrade breaks, and fail.
     """
-    use = used_node_types(restored.database.workflows())
+    use = restored.migrated_node_types or copied_workflows.node_types
     same_major = restored.version.split(".")[0] == manifest.source_n8n_version.split(".")[0]
     found = use.findings(loaded_types, same_major=same_major)
     summary.node_types = f"{len(use.names)} used, {len(found.failures)} missing"

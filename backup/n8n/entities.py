@@ -90,10 +90,6 @@ def _plain_row(row: tuple[Any, ...], json_flags: list[bool]) -> list[Any]:
     return [_plain(value, flag) for value, flag in zip(row, json_flags, strict=True)]
 
 
-def _row_order(row: list[Any]) -> str:
-    return json.dumps(row, sort_keys=True, default=str)
-
-
 def _columns(tables: N8nTables, kind: EntityKind) -> list[str] | None:
     present = tables.columns(kind.table)
     role = "roleSlug" if "roleSlug" in present else "role"
@@ -139,8 +135,3 @@ def entity_rows(tables: N8nTables) -> Iterator[tuple[str, Iterator[list[Any]]]]:
         yield kind.name, (_plain_row(row, flags) for row in tables.iter_select(kind.table, columns))
         if kind.name == "data tables":
             yield DATA_TABLE_ROWS, _data_table_rows(tables)
-
-
-def read_entities(tables: N8nTables) -> dict[str, list[list[Any]]]:
-    """Kind name -> its rows (sorted, canonical), for every kind this database has."""
-    return {name: sorted(rows, key=_row_order) for name, rows in entity_rows(tables)}

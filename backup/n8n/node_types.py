@@ -69,6 +69,20 @@ class NodeTypeUse:
         """The distinct type names, all versions together."""
         return {node_type.name for node_type in self.by_type}
 
+    def add(self, workflow: WorkflowRow) -> None:
+        """Count the node types and versions one workflow's nodes use."""
+        label = f"{workflow.id} ({workflow.name!r})"
+        nodes = workflow.nodes if isinstance(workflow.nodes, list) else []
+        for node in nodes:
+            if not isinstance(node, dict) or not isinstance(node.get("type"), str):
+                continue
+            version = _version(node.get("typeVersion"))
+            if version is None:
+                continue
+            users = self.by_type.setdefault(NodeType(node["type"], version), [])
+            if label not in users:
+                users.append(label)
+
     def findings(self, loaded: LoadedTypes, *, same_major: bool) -> NodeTypeFindings:
         """Judge every used type (and version) ``loaded`` lacks.
 
@@ -112,17 +126,7 @@ def used_node_types(workflows: Iterable[WorkflowRow]) -> NodeTypeUse:
     """Every node type and version the workflows' nodes use."""
     use = NodeTypeUse()
     for workflow in workflows:
-        label = f"{workflow.id} ({workflow.name!r})"
-        nodes = workflow.nodes if isinstance(workflow.nodes, list) else []
-        for node in nodes:
-            if not isinstance(node, dict) or not isinstance(node.get("type"), str):
-                continue
-            version = _version(node.get("typeVersion"))
-            if version is None:
-                continue
-            users = use.by_type.setdefault(NodeType(node["type"], version), [])
-            if label not in users:
-                users.append(label)
+        use.add(workflow)
     return use
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from backup.digests import entity_row_hash
 from backup.errors import N8nCheckError
 from backup.manifest import Manifest
-from backup.n8n.entities import read_entities
+from backup.n8n.entities import entity_rows
 from backup.n8n.session import EditorSession
 from backup.n8n.tables import N8nTables
 from backup.secret import Secret
@@ -47,15 +47,18 @@ def stored_entity_problems(
     on its own version; after an upgrade (``upgraded``) they are what the target's
     migrations added (2.x adds workflow versions, for one), and are counted apart.
     """
-    restored = read_entities(tables)
+    # Rows are hashed as they are read, in no order: only the multiset of hashes is compared.
+    restored = {
+        name: Counter(entity_row_hash(row, encryption_key.reveal()) for row in rows)
+        for name, rows in entity_rows(tables)
+    }
     result = StoredEntities({}, {}, [])
     for name, expected in sorted(manifest.entities.items()):
-        rows = restored.get(name)
-        if rows is None:
+        have = restored.get(name)
+        if have is None:
             result.problems.append(f"{name}: missing (the restored database has no such table)")
             continue
-        result.found[name] = len(rows)
-        have = Counter(entity_row_hash(row, encryption_key.reveal()) for row in rows)
+        result.found[name] = count = have.total()
         want = Counter(expected.rows)
         lost_rows = want - have
         lost = sum(lost_rows.values())
@@ -64,13 +67,13 @@ def stored_entity_problems(
             named = sorted(expected.labels[row] for row in lost_rows if row in expected.labels)
             result.problems.append(
                 f"{name}: {lost} of the snapshot's {expected.count} missing or changed "
-                f"({len(rows)} restored)" + (f": {', '.join(named[:10])}" if named else "")
+                f"({count} restored)" + (f": {', '.join(named[:10])}" if named else "")
             )
         if extra and upgraded:
             result.added_by_upgrade[name] = extra
         elif extra:
             result.problems.append(
-                f"{name}: {extra} restored that the snapshot does not hold ({len(rows)} restored)"
+                f"{name}: {extra} restored that the snapshot does not hold ({count} restored)"
             )
     return result
 
