@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 import shutil
 import sqlite3
 import time
@@ -29,6 +30,7 @@ COMMUNITY_TYPE = "n8n-nodes-datastore.datastore"
 CUSTOM_TYPE = "CUSTOM.rvProbe"
 MISSING_TYPE = "n8n-nodes-nowhere.missingNode"
 BINARY_PATH = "rv-binary"
+PINNED_NODE = "Step 1"  # of the "Uses extensions" workflow, which carries pinned test data
 # n8n installs community packages with npm from the registry; everything else n8n would send
 # out (its package ban check at api.n8n.io among them) goes to a closed port on loopback.
 INSTALL_ENV = {
@@ -244,6 +246,17 @@ def add_licensed_entities(database: Path, owner_project: str, workflow_id: str) 
         )
 
 
+def add_pinned_data(database: Path, workflow_id: str) -> None:
+    """Test data pinned to a node, as the editor leaves it (about 200 KB: pinned data is often
+    far bigger than the workflow)."""
+    items = [{"json": {"row": i, "note": "pinned " * 40}} for i in range(700)]
+    with sqlite3.connect(database) as conn:
+        conn.execute(
+            'UPDATE workflow_entity SET "pinData" = ? WHERE id = ?',
+            (json.dumps({PINNED_NODE: items}), workflow_id),
+        )
+
+
 def start_rich_source(launcher: Path, folder: Path, *, binary_runs: int = 3) -> RichSource:
     """Boot a source with a custom node in ``.n8n/custom``, install the community package
     through n8n's editor API, and add workflows using both, binary executions and entities."""
@@ -267,6 +280,7 @@ def start_rich_source(launcher: Path, folder: Path, *, binary_runs: int = 3) -> 
             project = _data(rest.get("/projects/personal"))["id"]
         database = source.n8n_folder / "database.sqlite"
         add_licensed_entities(database, project, rich.uses_extensions_id)
+        add_pinned_data(database, rich.uses_extensions_id)
         return rich
     except BaseException:
         source.api.close()

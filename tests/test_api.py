@@ -171,6 +171,15 @@ def test_running_executions_sends_status_and_limit_on_every_page() -> None:
         assert request.url.params["limit"] == str(PAGE_LIMIT)
 
 
+def test_workflows_without_pinned_data_ask_so_on_every_page() -> None:
+    server = cursor_map({None: "A", "A": None})
+    assert len(list(server.api().iter_workflows(pinned_data=False))) == 2
+    assert [r.url.params.get("excludePinnedData") for r in server.requests] == ["true", "true"]
+    server = cursor_map({None: None})
+    list(server.api().iter_workflows())
+    assert "excludePinnedData" not in server.requests[0].url.params
+
+
 # --- untrusted answers: shapes -----------------------------------------------------------------
 
 BAD_PAGES = {

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shutil
 import sqlite3
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from backup.digests import sha256_file
-from backup.manifest import FileEntry, Manifest
+from backup.manifest import WORKFLOWS_DIR, FileEntry, Manifest
 from backup.n8n.binary_data import ARCHIVE_NAME as BINARY_ARCHIVE
 from backup.n8n.container import inspect_n8n_container
 from backup.n8n.extensions import ARCHIVE_NAME
@@ -36,6 +37,7 @@ from tests.rich_source import (
     COMMUNITY_VERSION,
     CUSTOM_TYPE,
     MISSING_TYPE,
+    PINNED_NODE,
     RichSource,
     extensions_workflow,
     start_rich_source,
@@ -86,6 +88,11 @@ def test_snapshot_records_packages_node_folders_and_entities(
     binary = manifest.binary_data
     assert binary is not None and binary.missing_count == 0
     assert sorted(item.size for item in binary.files) == sorted(map(len, rich.binary_payloads))
+    # The export keeps pinned data; the checks that need only nodes do not ask n8n for it.
+    (exported,) = (path / WORKFLOWS_DIR).glob(f"{rich.uses_extensions_id}-*.json")
+    assert len(json.loads(exported.read_text())["pinData"][PINNED_NODE]) == 700
+    listed = {str(item["id"]): item for item in rich.source.api.iter_workflows(pinned_data=False)}
+    assert "pinData" not in listed[rich.uses_extensions_id]
     with tarfile.open(path / BINARY_ARCHIVE) as tar:
         assert {f"{item.path}.metadata" for item in binary.files} <= set(tar.getnames())
 

@@ -333,13 +333,19 @@ class N8nApi:
             )
         return version
 
-    def iter_workflows(self, *, active: bool | None = None) -> Iterator[dict[str, Any]]:
+    def iter_workflows(
+        self, *, active: bool | None = None, pinned_data: bool = True
+    ) -> Iterator[dict[str, Any]]:
         """Every workflow the list endpoint returns (only the active or inactive ones when
         ``active`` says so), following ``nextCursor`` to the end, one page in memory at a time.
+        ``pinned_data=False`` asks n8n to leave out the test data pinned to nodes (it can be
+        megabytes per workflow) where only nodes, connections or names are needed.
 
         Each is a JSON object with an ``id`` (a string or an integer).
         """
         params = {} if active is None else {"active": "true" if active else "false"}
+        if not pinned_data:
+            params["excludePinnedData"] = "true"
         for items in self._pages("/api/v1/workflows", params):
             yield from items
 

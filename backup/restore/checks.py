@@ -60,10 +60,11 @@ def usable_api_key(base_url: str, database: N8nTables, key_fingerprint: str) -> 
 
 def served_workflow_digests(base_url: str, api_key: str, wanted: list[str]) -> dict[str, str]:
     """Digest of every workflow the instance serves, plus any ``wanted`` id the list omits.
-    Each workflow is digested as its page arrives: bodies (pinned data too) are not kept."""
+    Each workflow is digested as its page arrives, bodies are not kept, and pinned data is not
+    asked for (the digest covers nodes and connections)."""
     served: dict[str, str] = {}
     with N8nApi(base_url, api_key) as api:
-        for item in api.iter_workflows():
+        for item in api.iter_workflows(pinned_data=False):
             served[str(item["id"])] = workflow_digest(item.get("nodes"), item.get("connections"))
         for workflow_id in wanted:
             if workflow_id not in served:
@@ -94,7 +95,7 @@ def active_workflows_served(base_url: str, api_key: str) -> list[str]:
     with N8nApi(base_url, api_key) as api:
         return [
             f"{item['id']} ({item.get('name')!r})"
-            for item in api.iter_workflows(active=True)
+            for item in api.iter_workflows(active=True, pinned_data=False)
             if item.get("active")
         ]
 

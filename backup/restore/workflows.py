@@ -44,7 +44,9 @@ def referenced_credentials(workflow: dict[str, Any]) -> list[str]:
 
 
 def _existing_by_name(api: N8nApi) -> dict[str, str]:
-    return {str(item.get("name")): str(item["id"]) for item in api.iter_workflows()}
+    return {
+        str(item.get("name")): str(item["id"]) for item in api.iter_workflows(pinned_data=False)
+    }
 
 
 def restore_workflows(
