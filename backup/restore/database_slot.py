@@ -214,7 +214,7 @@ class SqliteSlot(DatabaseSlot):
     def clear_leftovers(self) -> list[str]:
         removed = []
         for folder in _rollback_folders(self.rollback_dir):
-            if not (folder / DATABASE_NAME).is_file():  # killed while copying
+            if not _is_complete(folder):
                 shutil.rmtree(folder)
                 removed.append(f"unfinished rollback copy {folder}")
         staged = _staged_database(self.folder)
@@ -324,12 +324,18 @@ def _rollback_folders(rollback_dir: Path) -> list[Path]:
     )
 
 
+def _is_complete(rollback_folder: Path) -> bool:
+    """A rollback folder holds its database once the copy finished (a killed copy leaves the
+    folder without one)."""
+    return (rollback_folder / DATABASE_NAME).is_file()
+
+
 def prune_rollbacks(rollback_dir: Path, keep: int, current: Path) -> list[Path]:
     """Remove all but the ``keep`` newest rollback folders (``current`` always stays), and
     folders a killed copy left without a database; never through a link. Returns what was
     removed."""
     folders = _rollback_folders(rollback_dir)
-    complete = [p for p in folders if (p / DATABASE_NAME).is_file()]
+    complete = [p for p in folders if _is_complete(p)]
     unfinished = [p for p in folders if p not in complete]
     removed = [p for p in complete[keep:] + unfinished if p != current]
     for folder in removed:
