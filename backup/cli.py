@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from backup.about import tool_version
 from backup.errors import BackupError, InputError, RepositoryError
+from backup.interrupts import interrupts_as_keyboard_interrupt
 from backup.keystore import KeyStore
 from backup.listing import format_listings, list_snapshots
 from backup.manifest import INSTANCE_NAME
@@ -783,9 +784,11 @@ def _add_notify(command: argparse.ArgumentParser) -> None:
 
 def run_command(prog: str, handler: Handler, args: argparse.Namespace) -> int:
     """Run a command's handler: one line on stderr for any expected failure, exit codes from
-    the error tree, never a traceback (unless N8N_BACKUP_DEBUG is set)."""
+    the error tree, never a traceback (unless N8N_BACKUP_DEBUG is set). SIGTERM and SIGHUP
+    stop it as Ctrl-C does: what it started is stopped and removed."""
     try:
-        return handler(args)
+        with interrupts_as_keyboard_interrupt():
+            return handler(args)
     except BackupError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code

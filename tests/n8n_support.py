@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -219,3 +220,26 @@ def copy_variant(taken: TakenSnapshot, root: Path, name: str) -> Path:
     target = root / name
     shutil.copytree(taken.path, target)
     return target
+
+
+def restored_folders() -> set[str]:
+    """The names of verify's restore folders in the temporary folder."""
+    return {p.name for p in Path(tempfile.gettempdir()).glob("n8n-restore-*")}
+
+
+def instances_of(folders: set[str]) -> list[int]:
+    """Running processes whose n8n user folder is one of these restore folders."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for entry in environ:
+            if entry.startswith(b"N8N_USER_FOLDER=/") and any(
+                name.encode() in entry for name in folders
+            ):
+                found.append(int(proc.name))
+    return found

@@ -293,6 +293,32 @@ def test_interrupted_snapshot_leaves_no_snapshot(source: SourceInstance, tmp_pat
     assert list((tmp_path / "keys").glob("*.key")) == [], "a key was stored for no snapshot"
 
 
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_snapshot_stopped_by_a_signal_removes_its_staging(
+    source: SourceInstance, tmp_path: Path, stop: signal.Signals
+) -> None:
+    """A CI job's timeout, docker stop or a closed SSH session stops a snapshot as Ctrl-C
+    does: nothing half-written stays, and no key is stored for no snapshot."""
+    out = tmp_path / "out"
+    command = backup_command(
+        *snapshot_args(source.api_key, out, tmp_path / "keys", *process_source_args(source))
+    )
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while not (out.is_dir() and any(out.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert out.is_dir() and any(out.iterdir()), "the snapshot never started staging"
+    process.send_signal(stop)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and stderr.strip().splitlines() == [
+        "n8n-backup: interrupted"
+    ], stderr
+    assert list(out.iterdir()) == []
+    assert list((tmp_path / "keys").glob("*.key")) == [], "a key was stored for no snapshot"
+
+
 def test_snapshot_with_a_refused_api_key_is_one_line(
     source: SourceInstance, tmp_path: Path
 ) -> None:

@@ -10,7 +10,6 @@ import shutil
 import signal
 import ssl
 import subprocess
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -22,7 +21,13 @@ from backup.n8n.instances.docker import SESSION_LABEL
 from backup.verification_record import read_record
 from tests.cli_support import ROOT
 from tests.docker_support import DOCKER_ARGS, EngineOverTcp, engine_objects, left_behind
-from tests.n8n_support import TakenSnapshot, copy_variant, flip_middle_byte
+from tests.n8n_support import (
+    TakenSnapshot,
+    copy_variant,
+    flip_middle_byte,
+    instances_of,
+    restored_folders,
+)
 from tests.tls_certificates import Authority
 from tests.verify_runner import VERIFY_CHECKS, resign_manifest, run_verify, verify_command
 from verify.merge import main as verify_merge
@@ -69,28 +74,6 @@ def test_shards_cover_every_group_exactly_once() -> None:
             parse_shard(wrong)
 
 
-def _restored_folders() -> set[str]:
-    return {p.name for p in Path(tempfile.gettempdir()).glob("n8n-restore-*")}
-
-
-def _instances_of(folders: set[str]) -> list[int]:
-    """Running processes whose n8n user folder is one of these restore folders."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            environ = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        for entry in environ:
-            if entry.startswith(b"N8N_USER_FOLDER=/") and any(
-                name.encode() in entry for name in folders
-            ):
-                found.append(int(proc.name))
-    return found
-
-
 def _outcomes(run_dir: Path, report: Path) -> dict[str, tuple[str, list[str]]]:
     result = json.loads(report.with_suffix(".json").read_text())
     return {
@@ -110,7 +93,7 @@ def test_two_workers_give_the_serial_verdicts_causes_and_records(
     wrong = copy_variant(taken, root, "wrong-key")
     # Every copy has the same key: this one names a key the store does not have.
     resign_manifest(wrong, taken.key_store, key_fingerprint="0" * 32)
-    before = _restored_folders()
+    before = restored_folders()
 
     serial = run_verify(pytester, root, taken.key_store, *PROCESS)
     serial_outcomes = _outcomes(root, serial.report)
@@ -144,7 +127,7 @@ def test_two_workers_give_the_serial_verdicts_causes_and_records(
     html = parallel.report.read_text(encoding="utf-8")
     for name in ("good-a", "good-b", "flipped-byte", "wrong-key"):
         assert f'<td data-label="snapshot">{name}</td>' in html
-    new = _restored_folders() - before
+    new = restored_folders() - before
     assert not new, f"restore folders left behind: {new}"
 
     # A CI matrix of two machines: each verifies its shard; the merge equals the serial run.
@@ -168,12 +151,21 @@ def test_two_workers_give_the_serial_verdicts_causes_and_records(
     assert overlap == 2, "the same shard twice is an overlap"
 
 
-def test_ctrl_c_under_xdist_leaves_nothing_running(taken: TakenSnapshot, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("stop", "whole_group"),
+    [(signal.SIGINT, True), (signal.SIGTERM, False)],
+    ids=["ctrl-c", "sigterm-to-pytest"],
+)
+def test_ctrl_c_under_xdist_leaves_nothing_running(
+    taken: TakenSnapshot, tmp_path: Path, stop: signal.Signals, whole_group: bool
+) -> None:
+    """Ctrl-C reaches the whole foreground group; a CI job's timeout, docker stop or kill
+    sends SIGTERM to pytest alone, which then stops its workers as after Ctrl-C."""
     root = tmp_path / "two"
     root.mkdir()
     copy_variant(taken, root, "one")
     copy_variant(taken, root, "two")
-    before = _restored_folders()
+    before = restored_folders()
     verify = subprocess.Popen(
         verify_command(
             root,
@@ -194,21 +186,24 @@ def test_ctrl_c_under_xdist_leaves_nothing_running(taken: TakenSnapshot, tmp_pat
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
-            booted = _instances_of(_restored_folders() - before)
+            booted = instances_of(restored_folders() - before)
             if len(booted) >= 2:
                 break
             time.sleep(1)
-        assert _instances_of(_restored_folders() - before), "no n8n booted under xdist"
-        os.killpg(verify.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
-        verify.wait(timeout=120)
+        assert instances_of(restored_folders() - before), "no n8n booted under xdist"
+        if whole_group:
+            os.killpg(verify.pid, stop)
+        else:
+            verify.send_signal(stop)
+        assert verify.wait(timeout=120) == pytest.ExitCode.INTERRUPTED
     finally:
         if verify.poll() is None:
             os.killpg(verify.pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
-    while _instances_of(_restored_folders() - before) and time.monotonic() < deadline:
+    while instances_of(restored_folders() - before) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert _instances_of(_restored_folders() - before) == [], "an n8n outlived Ctrl-C"
-    left = _restored_folders() - before
+    assert instances_of(restored_folders() - before) == [], f"an n8n outlived {stop.name}"
+    left = restored_folders() - before
     assert not left, f"restore folders left behind: {left}"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,3 +128,5 @@ REMOTE_KEY = pytest.StashKey[RemoteSnapshots]()  # --repo: the fetched snapshots
 FILES_KEY = pytest.StashKey[SnapshotFiles]()  # --repo: fetches each group's snapshot files
 NEXT_FOLDER_KEY = pytest.StashKey[Path | None]()  # the snapshot of the next test, if any
 STARTED_KEY = pytest.StashKey[str]()  # when the run started, in UTC
+# SIGTERM and SIGHUP taken as Ctrl-C for the run; closed (handlers put back) at its end.
+INTERRUPTS_KEY = pytest.StashKey[contextlib.ExitStack]()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -78,7 +79,15 @@ def run_demo(work_dir: Path, version: str) -> int:
         "--runtime",
         "process",  # the demo runs on the npm runtime it has just installed
     ]
-    return subprocess.run(command, check=False).returncode
+    verify = subprocess.Popen(command)
+    try:
+        return verify.wait()
+    except KeyboardInterrupt:
+        # Ctrl-C reached both of us; SIGTERM or SIGHUP reached the demo alone: either way
+        # verify is told to stop as Ctrl-C tells it, and stops its n8n before the demo's goes.
+        verify.send_signal(signal.SIGINT)
+        verify.wait()
+        raise
 
 
 def build_parser() -> argparse.ArgumentParser:

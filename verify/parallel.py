@@ -1,9 +1,13 @@
 """Verifying in parallel: how many pytest-xdist workers a machine carries (``-n auto``,
 bounded by memory as well as cores: each worker boots its own n8n), the scheduler that keeps a
-snapshot-and-target group on one worker, and which groups a CI machine's shard verifies."""
+snapshot-and-target group on one worker, which groups a CI machine's shard verifies, and how
+an interruption of the controller reaches the workers."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +70,21 @@ def shard_groups(groups: list[str], shard: int, shards: int) -> set[str]:
     the K-th. Every machine of a CI matrix gets the same snapshots (the same folder, or the same
     --repo-snapshots), so they agree without talking and cover each group exactly once."""
     return {group for index, group in enumerate(sorted(set(groups))) if index % shards == shard - 1}
+
+
+def interrupt_workers(config: Any) -> None:
+    """Pass SIGTERM or SIGHUP of pytest-xdist's controller on to its workers (its child
+    processes, listed in Linux's /proc) as the Ctrl-C a terminal would have sent them all: each
+    stops its n8n and removes its restored copy at once, while xdist waits for it, instead of
+    hearing of it from xdist 5 s later and being killed before it is done."""
+    if config.pluginmanager.get_plugin("dsession") is None:
+        return  # not a controller: this process does the work itself
+    me = os.getpid()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if parent == me:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(stat.parent.name), signal.SIGINT)

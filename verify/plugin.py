@@ -9,6 +9,7 @@ own ``case`` fixtures and parameters are left alone.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import socket
@@ -23,6 +24,7 @@ from backup.about import tool_version
 from backup.atomic import reserve_new_file
 from backup.errors import BackupError, InputError
 from backup.extras import MissingExtraError
+from backup.interrupts import interrupts_as_keyboard_interrupt
 from backup.manifest import Manifest, find_snapshots
 from backup.metrics import write_metrics, write_repository_metrics
 from backup.n8n.instances.base import OFFICIAL_IMAGE, OFFICIAL_POSTGRES_IMAGE
@@ -35,6 +37,7 @@ from backup.verification_record import TargetResult, VerificationRecord, write_r
 from verify.cases import (
     CASES_KEY,
     FILES_KEY,
+    INTERRUPTS_KEY,
     NEXT_FOLDER_KEY,
     REMOTE_KEY,
     RUNTIME_NOTE_KEY,
@@ -44,6 +47,7 @@ from verify.cases import (
 )
 from verify.parallel import (
     available_memory,
+    interrupt_workers,
     parallel_workers,
     parse_shard,
     shard_groups,
@@ -463,6 +467,12 @@ def pytest_configure(config: pytest.Config) -> None:
         unused = config.pluginmanager.get_plugin(name)
         if unused is not None:
             config.pluginmanager.unregister(unused)
+    # A CI job's timeout, docker stop or a service manager stops the run as Ctrl-C does: the
+    # fixtures' finalizers stop every n8n and remove every restored copy (pytest_unconfigure
+    # puts the handlers back).
+    interrupts = contextlib.ExitStack()
+    interrupts.enter_context(interrupts_as_keyboard_interrupt(lambda: interrupt_workers(config)))
+    config.stash[INTERRUPTS_KEY] = interrupts
     worker: dict[str, Any] | None = getattr(config, "workerinput", None)
     try:
         apply_verify_settings(config, os.environ)
@@ -818,3 +828,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     remote = config.stash.get(REMOTE_KEY, None)
     if remote is not None:
         remote.remove()
+    interrupts = config.stash.get(INTERRUPTS_KEY, None)
+    if interrupts is not None:
+        interrupts.close()

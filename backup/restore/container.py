@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import re
-import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,6 +37,7 @@ from backup.errors import (
     RestoreInterrupted,
     SnapshotError,
 )
+from backup.interrupts import interrupts_as_keyboard_interrupt, interrupts_ignored
 from backup.manifest import Manifest
 from backup.n8n.binary_data import RESTORED_FOLDER as RESTORED_BINARY_FOLDER
 from backup.n8n.container import (
@@ -89,34 +89,6 @@ def _database_errors() -> tuple[type[Exception], ...]:
     except ImportError:
         return (OSError,)
     return (OSError, psycopg.Error)
-
-
-@contextlib.contextmanager
-def interrupts_as_keyboard_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP are handled like Ctrl-C while this is open."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    # SIGTERM: a service manager, docker, kill; SIGHUP: the SSH session or terminal went away.
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-@contextlib.contextmanager
-def interrupts_ignored() -> Iterator[None]:
-    """SIGINT, SIGTERM and SIGHUP are ignored while this is open (a rollback in progress)."""
-    stopping = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in stopping}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @dataclass(frozen=True)
