@@ -13,6 +13,7 @@ import contextlib
 import importlib.util
 import os
 import socket
+import sys
 from collections.abc import Callable, Generator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,6 +63,7 @@ from verify.report import (
     run_facts,
     summary_table,
 )
+from verify.restore import remove_abandoned_copies
 from verify.result import run_outcome, write_result
 
 VERIFY_DIR = Path(__file__).resolve().parent
@@ -500,6 +502,13 @@ def pytest_configure(config: pytest.Config) -> None:
         return  # the controller reports, records and notifies
     config.stash[STARTED_KEY] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     _say(config, ping_start(config.getoption("notify")))
+    _say(
+        config,
+        [
+            f"removed {folder}, a restored copy left by a verify run that was killed"
+            for folder in remove_abandoned_copies()
+        ],
+    )
     config.pluginmanager.register(VerifyReportTitle(), "verify.report-title")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     # Reports name workflows, credentials and keys' fingerprints: private to the user (0600),
@@ -751,11 +760,14 @@ class VerifyReportTitle:
 
 
 def _say(config: pytest.Config, problems: list[str]) -> None:
-    """Problems that must not fail the run (notifications): one line each on the terminal."""
+    """Problems that must not fail the run (notifications): one line each on the terminal
+    (on stderr while pytest configures, before its terminal reporter is there)."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     for problem in problems:
         if reporter is not None:
             reporter.write_line(f"n8n-verify: {problem}")
+        else:
+            print(f"n8n-verify: {problem}", file=sys.stderr)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -55,6 +56,16 @@ def instance_env(
     if encryption_key is not None:
         env["N8N_ENCRYPTION_KEY"] = encryption_key
     return env
+
+
+def dies_with_us(command: list[str], signal_name: str = "TERM") -> list[str]:
+    """``command``, run so that the kernel sends it SIG``signal_name`` when the thread that
+    started it ends, even by SIGKILL or the OOM killer: an n8n on restored production data
+    (its key in its environment) must not outlive the run that booted it. Through util-linux's
+    setpriv, which execs the command in its place; where setpriv is missing, ``command`` as it
+    is."""
+    setpriv = shutil.which("setpriv")
+    return command if setpriv is None else [setpriv, "--pdeathsig", signal_name, "--", *command]
 
 
 class OnHostPorts(Booting, Protocol):
@@ -150,7 +161,7 @@ class N8nProcess(BootsOnEnter):
         """Start the n8n process, without waiting for it."""
         with self._guard.launching(), open(self.log_path, "wb") as log:
             self._process = subprocess.Popen(
-                [str(self.launcher), "start"],
+                dies_with_us([str(self.launcher), "start"]),
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -177,9 +188,11 @@ class N8nProcess(BootsOnEnter):
             return ""
 
     def run_cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """Run an n8n CLI command (``export:credentials`` ...) with this instance's environment."""
+        """Run an n8n CLI command (``export:credentials`` ...) with this instance's environment.
+        Killed outright if this process dies: orphaned, an export whose reader is gone spins at
+        full CPU and never reaches its SIGTERM handler (seen: 4 minutes of CPU and counting)."""
         return subprocess.run(
-            [str(self.launcher), *args],
+            dies_with_us([str(self.launcher), *args], "KILL"),
             env=self.env,
             capture_output=True,
             text=True,
