@@ -180,6 +180,23 @@ def test_workflows_without_pinned_data_ask_so_on_every_page() -> None:
     assert "excludePinnedData" not in server.requests[0].url.params
 
 
+def test_an_n8n_that_does_not_know_excluding_pinned_data_is_asked_without_it() -> None:
+    """n8n before 1.73 validates the query and refuses a parameter it does not know."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if "excludePinnedData" in request.url.params:
+            message = "request/query Unknown query parameter 'excludePinnedData'"
+            return httpx.Response(400, json={"message": message})
+        return httpx.Response(200, json={"data": [ITEM], "nextCursor": None})
+
+    server = Recorder(answer)
+    assert len(list(server.api().iter_workflows(pinned_data=False))) == 1
+    assert len(server.requests) == 2
+    refusing = answer_json({"message": "something else"}, status=400)
+    with pytest.raises(ApiError, match="HTTP 400: something else"):
+        list(refusing.api().iter_workflows(pinned_data=False))
+
+
 # --- untrusted answers: shapes -----------------------------------------------------------------
 
 BAD_PAGES = {

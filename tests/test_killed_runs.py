@@ -14,16 +14,32 @@ import tempfile
 import time
 from pathlib import Path
 
+from backup.abandoned import (
+    FETCH_PREFIX,
+    LOG_PREFIX,
+    OWNER_NAME,
+    RESTORE_PREFIX,
+    claim,
+    remove_abandoned,
+)
 from tests.n8n_support import TakenSnapshot, copy_variant, instances_of, restored_folders
 from tests.verify_runner import verify_command
-from verify.restore import OWNER_NAME, RESTORE_PREFIX, remove_abandoned_copies
 
 PROCESS = ("--runtime", "process", "-p", "no:cacheprovider")
 
 
-def _owned_by(folder: Path, pid: int, started: object) -> Path:
+def _pid_namespace() -> str:
+    return os.readlink("/proc/self/ns/pid")
+
+
+def _boot() -> str:
+    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
+def _owned_by(folder: Path, pid: int, started: object, **other: object) -> Path:
     folder.mkdir(mode=0o700)
-    (folder / OWNER_NAME).write_text(json.dumps({"pid": pid, "started": started}))
+    owner = {"pid": pid, "started": started, "boot": _boot(), "pid_namespace": _pid_namespace()}
+    (folder / OWNER_NAME).write_text(json.dumps({**owner, **other}))
     return folder
 
 
@@ -31,27 +47,41 @@ def _started(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
 
 
-def test_only_copies_whose_run_is_gone_are_removed(tmp_path: Path) -> None:
+def test_only_folders_whose_run_is_gone_are_removed(tmp_path: Path) -> None:
     finished = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.2)"])
     finished_started = _started(finished.pid)
     finished.wait()
     me = os.getpid()
     gone = _owned_by(tmp_path / f"{RESTORE_PREFIX}gone", finished.pid, finished_started)
-    reused = _owned_by(tmp_path / f"{RESTORE_PREFIX}reused", me, _started(me) - 1)
+    # Unpacked read-only from a hostile snapshot's archive: removed all the same.
+    stubborn = _owned_by(tmp_path / f"{LOG_PREFIX}stubborn", finished.pid, finished_started)
+    (stubborn / "ro" / "deep").mkdir(parents=True)
+    (stubborn / "ro" / "deep" / "file").write_text("x")
+    (stubborn / "ro" / "deep").chmod(0o555)
+    (stubborn / "ro").chmod(0o555)
+    reused = _owned_by(tmp_path / f"{FETCH_PREFIX}reused", me, _started(me) - 1)
+    rebooted = _owned_by(tmp_path / f"{RESTORE_PREFIX}rebooted", me, _started(me), boot="old")
     running = _owned_by(tmp_path / f"{RESTORE_PREFIX}running", me, _started(me))
+    elsewhere_ns = _owned_by(
+        tmp_path / f"{RESTORE_PREFIX}other-ns", finished.pid, 1, pid_namespace="pid:[1]"
+    )
     unknown = _owned_by(tmp_path / f"{RESTORE_PREFIX}unknown", finished.pid, None)
     garbled = tmp_path / f"{RESTORE_PREFIX}garbled"
     garbled.mkdir()
     (garbled / OWNER_NAME).write_text("{not json")
     unowned = tmp_path / f"{RESTORE_PREFIX}unowned"
     unowned.mkdir()
-    elsewhere = _owned_by(tmp_path / "elsewhere", finished.pid, finished_started)
-    (tmp_path / f"{RESTORE_PREFIX}link").symlink_to(elsewhere)
+    target = _owned_by(tmp_path / "elsewhere", finished.pid, finished_started)
+    (tmp_path / f"{RESTORE_PREFIX}link").symlink_to(target)
     other = _owned_by(tmp_path / "other-prefix", finished.pid, finished_started)
 
-    assert remove_abandoned_copies(tmp_path) == [gone, reused]
-    assert not gone.exists() and not reused.exists()
-    for kept in (running, unknown, garbled, unowned, elsewhere, other):
+    said = remove_abandoned(tmp_path)
+    removed = [gone, stubborn, reused, rebooted]
+    assert sorted(said) == sorted(
+        f"removed {folder}, left by a verify run that was killed" for folder in removed
+    )
+    assert not any(folder.exists() for folder in removed)
+    for kept in (running, elsewhere_ns, unknown, garbled, unowned, target, other):
         assert kept.is_dir(), kept
 
 
@@ -87,9 +117,7 @@ def test_a_killed_run_stops_its_n8n_and_the_next_run_removes_its_copy(
     assert (Path(tempfile.gettempdir()) / left / ".n8n" / "config").is_file()
 
     live = Path(tempfile.mkdtemp(prefix=RESTORE_PREFIX))  # as a run going on beside this one
-    (live / OWNER_NAME).write_text(
-        json.dumps({"pid": os.getpid(), "started": _started(os.getpid())})
-    )
+    claim(live)
     try:
         nxt = subprocess.run(
             verify_command(root, taken.key_store, *PROCESS, "--collect-only", *reports),
@@ -98,7 +126,7 @@ def test_a_killed_run_stops_its_n8n_and_the_next_run_removes_its_copy(
             text=True,
             timeout=120,
         )
-        said = f"removed {Path(tempfile.gettempdir()) / left}, a restored copy left by a verify run"
+        said = f"removed {Path(tempfile.gettempdir()) / left}, left by a verify run that was killed"
         assert said in nxt.stderr, nxt.stderr
         assert left not in restored_folders()
         assert live.is_dir(), "the copy of a run still going was removed"

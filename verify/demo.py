@@ -79,13 +79,13 @@ def run_demo(work_dir: Path, version: str) -> int:
         "--runtime",
         "process",  # the demo runs on the npm runtime it has just installed
     ]
-    verify = subprocess.Popen(command)
+    # Its own session: verify hears of an interruption once, from the demo (a terminal's
+    # Ctrl-C and the demo's passing it on, both at once, could cut verify's clean-up short).
+    verify = subprocess.Popen(command, start_new_session=True)
     try:
         return verify.wait()
     except KeyboardInterrupt:
-        # Ctrl-C reached both of us; SIGTERM or SIGHUP reached the demo alone: either way
-        # verify is told to stop as Ctrl-C tells it, and stops its n8n before the demo's goes.
-        verify.send_signal(signal.SIGINT)
+        verify.send_signal(signal.SIGINT)  # verify stops its n8n and removes its copy
         verify.wait()
         raise
 

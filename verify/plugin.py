@@ -21,11 +21,12 @@ from typing import Any
 
 import pytest
 
+from backup.abandoned import remove_abandoned
 from backup.about import tool_version
 from backup.atomic import reserve_new_file
 from backup.errors import BackupError, InputError
 from backup.extras import MissingExtraError
-from backup.interrupts import interrupts_as_keyboard_interrupt
+from backup.interrupts import interrupts_as_keyboard_interrupt, interrupts_ignored
 from backup.manifest import Manifest, find_snapshots
 from backup.metrics import write_metrics, write_repository_metrics
 from backup.n8n.instances.base import OFFICIAL_IMAGE, OFFICIAL_POSTGRES_IMAGE
@@ -63,7 +64,6 @@ from verify.report import (
     run_facts,
     summary_table,
 )
-from verify.restore import remove_abandoned_copies
 from verify.result import run_outcome, write_result
 
 VERIFY_DIR = Path(__file__).resolve().parent
@@ -472,10 +472,12 @@ def pytest_configure(config: pytest.Config) -> None:
     # A CI job's timeout, docker stop or a service manager stops the run as Ctrl-C does: the
     # fixtures' finalizers stop every n8n and remove every restored copy (pytest_unconfigure
     # puts the handlers back).
-    interrupts = contextlib.ExitStack()
-    interrupts.enter_context(interrupts_as_keyboard_interrupt(lambda: interrupt_workers(config)))
-    config.stash[INTERRUPTS_KEY] = interrupts
     worker: dict[str, Any] | None = getattr(config, "workerinput", None)
+    interrupts = contextlib.ExitStack()
+    interrupts.enter_context(
+        interrupts_as_keyboard_interrupt(lambda: interrupt_workers(config), once=worker is not None)
+    )
+    config.stash[INTERRUPTS_KEY] = interrupts
     try:
         apply_verify_settings(config, os.environ)
         if worker is not None:  # a parallel worker: what the controller fetched and chose
@@ -502,13 +504,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return  # the controller reports, records and notifies
     config.stash[STARTED_KEY] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     _say(config, ping_start(config.getoption("notify")))
-    _say(
-        config,
-        [
-            f"removed {folder}, a restored copy left by a verify run that was killed"
-            for folder in remove_abandoned_copies()
-        ],
-    )
+    _say(config, remove_abandoned())  # restored copies, logs, fetched snapshots and keys
     config.pluginmanager.register(VerifyReportTitle(), "verify.report-title")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     # Reports name workflows, credentials and keys' fingerprints: private to the user (0600),
@@ -839,7 +835,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     """Snapshots and keys fetched from a repository for this run go (also after a failure)."""
     remote = config.stash.get(REMOTE_KEY, None)
     if remote is not None:
-        remote.remove()
+        with interrupts_ignored():  # a second SIGTERM must not leave half the keys behind
+            remote.remove()
     interrupts = config.stash.get(INTERRUPTS_KEY, None)
     if interrupts is not None:
         interrupts.close()

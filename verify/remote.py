@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from backup.abandoned import FETCH_PREFIX, claim
 from backup.atomic import make_private_dir
 from backup.errors import BackupError, RepositoryError, RepositoryLockedError
 from backup.keystore import KeyStore
@@ -209,7 +210,8 @@ def fetch_remote(
     """Fetch the ``wanted`` snapshots (``latest`` by default) and, with ``key_repo``, the keys."""
     if key_repo is not None:
         require_own_secret(key_repo, repo.password)
-    folder = make_private_dir(Path(tempfile.mkdtemp(prefix="n8n-verify-repo-")))
+    folder = make_private_dir(Path(tempfile.mkdtemp(prefix=FETCH_PREFIX)))
+    claim(folder)  # a run killed outright leaves it (keys too) to the next one
     remote = RemoteSnapshots(repo, folder)
     try:
         if key_repo is not None:

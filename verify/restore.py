@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from backup.abandoned import RESTORE_PREFIX, owned_temp_dir
 from backup.atomic import PRIVATE_FILE_MODE, make_private_dir, write_text_atomic
 from backup.errors import BackupError
 from backup.manifest import Manifest
@@ -19,47 +19,6 @@ from backup.n8n.extensions import ARCHIVE_NAME, unpack
 from backup.n8n.folder import CONFIG_NAME
 from backup.n8n.sqlite import DATABASE_NAME, N8nDatabase
 from backup.secret import Secret
-
-RESTORE_PREFIX = "n8n-restore-"
-# Which process a restored folder belongs to ({"pid", "started"}): a run killed outright
-# (SIGKILL, the OOM killer) leaves its folder, with a copy of the data and the key, for the next
-# run to remove once that process is gone.
-OWNER_NAME = ".owner"
-
-
-def _started(pid: int) -> int | None:
-    """When process ``pid`` started (clock ticks since boot, from Linux's /proc), or None when
-    there is no such process: with the pid, it names a process even after pids are reused."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _this_process() -> dict[str, int | None]:
-    return {"pid": os.getpid(), "started": _started(os.getpid())}
-
-
-def remove_abandoned_copies(temp_dir: Path | None = None) -> list[Path]:
-    """Remove the restored folders that runs killed outright left in the temporary folder
-    (``temp_dir``, the system's by default): those whose owning process is gone. A folder of a
-    running verify, one without an owner, a link or another user's folder is left alone.
-    Returns what was removed."""
-    removed = []
-    for folder in sorted((temp_dir or Path(tempfile.gettempdir())).glob(f"{RESTORE_PREFIX}*")):
-        try:
-            if folder.is_symlink() or not folder.is_dir() or folder.stat().st_uid != os.getuid():
-                continue
-            owner = json.loads((folder / OWNER_NAME).read_text(encoding="utf-8"))
-            pid, started = int(owner["pid"]), int(owner["started"])
-        except (OSError, ValueError, TypeError, KeyError):
-            continue  # no owner (yet), or one that cannot be told apart: never guessed at
-        if _started(pid) == started:
-            continue  # its run is still going
-        shutil.rmtree(folder, ignore_errors=True)
-        if not folder.exists():
-            removed.append(folder)
-    return removed
 
 
 @dataclass
@@ -96,9 +55,8 @@ def restore_to_temp(
     it cannot fire a trigger, a schedule or a poller. Raises BackupError (the folder removed)
     when the copy cannot be made inert or the node archive is refused.
     """
-    tmp = tempfile.TemporaryDirectory(prefix=RESTORE_PREFIX)
+    tmp = owned_temp_dir(RESTORE_PREFIX)  # a run killed outright leaves it to the next one
     user_folder = Path(tmp.name)
-    write_text_atomic(user_folder / OWNER_NAME, json.dumps(_this_process()))
     n8n_folder = make_private_dir(user_folder / ".n8n")
     config = n8n_folder / CONFIG_NAME
     write_text_atomic(config, json.dumps({"encryptionKey": encryption_key.reveal()}))

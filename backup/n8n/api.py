@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import itertools
 import json
 import re
 import urllib.parse
@@ -344,9 +345,16 @@ class N8nApi:
         Each is a JSON object with an ``id`` (a string or an integer).
         """
         params = {} if active is None else {"active": "true" if active else "false"}
+        pages = self._pages("/api/v1/workflows", params)
         if not pinned_data:
-            params["excludePinnedData"] = "true"
-        for items in self._pages("/api/v1/workflows", params):
+            excluding = self._pages("/api/v1/workflows", {**params, "excludePinnedData": "true"})
+            try:
+                first = next(excluding, None)
+                pages = itertools.chain([] if first is None else [first], excluding)
+            except ApiError as exc:  # n8n before 1.73 refuses a parameter it does not know
+                if "HTTP 400" not in str(exc) or "excludePinnedData" not in str(exc):
+                    raise
+        for items in pages:
             yield from items
 
     def workflow(self, workflow_id: str) -> dict[str, Any]:

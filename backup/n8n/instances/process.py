@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Protocol
 
+from backup.abandoned import LOG_PREFIX, owned_temp_dir
 from backup.errors import N8nStartError
 from backup.n8n.instances.base import (
     DEFAULT_BOOT_TIMEOUT,
@@ -64,8 +65,23 @@ def dies_with_us(command: list[str], signal_name: str = "TERM") -> list[str]:
     (its key in its environment) must not outlive the run that booted it. Through util-linux's
     setpriv, which execs the command in its place; where setpriv is missing, ``command`` as it
     is."""
-    setpriv = shutil.which("setpriv")
+    setpriv = _setpriv_with_pdeathsig()
     return command if setpriv is None else [setpriv, "--pdeathsig", signal_name, "--", *command]
+
+
+@functools.cache
+def _setpriv_with_pdeathsig() -> str | None:
+    """setpriv, when it is installed and knows --pdeathsig (util-linux 2.33 and later)."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return None
+    try:
+        probe = subprocess.run(
+            [setpriv, "--pdeathsig", "TERM", "--", "true"], capture_output=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return setpriv if probe.returncode == 0 else None
 
 
 class OnHostPorts(Booting, Protocol):
@@ -135,7 +151,7 @@ class N8nProcess(BootsOnEnter):
         self.port, broker_port = free_ports(2)
         self.env = instance_env(user_folder, encryption_key, self.port, broker_port)
         self.env.update(extra_env or {})
-        self._log_dir = tempfile.TemporaryDirectory(prefix="n8n-log-")
+        self._log_dir = owned_temp_dir(LOG_PREFIX)
         self.log_path = Path(self._log_dir.name) / "n8n.log"
         self._process: subprocess.Popen[bytes] | None = None
         self._guard = LaunchGuard("n8n was stopped before it started")
