@@ -47,6 +47,10 @@ def _started(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
 
 
+def _log_folders() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob(f"{LOG_PREFIX}*")}
+
+
 def test_only_folders_whose_run_is_gone_are_removed(tmp_path: Path) -> None:
     finished = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.2)"])
     finished_started = _started(finished.pid)
@@ -92,6 +96,7 @@ def test_a_killed_run_stops_its_n8n_and_the_next_run_removes_its_copy(
     copy_variant(taken, root, "one")
     reports = ("--html", str(tmp_path / "r.html"), "--junitxml", str(tmp_path / "r.xml"))
     before = restored_folders()
+    logs_before = _log_folders()
     verify = subprocess.Popen(
         verify_command(root, taken.key_store, *PROCESS, "--quiet-seconds", "60", *reports),
         cwd=tmp_path,
@@ -114,6 +119,8 @@ def test_a_killed_run_stops_its_n8n_and_the_next_run_removes_its_copy(
         if verify.poll() is None:
             os.killpg(verify.pid, signal.SIGKILL)
     (left,) = restored_folders() - before
+    logs_left = _log_folders() - logs_before
+    assert logs_left, "the killed run's n8n log folder is not there to be removed"
     assert (Path(tempfile.gettempdir()) / left / ".n8n" / "config").is_file()
 
     live = Path(tempfile.mkdtemp(prefix=RESTORE_PREFIX))  # as a run going on beside this one
@@ -129,6 +136,7 @@ def test_a_killed_run_stops_its_n8n_and_the_next_run_removes_its_copy(
         said = f"removed {Path(tempfile.gettempdir()) / left}, left by a verify run that was killed"
         assert said in nxt.stderr, nxt.stderr
         assert left not in restored_folders()
+        assert not logs_left & _log_folders(), "the killed run's n8n log was not removed"
         assert live.is_dir(), "the copy of a run still going was removed"
     finally:
         shutil.rmtree(live)

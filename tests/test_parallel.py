@@ -153,14 +153,15 @@ def test_two_workers_give_the_serial_verdicts_causes_and_records(
 
 @pytest.mark.parametrize(
     ("stop", "whole_group"),
-    [(signal.SIGINT, True), (signal.SIGTERM, False)],
-    ids=["ctrl-c", "sigterm-to-pytest"],
+    [(signal.SIGINT, True), (signal.SIGTERM, False), (signal.SIGTERM, True)],
+    ids=["ctrl-c", "sigterm-to-pytest", "sigterm-to-all"],
 )
 def test_ctrl_c_under_xdist_leaves_nothing_running(
     taken: TakenSnapshot, tmp_path: Path, stop: signal.Signals, whole_group: bool
 ) -> None:
     """Ctrl-C reaches the whole foreground group; a CI job's timeout, docker stop or kill
-    sends SIGTERM to pytest alone, which then stops its workers as after Ctrl-C."""
+    sends SIGTERM to pytest alone, which then stops its workers as after Ctrl-C; systemd and
+    `timeout` send it to all, and each worker then takes one interrupt, not two."""
     root = tmp_path / "two"
     root.mkdir()
     copy_variant(taken, root, "one")
