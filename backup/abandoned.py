@@ -14,20 +14,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from backup.processes import started
+
 OWNER_NAME = ".owner"
 RESTORE_PREFIX = "n8n-restore-"
 LOG_PREFIX = "n8n-log-"
 FETCH_PREFIX = "n8n-verify-repo-"
 OWNED_PREFIXES = (RESTORE_PREFIX, LOG_PREFIX, FETCH_PREFIX)
-
-
-def _started(pid: int) -> int | None:
-    """When process ``pid`` started (clock ticks since boot, from Linux's /proc), or None when
-    there is no such process: with the pid, it names a process even after pids are reused."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def _read(path: str) -> str | None:
@@ -49,7 +42,7 @@ def _this_process() -> dict[str, Any]:
     the boot they belong to, and the pid namespace they mean something in."""
     return {
         "pid": os.getpid(),
-        "started": _started(os.getpid()),
+        "started": started(os.getpid()),
         "boot": _read("/proc/sys/kernel/random/boot_id"),
         "pid_namespace": _pid_namespace(),
     }
@@ -75,7 +68,7 @@ def _owner_gone(folder: Path) -> bool:
     taken for abandoned."""
     try:
         owner = json.loads((folder / OWNER_NAME).read_text(encoding="utf-8"))
-        pid, started = int(owner["pid"]), int(owner["started"])
+        pid, when = int(owner["pid"]), int(owner["started"])
         boot, namespace = owner.get("boot"), owner.get("pid_namespace")
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return False
@@ -83,7 +76,7 @@ def _owner_gone(folder: Path) -> bool:
         return False
     if boot is not None and boot != _read("/proc/sys/kernel/random/boot_id"):
         return True  # claimed before this machine last started
-    return _started(pid) != started
+    return started(pid) != when
 
 
 def _writable_again(function: Any, path: str, _: Any) -> None:

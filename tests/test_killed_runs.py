@@ -22,10 +22,17 @@ from backup.abandoned import (
     claim,
     remove_abandoned,
 )
+from backup.processes import started as started_or_none
 from tests.n8n_support import TakenSnapshot, copy_variant, instances_of, restored_folders
 from tests.verify_runner import verify_command
 
 PROCESS = ("--runtime", "process", "-p", "no:cacheprovider")
+
+
+def started(pid: int) -> int:
+    when = started_or_none(pid)
+    assert when is not None, f"process {pid} is gone"
+    return when
 
 
 def _pid_namespace() -> str:
@@ -36,15 +43,11 @@ def _boot() -> str:
     return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 
 
-def _owned_by(folder: Path, pid: int, started: object, **other: object) -> Path:
+def _owned_by(folder: Path, pid: int, when: object, **other: object) -> Path:
     folder.mkdir(mode=0o700)
-    owner = {"pid": pid, "started": started, "boot": _boot(), "pid_namespace": _pid_namespace()}
+    owner = {"pid": pid, "started": when, "boot": _boot(), "pid_namespace": _pid_namespace()}
     (folder / OWNER_NAME).write_text(json.dumps({**owner, **other}))
     return folder
-
-
-def _started(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
 
 
 def _log_folders() -> set[str]:
@@ -53,7 +56,7 @@ def _log_folders() -> set[str]:
 
 def test_only_folders_whose_run_is_gone_are_removed(tmp_path: Path) -> None:
     finished = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.2)"])
-    finished_started = _started(finished.pid)
+    finished_started = started(finished.pid)
     finished.wait()
     me = os.getpid()
     gone = _owned_by(tmp_path / f"{RESTORE_PREFIX}gone", finished.pid, finished_started)
@@ -63,9 +66,9 @@ def test_only_folders_whose_run_is_gone_are_removed(tmp_path: Path) -> None:
     (stubborn / "ro" / "deep" / "file").write_text("x")
     (stubborn / "ro" / "deep").chmod(0o555)
     (stubborn / "ro").chmod(0o555)
-    reused = _owned_by(tmp_path / f"{FETCH_PREFIX}reused", me, _started(me) - 1)
-    rebooted = _owned_by(tmp_path / f"{RESTORE_PREFIX}rebooted", me, _started(me), boot="old")
-    running = _owned_by(tmp_path / f"{RESTORE_PREFIX}running", me, _started(me))
+    reused = _owned_by(tmp_path / f"{FETCH_PREFIX}reused", me, started(me) - 1)
+    rebooted = _owned_by(tmp_path / f"{RESTORE_PREFIX}rebooted", me, started(me), boot="old")
+    running = _owned_by(tmp_path / f"{RESTORE_PREFIX}running", me, started(me))
     elsewhere_ns = _owned_by(
         tmp_path / f"{RESTORE_PREFIX}other-ns", finished.pid, 1, pid_namespace="pid:[1]"
     )

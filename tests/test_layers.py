@@ -47,6 +47,7 @@ CORE_MAY_USE = {
     "backup.progress",
     "backup.extras",
     "backup.ownership",
+    "backup.abandoned",  # temporary folders claimed for the next run's clean-up
 }
 
 

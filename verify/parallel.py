@@ -11,6 +11,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from backup.processes import children
+
 # What one booted n8n with a restored instance takes, measured on 2.40.7 (about 700 MB at peak
 # for 5,000 workflows); with verify's own process beside it.
 N8N_WORKER_BYTES = 800 * 1024 * 1024
@@ -74,17 +76,11 @@ def shard_groups(groups: list[str], shard: int, shards: int) -> set[str]:
 
 def interrupt_workers(config: Any) -> None:
     """Pass SIGTERM or SIGHUP of pytest-xdist's controller on to its workers (its child
-    processes, listed in Linux's /proc) as the Ctrl-C a terminal would have sent them all: each
+    processes) as the Ctrl-C a terminal would have sent them all: each
     stops its n8n and removes its restored copy at once, while xdist waits for it, instead of
     hearing of it from xdist 5 s later and being killed before it is done."""
     if config.pluginmanager.get_plugin("dsession") is None:
         return  # not a controller: this process does the work itself
-    me = os.getpid()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue  # gone meanwhile
-        if parent == me:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(stat.parent.name), signal.SIGINT)
+    for worker in children(os.getpid()):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker, signal.SIGINT)
