@@ -243,3 +243,26 @@ def instances_of(folders: set[str]) -> list[int]:
             ):
                 found.append(int(proc.name))
     return found
+
+
+def wait_for_restored_instances(
+    before: set[str], count: int = 1, seconds: float = 240, runner: Any = None
+) -> list[int]:
+    """The n8n processes running on restore folders made since ``before``, once ``count`` of
+    them run, ``seconds`` have passed, or ``runner`` (a Popen that started them) has ended."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and (runner is None or runner.poll() is None):
+        running = instances_of(restored_folders() - before)
+        if len(running) >= count:
+            return running
+        time.sleep(0.5)
+    return instances_of(restored_folders() - before)
+
+
+def wait_until_restored_instances_stop(before: set[str], seconds: float = 30) -> list[int]:
+    """The n8n processes still running on restore folders made since ``before`` after up to
+    ``seconds`` of waiting for them to stop (empty once all stopped)."""
+    deadline = time.monotonic() + seconds
+    while instances_of(restored_folders() - before) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return instances_of(restored_folders() - before)

@@ -8,10 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from tests.n8n_support import instances_of, restored_folders
+from tests.n8n_support import (
+    restored_folders,
+    wait_for_restored_instances,
+    wait_until_restored_instances_stop,
+)
 
 
 def test_demo_stopped_while_verifying_leaves_nothing_running(tmp_path: Path) -> None:
@@ -25,12 +28,8 @@ def test_demo_stopped_while_verifying_leaves_nothing_running(tmp_path: Path) -> 
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 300
-        while demo.poll() is None and time.monotonic() < deadline:
-            if instances_of(restored_folders() - before):
-                break
-            time.sleep(0.5)
-        assert instances_of(restored_folders() - before), "the demo's verify never booted n8n"
+        booted = wait_for_restored_instances(before, seconds=300, runner=demo)
+        assert booted, "the demo's verify never booted n8n"
         demo.send_signal(signal.SIGTERM)
         _, stderr = demo.communicate(timeout=120)
     finally:
@@ -38,8 +37,5 @@ def test_demo_stopped_while_verifying_leaves_nothing_running(tmp_path: Path) -> 
             os.killpg(demo.pid, signal.SIGKILL)
     assert demo.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "n8n-demo: interrupted", stderr
-    deadline = time.monotonic() + 30
-    while instances_of(restored_folders() - before) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert instances_of(restored_folders() - before) == [], "verify's n8n outlived the demo"
+    assert wait_until_restored_instances_stop(before) == [], "verify's n8n outlived the demo"
     assert restored_folders() - before == set(), "a restored copy was left behind"

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from backup.abandoned import (
@@ -23,8 +22,14 @@ from backup.abandoned import (
     remove_abandoned,
 )
 from backup.processes import started as started_or_none
-from tests.n8n_support import TakenSnapshot, copy_variant, instances_of, restored_folders
-from tests.verify_runner import verify_command
+from tests.n8n_support import (
+    TakenSnapshot,
+    copy_variant,
+    restored_folders,
+    wait_for_restored_instances,
+    wait_until_restored_instances_stop,
+)
+from tests.verify_runner import start_verify, verify_command
 
 PROCESS = ("--runtime", "process", "-p", "no:cacheprovider")
 
@@ -100,24 +105,15 @@ def test_a_killed_run_stops_its_n8n_and_the_next_run_removes_its_copy(
     reports = ("--html", str(tmp_path / "r.html"), "--junitxml", str(tmp_path / "r.xml"))
     before = restored_folders()
     logs_before = _log_folders()
-    verify = subprocess.Popen(
+    verify = start_verify(
         verify_command(root, taken.key_store, *PROCESS, "--quiet-seconds", "60", *reports),
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+        tmp_path,
     )
     try:
-        deadline = time.monotonic() + 240
-        while not instances_of(restored_folders() - before) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert instances_of(restored_folders() - before), "verify never booted n8n"
+        assert wait_for_restored_instances(before, runner=verify), "verify never booted n8n"
         verify.send_signal(signal.SIGKILL)  # pytest alone: nothing of it runs to clean up
         verify.wait(timeout=30)
-        deadline = time.monotonic() + 30
-        while instances_of(restored_folders() - before) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert instances_of(restored_folders() - before) == [], "n8n outlived a killed verify"
+        assert wait_until_restored_instances_stop(before) == [], "n8n outlived a killed verify"
     finally:
         if verify.poll() is None:
             os.killpg(verify.pid, signal.SIGKILL)

@@ -9,8 +9,6 @@ import os
 import shutil
 import signal
 import ssl
-import subprocess
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -25,11 +23,18 @@ from tests.n8n_support import (
     TakenSnapshot,
     copy_variant,
     flip_middle_byte,
-    instances_of,
     restored_folders,
+    wait_for_restored_instances,
+    wait_until_restored_instances_stop,
 )
 from tests.tls_certificates import Authority
-from tests.verify_runner import VERIFY_CHECKS, resign_manifest, run_verify, verify_command
+from tests.verify_runner import (
+    VERIFY_CHECKS,
+    resign_manifest,
+    run_verify,
+    start_verify,
+    verify_command,
+)
 from verify.merge import main as verify_merge
 from verify.parallel import (
     N8N_WORKER_BYTES,
@@ -167,7 +172,7 @@ def test_ctrl_c_under_xdist_leaves_nothing_running(
     copy_variant(taken, root, "one")
     copy_variant(taken, root, "two")
     before = restored_folders()
-    verify = subprocess.Popen(
+    verify = start_verify(
         verify_command(
             root,
             taken.key_store,
@@ -179,19 +184,11 @@ def test_ctrl_c_under_xdist_leaves_nothing_running(
             "-p",
             "no:cacheprovider",
         ),
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+        tmp_path,
     )
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            booted = instances_of(restored_folders() - before)
-            if len(booted) >= 2:
-                break
-            time.sleep(1)
-        assert instances_of(restored_folders() - before), "no n8n booted under xdist"
+        booted = wait_for_restored_instances(before, 2, runner=verify)
+        assert booted, "no n8n booted under xdist"
         if whole_group:
             os.killpg(verify.pid, stop)
         else:
@@ -200,10 +197,7 @@ def test_ctrl_c_under_xdist_leaves_nothing_running(
     finally:
         if verify.poll() is None:
             os.killpg(verify.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while instances_of(restored_folders() - before) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert instances_of(restored_folders() - before) == [], f"an n8n outlived {stop.name}"
+    assert wait_until_restored_instances_stop(before) == [], f"an n8n outlived {stop.name}"
     left = restored_folders() - before
     assert not left, f"restore folders left behind: {left}"
 

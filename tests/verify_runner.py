@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace
@@ -37,6 +38,18 @@ class VerifyRun:
         jsonschema.validate(body, json.loads(SCHEMA_FILE.read_text()))
         assert self.report.with_suffix(".json").stat().st_mode & 0o077 == 0
         return body
+
+
+def start_verify(command: list[str], cwd: Path) -> subprocess.Popen[bytes]:
+    """``command`` started silently in its own session, as a scheduler starts a job, for tests
+    that signal it (the session alone, or the whole group)."""
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def verify_command(snapshots: Path, key_store: Path, *extra: str) -> list[str]:
