@@ -1,7 +1,8 @@
-"""Temporary folders that name the process they belong to, and the removal of those whose
-process is gone: a run killed outright (SIGKILL, the OOM killer) cannot remove its restored
-copy (the data and the key), its n8n log or the snapshots and keys it fetched; the next run
-does."""
+"""What a run leaves behind when it is killed outright (SIGKILL, the OOM killer): it cannot
+remove its restored copy (the data and the key), its n8n log or the snapshots and keys it
+fetched, nor its throwaway database or its containers; the next run does. Each such thing
+names the process it belongs to (an owner record); this module writes and judges those
+records, and removes the temporary folders whose process is gone."""
 
 from __future__ import annotations
 
@@ -48,10 +49,15 @@ def _this_process() -> dict[str, Any]:
     }
 
 
+def owner_record() -> str:
+    """This process's owner record (JSON), for what it makes and must remove again."""
+    return json.dumps(_this_process(), sort_keys=True)
+
+
 def claim(folder: Path) -> None:
     """Mark ``folder`` (just made, private) as this process's."""
     marker = folder / OWNER_NAME
-    marker.write_text(json.dumps(_this_process()), encoding="utf-8")
+    marker.write_text(owner_record(), encoding="utf-8")
     marker.chmod(0o600)
 
 
@@ -62,21 +68,44 @@ def owned_temp_dir(prefix: str) -> tempfile.TemporaryDirectory[str]:
     return folder
 
 
+def _gone(record: str, *, earlier_boot_is_gone: bool) -> bool:
+    """Whether the process of an owner record certainly no longer runs. A garbled record, one
+    without its boot, or one made in another pid namespace (a container), is never taken for
+    gone."""
+    try:
+        owner = json.loads(record)
+        pid, when = int(owner["pid"]), int(owner["started"])
+        boot, namespace = owner.get("boot"), owner.get("pid_namespace")
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return False
+    if boot is None:
+        return False
+    if boot != _read("/proc/sys/kernel/random/boot_id"):
+        # Another boot: of this machine when the record sits in its temporary folder; on a
+        # server or engine others share, possibly another machine.
+        return earlier_boot_is_gone
+    if namespace is None or namespace != _pid_namespace():
+        return False
+    return started(pid) != when
+
+
+def owner_gone(record: str) -> bool:
+    """Whether the process of ``record`` (:func:`owner_record`), kept on a server or engine
+    that other machines may share (a database's comment, a container's label), certainly no
+    longer runs: only records made on this machine since it last started, in this pid
+    namespace, are judged (a pid means nothing elsewhere); the others are never gone."""
+    return _gone(record, earlier_boot_is_gone=False)
+
+
 def _owner_gone(folder: Path) -> bool:
     """Whether the process that claimed ``folder`` is certainly gone. A folder without a
     readable claim, or claimed in another pid namespace (a container sharing /tmp), is never
-    taken for abandoned."""
+    taken for abandoned; one claimed before this machine last started always is."""
     try:
-        owner = json.loads((folder / OWNER_NAME).read_text(encoding="utf-8"))
-        pid, when = int(owner["pid"]), int(owner["started"])
-        boot, namespace = owner.get("boot"), owner.get("pid_namespace")
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        record = (folder / OWNER_NAME).read_text(encoding="utf-8")
+    except (OSError, ValueError):
         return False
-    if namespace is None or namespace != _pid_namespace():
-        return False
-    if boot is not None and boot != _read("/proc/sys/kernel/random/boot_id"):
-        return True  # claimed before this machine last started
-    return started(pid) != when
+    return _gone(record, earlier_boot_is_gone=True)
 
 
 def _writable_again(function: Any, path: str, _: Any) -> None:

@@ -23,7 +23,7 @@ from backup.n8n.api import N8nApi
 from backup.n8n.container import BootingContainer, inspect_n8n_container
 from backup.n8n.folder import read_encryption_key
 from backup.n8n.instances.base import QUIET_ENV
-from backup.n8n.instances.docker import SESSION_LABEL
+from backup.n8n.instances.docker_sessions import SESSION_LABEL
 from backup.n8n.instances.ports import free_ports
 from backup.n8n.instances.readiness import wait_until_ready
 from tests.cli_support import ROOT

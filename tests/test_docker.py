@@ -18,6 +18,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -30,7 +31,7 @@ from backup.n8n.api import N8nApi
 from backup.n8n.container import inspect_n8n_container, runs_n8n
 from backup.n8n.instances import remote
 from backup.n8n.instances.base import QUIET_ENV
-from backup.n8n.instances.docker import SESSION_LABEL
+from backup.n8n.instances.docker_sessions import OWNER_LABEL, SESSION_LABEL, session_labels
 from backup.n8n.instances.ports import free_port
 from backup.n8n.instances.remote import SshTunnel
 from tests.cli_support import ROOT, backup_command, run_backup_cli, snapshot_under_load
@@ -52,6 +53,7 @@ from tests.verify_runner import (
     report_with_attachments,
     resign_manifest,
     run_verify,
+    start_verify,
     verify_command,
     wrong_key_store,
 )
@@ -304,6 +306,66 @@ def test_interrupted_verify_leaves_no_container(
     verify.send_signal(stop)
     assert verify.wait(timeout=120) == pytest.ExitCode.INTERRUPTED
     assert left_behind(docker_client, ours, before) == [], f"{stop.name} left something behind"
+
+
+def test_a_killed_verify_leaves_its_containers_to_the_next_run(
+    docker_client: DockerClient, container_snapshot: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """SIGKILL (the OOM killer) while n8n runs in its container, with testcontainers' reaper
+    off (no registry): the container keeps running on the snapshot's data. The next verify on
+    that engine removes it with the session's volumes and network, and leaves alone a session
+    still going and one it cannot judge (another machine's, or another boot's)."""
+    path, keys = container_snapshot
+    ours = {"label": SESSION_LABEL}
+    before = engine_objects(docker_client, ours)
+    reports = ("--html", str(tmp_path / "r.html"), "--junitxml", str(tmp_path / "r.xml"))
+    args = (*DOCKER_ARGS, *reports)
+    verify = start_verify(verify_command(path, keys, *args, "--quiet-seconds", "60"), tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        running: list[Any] = []
+        while not running and time.monotonic() < deadline and verify.poll() is None:
+            time.sleep(0.5)
+            running = [
+                c
+                for c in docker_client.containers.list(filters=ours)
+                if f"container {c.name}" not in before
+            ]
+        assert running, "verify never started a container"
+        verify.send_signal(signal.SIGKILL)
+        verify.wait(timeout=30)
+    finally:
+        if verify.poll() is None:
+            os.killpg(verify.pid, signal.SIGKILL)
+    (container,) = running
+    container.reload()
+    assert container.status == "running", "nothing was left to remove"
+    session = container.labels[SESSION_LABEL]
+    live = docker_client.networks.create(
+        f"nrv-test-live-{secrets.token_hex(4)}", internal=True, labels=session_labels("live")
+    )
+    other_boot = {"pid": 1, "started": 1, "boot": "another", "pid_namespace": None}
+    elsewhere = docker_client.volumes.create(
+        f"nrv-test-elsewhere-{secrets.token_hex(4)}",
+        labels={SESSION_LABEL: "elsewhere", OWNER_LABEL: json.dumps(other_boot)},
+    )
+    try:
+        nxt = subprocess.run(
+            verify_command(path, keys, *args, "--collect-only"),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        said = re.search(rf"removed (\d+) Docker objects of verify session {session} ", nxt.stderr)
+        assert said is not None, nxt.stderr
+        assert int(said.group(1)) >= 2  # the n8n container and the session's network
+        assert left_behind(docker_client, ours, before) == sorted(
+            [f"network {live.name}", f"volume {elsewhere.name}"]
+        )
+    finally:
+        live.remove()
+        elsewhere.remove(force=True)
 
 
 def test_failed_restore_puts_the_old_database_back(

@@ -19,6 +19,8 @@ from backup.abandoned import (
     OWNER_NAME,
     RESTORE_PREFIX,
     claim,
+    owner_gone,
+    owner_record,
     remove_abandoned,
 )
 from backup.processes import started as started_or_none
@@ -95,6 +97,35 @@ def test_only_folders_whose_run_is_gone_are_removed(tmp_path: Path) -> None:
     assert not any(folder.exists() for folder in removed)
     for kept in (running, elsewhere_ns, unknown, garbled, unowned, target, other):
         assert kept.is_dir(), kept
+
+
+def test_records_on_shared_servers_are_judged_only_for_this_boot_and_namespace() -> None:
+    """A database's comment or a container's label may come from another machine using the
+    same server or engine: its pid means nothing here, so only records of this boot and pid
+    namespace are judged (unlike a folder in this machine's /tmp, removed after a reboot)."""
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished_started = started(finished.pid)
+    finished.wait()
+    me = os.getpid()
+
+    def record(pid: int, when: object, **other: object) -> str:
+        owner = {"pid": pid, "started": when, "boot": _boot(), "pid_namespace": _pid_namespace()}
+        return json.dumps({**owner, **other})
+
+    assert json.loads(owner_record())["pid"] == me
+    assert not owner_gone(owner_record())
+    assert owner_gone(record(finished.pid, finished_started))
+    assert owner_gone(record(me, started(me) - 1))  # the pid was taken again
+    for kept in (
+        record(finished.pid, finished_started, boot="another machine or boot"),
+        record(finished.pid, finished_started, boot=None),
+        record(finished.pid, finished_started, pid_namespace="pid:[1]"),
+        record(finished.pid, None),
+        "{not json",
+        "",
+        "[]",
+    ):
+        assert not owner_gone(kept), kept
 
 
 def test_a_killed_run_stops_its_n8n_and_the_next_run_removes_its_copy(

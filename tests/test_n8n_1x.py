@@ -23,7 +23,7 @@ from backup.digests import sha256_file
 from backup.manifest import FileEntry, Manifest
 from backup.n8n import npm
 from backup.n8n.api import N8nApi
-from backup.n8n.instances.docker import SESSION_LABEL
+from backup.n8n.instances.docker_sessions import SESSION_LABEL
 from backup.n8n.instances.process import N8nProcess
 from backup.n8n.postgres import PostgresTarget, n8n_database_env
 from tests.cli_support import run_snapshot_cli

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from docker.client import DockerClient
 
-from backup.n8n.instances.docker import SESSION_LABEL
+from backup.n8n.instances.docker_sessions import SESSION_LABEL
 from backup.verification_record import read_record
 from tests.cli_support import ROOT
 from tests.docker_support import DOCKER_ARGS, EngineOverTcp, engine_objects, left_behind

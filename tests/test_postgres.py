@@ -6,8 +6,12 @@ non-default schema and a table prefix, which the snapshot must respect.
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
 import shutil
+import signal
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +20,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from docker.client import DockerClient
+from psycopg import sql
 
 from backup.manifest import Manifest
 from backup.n8n.api import N8nApi
@@ -27,6 +32,7 @@ from backup.n8n.postgres import (
     n8n_database_env,
     restore_dump,
 )
+from backup.n8n.postgres_throwaway import create_throwaway_role, drop_throwaway
 from tests.cli_support import run_backup_cli, run_snapshot_cli, snapshot_args, snapshot_under_load
 from tests.docker_support import (
     DOCKER_ARGS,
@@ -38,13 +44,23 @@ from tests.docker_support import (
     run_n8n_container,
     set_up_owner,
 )
-from tests.n8n_support import BOOT_TIMEOUT, HOSTILE_NAMES, SourceInstance, seed
+from tests.n8n_support import (
+    BOOT_TIMEOUT,
+    HOSTILE_NAMES,
+    SourceInstance,
+    restored_folders,
+    seed,
+    wait_for_restored_instances,
+    wait_until_restored_instances_stop,
+)
 from tests.postgres_support import PostgresServer
 from tests.verify_runner import (
     VERIFY_CHECKS,
     assert_wrong_key_caught_before_boot,
     report_with_attachments,
     run_verify,
+    start_verify,
+    verify_command,
     wrong_key_store,
 )
 from verify.bootstrap import create_owner_and_api_key
@@ -238,6 +254,66 @@ def test_verify_postgres_snapshot_passes(
     assert ("(--postgres)" in text) != on_docker
     assert pg_source.server.password not in text
     assert throwaway_databases(pg_source.server) == [], "verify left its database behind"
+
+
+def test_a_killed_verify_leaves_its_database_to_the_next_run(
+    pg_source: PostgresSource,
+    pg_snapshot: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """SIGKILL (the OOM killer) while n8n runs on the throwaway database: the database, with
+    the snapshot's data, and its role stay on the server; the next verify run with that server
+    drops them, and leaves alone those of a run still going and of runs it cannot judge."""
+    path, keys = pg_snapshot
+    monkeypatch.setenv("PGPASSWORD", pg_source.server.password)
+    dsn = f"postgresql://postgres@127.0.0.1:{pg_source.server.port}/postgres"
+    server = PostgresTarget.from_dsn(pg_source.server.dsn())
+    reports = ("--html", str(tmp_path / "r.html"), "--junitxml", str(tmp_path / "r.xml"))
+    args = (*PROCESS_ARGS, "--postgres", dsn, *reports)
+    before = restored_folders()
+    verify = start_verify(verify_command(path, keys, *args, "--quiet-seconds", "60"), tmp_path)
+    try:
+        assert wait_for_restored_instances(before, runner=verify), "verify never booted n8n"
+        verify.send_signal(signal.SIGKILL)
+        verify.wait(timeout=30)
+        assert wait_until_restored_instances_stop(before) == [], "n8n outlived a killed verify"
+    finally:
+        if verify.poll() is None:
+            os.killpg(verify.pid, signal.SIGKILL)
+    left = throwaway_databases(pg_source.server)
+    assert len(left) == 2 and left[0] == left[1], left  # the database and its role
+    # A run still going (this test's process), and one of another machine or boot.
+    live = create_throwaway_role(server)
+    elsewhere = create_throwaway_role(server)
+    with server.connect(autocommit=True) as admin:
+        other_boot = {"pid": 1, "started": 1, "boot": "another", "pid_namespace": None}
+        admin.execute(
+            sql.SQL("COMMENT ON ROLE {} IS {}").format(
+                sql.Identifier(elsewhere.user), sql.Literal(json.dumps(other_boot))
+            )
+        )
+        admin.execute(f"CREATE DATABASE {live.user} OWNER {live.user}")
+    try:
+        nxt = subprocess.run(
+            verify_command(path, keys, *args, "--collect-only"),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        said = (
+            f"dropped the database and role {left[0]} on 127.0.0.1:{pg_source.server.port}, "
+            "left by a verify run that was killed"
+        )
+        assert said in nxt.stderr, nxt.stderr
+        assert sorted(throwaway_databases(pg_source.server)) == sorted(
+            [live.user, live.user, elsewhere.user]
+        )
+    finally:
+        drop_throwaway(server, live.user)
+        drop_throwaway(server, elsewhere.user)
+    assert throwaway_databases(pg_source.server) == []
 
 
 def test_a_remote_engine_refuses_a_postgres_snapshot_in_one_line(

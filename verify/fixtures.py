@@ -7,7 +7,6 @@ once and its instance is stopped before the next snapshot's boots.
 from __future__ import annotations
 
 import contextlib
-import secrets
 import time
 import warnings
 from collections.abc import Iterator
@@ -255,26 +254,19 @@ def snapshot_database(
     if manifest.database_kind == "sqlite":
         yield N8nDatabase(case.folder / manifest.database_file, manifest.table_prefix)
         return
-    from backup.n8n.postgres import (
-        DEFAULT_SCHEMA,
-        PostgresTables,
-        create_throwaway_role,
-        drop_database,
-        drop_role,
-        restore_dump,
-        server_major,
-    )
+    from backup.n8n.postgres import DEFAULT_SCHEMA, PostgresTables, restore_dump, server_major
+    from backup.n8n.postgres_throwaway import create_throwaway_role, drop_throwaway
 
     admin, where = _postgres_server(case, manifest, request)
     server = replace(
         admin, schema=manifest.database_schema or DEFAULT_SCHEMA, table_prefix=manifest.table_prefix
     )
-    dbname = f"nrv_verify_{secrets.token_hex(6)}"
     role: PostgresTarget | None = None
     try:
         try:
             role = create_throwaway_role(server)
-            summary.database = f"{where}, database {dbname}, role {role.user}"
+            dbname = role.user
+            summary.database = f"{where}, database and role {dbname}"
             summary.database += _major_mismatch(manifest, server_major(server))
             target = restore_dump(server, case.folder / manifest.database_file, dbname, role)
         except BackupError as exc:
@@ -283,10 +275,9 @@ def snapshot_database(
         _environment_fact(request, "PostgreSQL (restore target)", tables.server_version())
         yield tables
     finally:
-        with contextlib.suppress(BackupError):
-            drop_database(server, dbname)
-            if role is not None:
-                drop_role(server, role.user)
+        if role is not None:
+            with contextlib.suppress(BackupError):
+                drop_throwaway(server, role.user)
 
 
 @dataclass(frozen=True)

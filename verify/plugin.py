@@ -504,7 +504,10 @@ def pytest_configure(config: pytest.Config) -> None:
         return  # the controller reports, records and notifies
     config.stash[STARTED_KEY] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     _say(config, ping_start(config.getoption("notify")))
-    _say(config, remove_abandoned())  # restored copies, logs, fetched snapshots and keys
+    # What killed runs left: their containers first (they may still run on a restored copy),
+    # then the restored copies, logs, fetched snapshots and keys.
+    _say(config, _remove_abandoned_elsewhere(config, cases))
+    _say(config, remove_abandoned())
     config.pluginmanager.register(VerifyReportTitle(), "verify.report-title")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     # Reports name workflows, credentials and keys' fingerprints: private to the user (0600),
@@ -753,6 +756,26 @@ class VerifyReportTitle:
     def pytest_html_report_title(self, report: Any) -> None:
         """A title that says what the report is about."""
         report.title = f"n8n restore verification (n8n-restore-verify {tool_version()})"
+
+
+def _remove_abandoned_elsewhere(config: pytest.Config, cases: list[SnapshotCase]) -> list[str]:
+    """What killed runs of this machine left where this run works too: containers on the
+    Docker engine, throwaway databases and roles on the --postgres server."""
+    said = []
+    if any(case.runtime == "docker" for case in cases):
+        from backup.n8n.instances.docker_sessions import remove_abandoned_sessions
+
+        said += remove_abandoned_sessions()
+    if dsn := config.getoption("postgres_dsn"):
+        try:
+            from backup.n8n.postgres import PostgresTarget
+            from backup.n8n.postgres_throwaway import remove_abandoned_databases
+
+            server = PostgresTarget.from_dsn(dsn)
+        except BackupError:
+            return said  # no PostgreSQL support installed, or a DSN its snapshots will name
+        said += remove_abandoned_databases(server)
+    return said
 
 
 def _say(config: pytest.Config, problems: list[str]) -> None:

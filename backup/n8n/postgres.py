@@ -304,8 +304,9 @@ def restore_dump(
 ) -> PostgresTarget:
     """Create ``dbname`` on ``server`` and restore the dump into it; return where it is.
 
-    With ``owner`` (a role made by :func:`create_throwaway_role`), the database belongs to that
-    role and the restore runs as it, so a hostile dump can act on nothing else of the server.
+    With ``owner`` (a throwaway role, see ``postgres_throwaway``), the database belongs to
+    that role and the restore runs as it, so a hostile dump can act on nothing else of the
+    server.
     Owners and grants of the dump are left out either way.
     """
     restorer = with_database(owner or server, dbname)
@@ -407,27 +408,6 @@ def error_line(stderr: str) -> str:
     errors = [line for line in lines if "ERROR:" in line or "error:" in line]
     chosen = (errors or [line for line in lines if not line.startswith("CONTEXT")] or [""])[-1]
     return chosen or "no message"
-
-
-def create_throwaway_role(server: PostgresTarget) -> PostgresTarget:
-    """A new login role with a random password and no privileges (not superuser, cannot create
-    databases or roles); ``server`` with that role's credentials."""
-    role = f"nrv_verify_{secrets.token_hex(6)}"
-    password = secrets.token_urlsafe(24)
-    with server.connect(autocommit=True) as admin:
-        admin.execute(
-            sql.SQL(
-                "CREATE ROLE {} LOGIN PASSWORD {} NOSUPERUSER NOCREATEDB NOCREATEROLE "
-                "NOREPLICATION NOBYPASSRLS"
-            ).format(sql.Identifier(role), sql.Literal(password))
-        )
-    return replace(server, user=role, password=password)
-
-
-def drop_role(server: PostgresTarget, role: str) -> None:
-    """Drop a role made by :func:`create_throwaway_role` (its database must be gone)."""
-    with server.connect(autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
 def drop_database(server: PostgresTarget, dbname: str) -> None:

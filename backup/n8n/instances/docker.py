@@ -45,6 +45,7 @@ from backup.n8n.instances.base import (
     BootsOnEnter,
     LaunchGuard,
 )
+from backup.n8n.instances.docker_sessions import remove_session, session_labels
 from backup.n8n.instances.ports import free_ports
 from backup.n8n.instances.process import LOOPBACK_ENV, ready_on_host_ports
 from backup.n8n.instances.readiness import wait_until_ready
@@ -67,7 +68,6 @@ if TYPE_CHECKING:
 
 POSTGRES_PORT = 5432
 CONTAINER_N8N_FOLDER = "/home/node/.n8n"
-SESSION_LABEL = "n8n-restore-verify.session"
 RYUK_DISABLED_ENV = "TESTCONTAINERS_RYUK_DISABLED"
 
 
@@ -147,12 +147,11 @@ class IsolatedNetwork:
 
     def __init__(self) -> None:
         self.session = uuid.uuid4().hex[:12]
+        self.labels = session_labels(self.session)  # of everything the session makes
         # testcontainers makes Docker clients of its own, from here on (containers need this
         # network first).
         keep_the_engines_authority()
-        self.network = Network(
-            docker_network_kw={"internal": True, "labels": {SESSION_LABEL: self.session}}
-        )
+        self.network = Network(docker_network_kw={"internal": True, "labels": self.labels})
         self.network.create()
 
     @property
@@ -163,18 +162,10 @@ class IsolatedNetwork:
     def close(self) -> None:
         """Remove every container and volume left by the session, then the network itself."""
         client = engine_client()
-        session = {"label": f"{SESSION_LABEL}={self.session}"}
         try:
-            for container in client.containers.list(all=True, filters=session):
-                with contextlib.suppress(DockerException):
-                    container.remove(force=True, v=True)
-            for volume in client.volumes.list(filters=session):
-                with contextlib.suppress(DockerException):
-                    volume.remove(force=True)
+            remove_session(client, self.session)
         finally:
             client.close()
-        with contextlib.suppress(DockerException):
-            self.network.remove()
 
 
 class N8nContainer(BootsOnEnter):
@@ -201,7 +192,7 @@ class N8nContainer(BootsOnEnter):
                 "--test-credentials needs a Docker engine on this machine (n8n on the host's "
                 f"network); DOCKER_HOST names a remote one ({engine_host(self.engine_url)})"
             )
-        self._labels = {SESSION_LABEL: network.session}
+        self._labels = network.labels
         # On a remote engine: the volume the folder is shipped into, once, before n8n's first use.
         self._volume = f"n8n-restore-verify-{network.session}-{uuid.uuid4().hex[:8]}"
         self._shipped = False
@@ -528,7 +519,7 @@ class PostgresContainer:
             DockerContainer(image)
             .with_env("POSTGRES_PASSWORD", self.password)
             .with_network(network.network)
-            .with_kwargs(labels={SESSION_LABEL: network.session})
+            .with_kwargs(labels=network.labels)
         )
         self.network = network
 
