@@ -21,7 +21,9 @@ OWNER_NAME = ".owner"
 RESTORE_PREFIX = "n8n-restore-"
 LOG_PREFIX = "n8n-log-"
 FETCH_PREFIX = "n8n-verify-repo-"
-OWNED_PREFIXES = (RESTORE_PREFIX, LOG_PREFIX, FETCH_PREFIX)
+RESTORE_FETCH_PREFIX = "n8n-backup-fetch-"  # a stored snapshot fetched to be restored
+KEYS_FETCH_PREFIX = "n8n-keys-"  # a key store fetched from a repository
+OWNED_PREFIXES = (RESTORE_PREFIX, LOG_PREFIX, FETCH_PREFIX, RESTORE_FETCH_PREFIX, KEYS_FETCH_PREFIX)
 
 
 def _read(path: str) -> str | None:
@@ -152,5 +154,5 @@ def remove_abandoned(temp_dir: Path | None = None) -> list[str]:
         except OSError as exc:
             said.append(f"cannot remove {folder}, left by a run that was killed: {exc}")
         else:
-            said.append(f"removed {folder}, left by a verify run that was killed")
+            said.append(f"removed {folder}, left by a run that was killed")
     return said

@@ -10,12 +10,12 @@ import argparse
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from backup.abandoned import RESTORE_FETCH_PREFIX, owned_temp_dir, remove_abandoned
 from backup.about import tool_version
 from backup.errors import BackupError, InputError, RepositoryError
 from backup.interrupts import interrupts_as_keyboard_interrupt
@@ -294,7 +294,7 @@ def _restore_from_repository(args: argparse.Namespace) -> int:
             f"the repository holds snapshots of several instances ({instances}) or none: "
             "give --repo-snapshot ID"
         )
-    with tempfile.TemporaryDirectory(prefix="n8n-backup-fetch-") as staging:
+    with owned_temp_dir(RESTORE_FETCH_PREFIX) as staging:
         args.snapshot = stored.fetch(repo, chosen[0].stored, Path(staging))
         args.repo = None
         return cmd_restore(args)
@@ -786,6 +786,8 @@ def run_command(prog: str, handler: Handler, args: argparse.Namespace) -> int:
     """Run a command's handler: one line on stderr for any expected failure, exit codes from
     the error tree, never a traceback (unless N8N_BACKUP_DEBUG is set). SIGTERM and SIGHUP
     stop it as Ctrl-C does: what it started is stopped and removed."""
+    for removed in remove_abandoned():  # what runs killed outright left in /tmp
+        print(f"{prog}: {removed}", file=sys.stderr)
     try:
         with interrupts_as_keyboard_interrupt():
             return handler(args)

@@ -13,10 +13,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from backup.abandoned import (
     FETCH_PREFIX,
+    KEYS_FETCH_PREFIX,
     LOG_PREFIX,
     OWNER_NAME,
+    RESTORE_FETCH_PREFIX,
     RESTORE_PREFIX,
     claim,
     owner_gone,
@@ -24,6 +28,7 @@ from backup.abandoned import (
     remove_abandoned,
 )
 from backup.processes import started as started_or_none
+from tests.cli_support import ROOT, run_backup_cli
 from tests.n8n_support import (
     TakenSnapshot,
     copy_variant,
@@ -92,11 +97,41 @@ def test_only_folders_whose_run_is_gone_are_removed(tmp_path: Path) -> None:
     said = remove_abandoned(tmp_path)
     removed = [gone, stubborn, reused, rebooted]
     assert sorted(said) == sorted(
-        f"removed {folder}, left by a verify run that was killed" for folder in removed
+        f"removed {folder}, left by a run that was killed" for folder in removed
     )
     assert not any(folder.exists() for folder in removed)
     for kept in (running, elsewhere_ns, unknown, garbled, unowned, target, other):
         assert kept.is_dir(), kept
+
+
+@pytest.mark.parametrize("prefix", [KEYS_FETCH_PREFIX, RESTORE_FETCH_PREFIX])
+def test_n8n_backup_removes_what_a_killed_run_fetched(tmp_path: Path, prefix: str) -> None:
+    """`keys pull` stages every key of the repository in /tmp, a restore from a repository the
+    whole snapshot: killed there, they stay; the next n8n-backup command removes them."""
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, signal; from pathlib import Path; from backup.abandoned import "
+            f"owned_temp_dir; d = owned_temp_dir({prefix!r}); "
+            "(Path(d.name) / 'key').write_text('secret'); os.kill(os.getpid(), signal.SIGKILL)",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL
+    (left,) = tmp_path.glob(f"{prefix}*")
+    assert (left / "key").is_file()
+    live = Path(tempfile.mkdtemp(prefix=prefix, dir=tmp_path))
+    claim(live)
+    snapshots = tmp_path / "none"
+    snapshots.mkdir()
+    result = run_backup_cli(
+        "list", "--snapshots", str(snapshots), env={**os.environ, "TMPDIR": str(tmp_path)}
+    )
+    assert f"n8n-backup: removed {left}, left by a run that was killed" in result.stderr
+    assert not left.exists() and live.is_dir()
 
 
 def test_records_on_shared_servers_are_judged_only_for_this_boot_and_namespace() -> None:
@@ -163,7 +198,7 @@ def test_a_killed_run_stops_its_n8n_and_the_next_run_removes_its_copy(
             text=True,
             timeout=120,
         )
-        said = f"removed {Path(tempfile.gettempdir()) / left}, left by a verify run that was killed"
+        said = f"removed {Path(tempfile.gettempdir()) / left}, left by a run that was killed"
         assert said in nxt.stderr, nxt.stderr
         assert left not in restored_folders()
         assert not logs_left & _log_folders(), "the killed run's n8n log was not removed"

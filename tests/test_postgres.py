@@ -304,7 +304,7 @@ def test_a_killed_verify_leaves_its_database_to_the_next_run(
         )
         said = (
             f"dropped the database and role {left[0]} on 127.0.0.1:{pg_source.server.port}, "
-            "left by a verify run that was killed"
+            "left by a run that was killed"
         )
         assert said in nxt.stderr, nxt.stderr
         assert sorted(throwaway_databases(pg_source.server)) == sorted(

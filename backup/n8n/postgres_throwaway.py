@@ -73,7 +73,5 @@ def remove_abandoned_databases(server: PostgresTarget) -> list[str]:
         except (BackupError, psycopg.Error) as exc:
             said.append(f"cannot drop the database and role {where}: {exc}")
         else:
-            said.append(
-                f"dropped the database and role {where}, left by a verify run that was killed"
-            )
+            said.append(f"dropped the database and role {where}, left by a run that was killed")
     return said

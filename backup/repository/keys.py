@@ -3,11 +3,9 @@ its own password, or a plain folder. Keys are only ever added, never replaced or
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
-from backup.atomic import PRIVATE_DIR_MODE
+from backup.abandoned import KEYS_FETCH_PREFIX, owned_temp_dir
 from backup.errors import KeyStoreError, RepositoryError
 from backup.keystore import KEY_SUFFIX, KeyStore
 from backup.repository.restic import ResticRepository
@@ -64,7 +62,6 @@ def pull(repo: ResticRepository, store: KeyStore) -> int:
             "`n8n-backup keys push`"
         )
     newest = pushed[-1]
-    with tempfile.TemporaryDirectory(prefix="n8n-keys-") as staging:
-        os.chmod(staging, PRIVATE_DIR_MODE)
+    with owned_temp_dir(KEYS_FETCH_PREFIX) as staging:
         restored = restore_folder(repo, newest, Path(staging))
         return copy_keys(KeyStore(restored), store)

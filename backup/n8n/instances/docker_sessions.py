@@ -76,7 +76,7 @@ def remove_abandoned_sessions() -> list[str]:
                 count = remove_session(client, session)
                 said.append(
                     f"removed {count} Docker objects of verify session {session} "
-                    "(containers, volumes, network), left by a verify run that was killed"
+                    "(containers, volumes, network), left by a run that was killed"
                 )
         return said
     except ENGINE_ERRORS as exc:
