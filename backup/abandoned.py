@@ -40,13 +40,22 @@ def _pid_namespace() -> str | None:
         return None
 
 
+def _boot() -> str | None:
+    return _read("/proc/sys/kernel/random/boot_id")
+
+
+def _machine() -> str | None:
+    return _read("/etc/machine-id")
+
+
 def _this_process() -> dict[str, Any]:
     """This process, as another one can tell whether it still runs: its pid and start time,
-    the boot they belong to, and the pid namespace they mean something in."""
+    the boot and machine they belong to, and the pid namespace they mean something in."""
     return {
         "pid": os.getpid(),
         "started": started(os.getpid()),
-        "boot": _read("/proc/sys/kernel/random/boot_id"),
+        "boot": _boot(),
+        "machine": _machine(),
         "pid_namespace": _pid_namespace(),
     }
 
@@ -70,25 +79,50 @@ def owned_temp_dir(prefix: str) -> tempfile.TemporaryDirectory[str]:
     return folder
 
 
+def _whole_number(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _certainly_gone(pid: int, when: int) -> bool:
+    """Whether process ``pid`` that started at ``when`` is gone: another process has the pid
+    now, or none has. A process this one may not see (/proc mounted with hidepid, systemd's
+    ProtectProc) still runs as far as we know."""
+    if pid <= 0:
+        return False
+    now = started(pid)
+    if now is not None:
+        return now != when
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, OverflowError):
+        return False  # there, and another user's (or no pid at all)
+    return False  # there, but its start time cannot be read
+
+
 def _gone(record: str, *, earlier_boot_is_gone: bool) -> bool:
-    """Whether the process of an owner record certainly no longer runs. A garbled record, one
-    without its boot, or one made in another pid namespace (a container), is never taken for
-    gone."""
+    """Whether the process of an owner record certainly no longer runs. Judged only when this
+    machine's boot is known and the record was made in this pid namespace (a pid means nothing
+    in another); a garbled record is never taken for gone."""
     try:
         owner = json.loads(record)
-        pid, when = int(owner["pid"]), int(owner["started"])
+        pid, when = _whole_number(owner["pid"]), _whole_number(owner["started"])
         boot, namespace = owner.get("boot"), owner.get("pid_namespace")
-    except (ValueError, TypeError, KeyError, AttributeError):
+        machine = owner.get("machine")
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return False
-    if boot is None:
+    this_boot = _boot()
+    if pid is None or when is None or boot is None or this_boot is None:
         return False
-    if boot != _read("/proc/sys/kernel/random/boot_id"):
-        # Another boot: of this machine when the record sits in its temporary folder; on a
-        # server or engine others share, possibly another machine.
-        return earlier_boot_is_gone
     if namespace is None or namespace != _pid_namespace():
         return False
-    return started(pid) != when
+    if boot != this_boot:
+        # Made before this machine last started, when the record sits in its temporary folder
+        # and names this machine (a folder shared over the network may hold other machines');
+        # on a server or engine others share, possibly another machine's.
+        return earlier_boot_is_gone and machine is not None and machine == _machine()
+    return _certainly_gone(pid, when)
 
 
 def owner_gone(record: str) -> bool:
@@ -102,7 +136,7 @@ def owner_gone(record: str) -> bool:
 def _owner_gone(folder: Path) -> bool:
     """Whether the process that claimed ``folder`` is certainly gone. A folder without a
     readable claim, or claimed in another pid namespace (a container sharing /tmp), is never
-    taken for abandoned; one claimed before this machine last started always is."""
+    taken for abandoned; one claimed on this machine before it last started always is."""
     try:
         record = (folder / OWNER_NAME).read_text(encoding="utf-8")
     except (OSError, ValueError):

@@ -786,10 +786,10 @@ def run_command(prog: str, handler: Handler, args: argparse.Namespace) -> int:
     """Run a command's handler: one line on stderr for any expected failure, exit codes from
     the error tree, never a traceback (unless N8N_BACKUP_DEBUG is set). SIGTERM and SIGHUP
     stop it as Ctrl-C does: what it started is stopped and removed."""
-    for removed in remove_abandoned():  # what runs killed outright left in /tmp
-        print(f"{prog}: {removed}", file=sys.stderr)
     try:
         with interrupts_as_keyboard_interrupt():
+            for removed in remove_abandoned():  # what runs killed outright left in /tmp
+                print(f"{prog}: {removed}", file=sys.stderr)
             return handler(args)
     except BackupError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)

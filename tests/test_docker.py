@@ -18,7 +18,6 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -314,7 +313,8 @@ def test_a_killed_verify_leaves_its_containers_to_the_next_run(
     """SIGKILL (the OOM killer) while n8n runs in its container, with testcontainers' reaper
     off (no registry): the container keeps running on the snapshot's data. The next verify on
     that engine removes it with the session's volumes and network, and leaves alone a session
-    still going and one it cannot judge (another machine's, or another boot's)."""
+    still going, one it cannot judge (another machine's, or another boot's), and one where a
+    single object names the killed run and another a live one."""
     path, keys = container_snapshot
     ours = {"label": SESSION_LABEL}
     before = engine_objects(docker_client, ours)
@@ -323,31 +323,42 @@ def test_a_killed_verify_leaves_its_containers_to_the_next_run(
     verify = start_verify(verify_command(path, keys, *args, "--quiet-seconds", "60"), tmp_path)
     try:
         deadline = time.monotonic() + 120
-        running: list[Any] = []
-        while not running and time.monotonic() < deadline and verify.poll() is None:
+        sessions: set[str] = set()
+        while not sessions and time.monotonic() < deadline and verify.poll() is None:
             time.sleep(0.5)
-            running = [
-                c
+            sessions = {
+                c.labels[SESSION_LABEL]
                 for c in docker_client.containers.list(filters=ours)
                 if f"container {c.name}" not in before
-            ]
-        assert running, "verify never started a container"
+            }
+        assert sessions, "verify never started a container"
         verify.send_signal(signal.SIGKILL)
         verify.wait(timeout=30)
     finally:
         if verify.poll() is None:
             os.killpg(verify.pid, signal.SIGKILL)
-    (container,) = running
-    container.reload()
-    assert container.status == "running", "nothing was left to remove"
-    session = container.labels[SESSION_LABEL]
-    live = docker_client.networks.create(
-        f"nrv-test-live-{secrets.token_hex(4)}", internal=True, labels=session_labels("live")
+    (session,) = sessions
+    left = docker_client.containers.list(filters={"label": f"{SESSION_LABEL}={session}"})
+    assert left, "nothing of the killed run runs on"
+    killed_run = left[0].labels[OWNER_LABEL]
+    live = docker_client.containers.run(
+        "n8n-restore-verify/debian-base:bookworm",
+        ["sleep", "300"],
+        labels=session_labels("live"),
+        network_mode="none",
+        detach=True,
     )
     other_boot = {"pid": 1, "started": 1, "boot": "another", "pid_namespace": None}
     elsewhere = docker_client.volumes.create(
         f"nrv-test-elsewhere-{secrets.token_hex(4)}",
         labels={SESSION_LABEL: "elsewhere", OWNER_LABEL: json.dumps(other_boot)},
+    )
+    mixed_gone = docker_client.volumes.create(
+        f"nrv-test-mixed-{secrets.token_hex(4)}",
+        labels={SESSION_LABEL: "mixed", OWNER_LABEL: killed_run},
+    )
+    mixed_live = docker_client.networks.create(
+        f"nrv-test-mixed-{secrets.token_hex(4)}", internal=True, labels=session_labels("mixed")
     )
     try:
         nxt = subprocess.run(
@@ -360,12 +371,20 @@ def test_a_killed_verify_leaves_its_containers_to_the_next_run(
         said = re.search(rf"removed (\d+) Docker objects of verify session {session} ", nxt.stderr)
         assert said is not None, nxt.stderr
         assert int(said.group(1)) >= 2  # the n8n container and the session's network
-        assert left_behind(docker_client, ours, before) == sorted(
-            [f"network {live.name}", f"volume {elsewhere.name}"]
-        )
+        kept = [
+            f"container {live.name}",
+            f"volume {elsewhere.name}",
+            f"volume {mixed_gone.name}",
+            f"network {mixed_live.name}",
+        ]
+        assert left_behind(docker_client, ours, before) == sorted(kept)
+        live.reload()
+        assert live.status == "running"
     finally:
-        live.remove()
-        elsewhere.remove(force=True)
+        live.remove(force=True)
+        mixed_live.remove()
+        for volume in (elsewhere, mixed_gone):
+            volume.remove(force=True)
 
 
 def test_failed_restore_puts_the_old_database_back(

@@ -55,10 +55,21 @@ def _boot() -> str:
     return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 
 
+def _record(pid: object, when: object, **other: object) -> str:
+    """An owner record as this machine, boot and pid namespace make them, with ``other``."""
+    owner = {
+        "pid": pid,
+        "started": when,
+        "boot": _boot(),
+        "machine": Path("/etc/machine-id").read_text().strip(),
+        "pid_namespace": _pid_namespace(),
+    }
+    return json.dumps({**owner, **other})
+
+
 def _owned_by(folder: Path, pid: int, when: object, **other: object) -> Path:
     folder.mkdir(mode=0o700)
-    owner = {"pid": pid, "started": when, "boot": _boot(), "pid_namespace": _pid_namespace()}
-    (folder / OWNER_NAME).write_text(json.dumps({**owner, **other}))
+    (folder / OWNER_NAME).write_text(_record(pid, when, **other))
     return folder
 
 
@@ -80,6 +91,16 @@ def test_only_folders_whose_run_is_gone_are_removed(tmp_path: Path) -> None:
     (stubborn / "ro").chmod(0o555)
     reused = _owned_by(tmp_path / f"{FETCH_PREFIX}reused", me, started(me) - 1)
     rebooted = _owned_by(tmp_path / f"{RESTORE_PREFIX}rebooted", me, started(me), boot="old")
+    # A temporary folder shared over the network: another machine's boot.
+    other_machine = _owned_by(
+        tmp_path / f"{RESTORE_PREFIX}other-machine", me, 1, boot="old", machine="another"
+    )
+    no_machine = _owned_by(
+        tmp_path / f"{RESTORE_PREFIX}no-machine", me, 1, boot="old", machine=None
+    )
+    rebooted_ns = _owned_by(
+        tmp_path / f"{RESTORE_PREFIX}rebooted-ns", me, 1, boot="old", pid_namespace="pid:[1]"
+    )
     running = _owned_by(tmp_path / f"{RESTORE_PREFIX}running", me, started(me))
     elsewhere_ns = _owned_by(
         tmp_path / f"{RESTORE_PREFIX}other-ns", finished.pid, 1, pid_namespace="pid:[1]"
@@ -101,6 +122,8 @@ def test_only_folders_whose_run_is_gone_are_removed(tmp_path: Path) -> None:
     )
     assert not any(folder.exists() for folder in removed)
     for kept in (running, elsewhere_ns, unknown, garbled, unowned, target, other):
+        assert kept.is_dir(), kept
+    for kept in (other_machine, no_machine, rebooted_ns):
         assert kept.is_dir(), kept
 
 
@@ -143,24 +166,46 @@ def test_records_on_shared_servers_are_judged_only_for_this_boot_and_namespace()
     finished.wait()
     me = os.getpid()
 
-    def record(pid: int, when: object, **other: object) -> str:
-        owner = {"pid": pid, "started": when, "boot": _boot(), "pid_namespace": _pid_namespace()}
-        return json.dumps({**owner, **other})
-
     assert json.loads(owner_record())["pid"] == me
     assert not owner_gone(owner_record())
-    assert owner_gone(record(finished.pid, finished_started))
-    assert owner_gone(record(me, started(me) - 1))  # the pid was taken again
+    assert owner_gone(_record(finished.pid, finished_started))
+    assert owner_gone(_record(me, started(me) - 1))  # the pid was taken again
     for kept in (
-        record(finished.pid, finished_started, boot="another machine or boot"),
-        record(finished.pid, finished_started, boot=None),
-        record(finished.pid, finished_started, pid_namespace="pid:[1]"),
-        record(finished.pid, None),
+        _record(finished.pid, finished_started, boot="another machine or boot"),
+        _record(finished.pid, finished_started, boot=None),
+        _record(finished.pid, finished_started, pid_namespace="pid:[1]"),
+        _record(finished.pid, None),
+        _record(finished.pid, True),
+        _record(str(finished.pid), finished_started),
+        _record(0, 1),
+        _record(-1, 1),
+        _record(10**30, 1),
+        _record(finished.pid, finished_started).replace(f"{finished.pid},", "1e999,", 1),
+        "[" * 100_000 + "]" * 100_000,
         "{not json",
         "",
         "[]",
     ):
-        assert not owner_gone(kept), kept
+        assert not owner_gone(kept), kept[:80]
+
+
+def test_a_process_that_cannot_be_seen_is_not_taken_for_gone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With /proc mounted hidepid=2 (or systemd's ProtectProc), another user's live run has
+    no readable /proc entry: it still runs, as the kernel says when asked."""
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished_started = started(finished.pid)
+    finished.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        live_started = started(live.pid)
+        monkeypatch.setattr("backup.abandoned.started", lambda pid: None)
+        assert not owner_gone(_record(live.pid, live_started))
+        assert owner_gone(_record(finished.pid, finished_started))
+    finally:
+        live.kill()
+        live.wait()
 
 
 def test_a_killed_run_stops_its_n8n_and_the_next_run_removes_its_copy(

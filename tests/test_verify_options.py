@@ -48,6 +48,27 @@ def test_bad_target_version(pytester: pytest.Pytester, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("dsn", "said"),
+    [
+        ("postgresql://n8n@db1:5432,db2:5433/n8n", "names db1,db2 port 5432,5433: give one host"),
+        ("postgresql://n8n@db:99999/n8n", "names db port 99999: give one host and one port"),
+        ("postgresql://n8n@db:5432", "names no database"),
+        ("postgresql://n8n@db:5432/n8n?sslmode", "is not a PostgreSQL connection string"),
+    ],
+)
+def test_an_unusable_postgres_server_is_one_line(
+    pytester: pytest.Pytester, tmp_path: Path, dsn: str, said: str
+) -> None:
+    """Refused before the run starts, whatever the snapshots are (nothing is asked of it)."""
+    result = run(
+        pytester, "--snapshots", str(tmp_path), "--key-store", str(tmp_path), "--postgres", dsn
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: --postgres {said}*"])
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+@pytest.mark.parametrize(
     ("server_version", "expected"),
     [("15.10", "postgres:15"), ("16.4", "postgres:16"), (None, "postgres:18")],
 )

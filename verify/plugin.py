@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Generator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -65,6 +65,9 @@ from verify.report import (
     summary_table,
 )
 from verify.result import run_outcome, write_result
+
+if TYPE_CHECKING:
+    from backup.n8n.postgres import PostgresTarget
 
 VERIFY_DIR = Path(__file__).resolve().parent
 DEFAULT_BOOT_TIMEOUT = 180.0
@@ -495,6 +498,7 @@ def pytest_configure(config: pytest.Config) -> None:
             config.option.repo = config.option.key_repo = None
         for url in config.getoption("notify"):
             check_url(url)
+        postgres = _postgres_option(config)
         cases = _load_cases(config)
     except BackupError as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -506,7 +510,7 @@ def pytest_configure(config: pytest.Config) -> None:
     _say(config, ping_start(config.getoption("notify")))
     # What killed runs left: their containers first (they may still run on a restored copy),
     # then the restored copies, logs, fetched snapshots and keys.
-    _say(config, _remove_abandoned_elsewhere(config, cases))
+    _say(config, _remove_abandoned_elsewhere(cases, postgres))
     _say(config, remove_abandoned())
     config.pluginmanager.register(VerifyReportTitle(), "verify.report-title")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -758,7 +762,19 @@ class VerifyReportTitle:
         report.title = f"n8n restore verification (n8n-restore-verify {tool_version()})"
 
 
-def _remove_abandoned_elsewhere(config: pytest.Config, cases: list[SnapshotCase]) -> list[str]:
+def _postgres_option(config: pytest.Config) -> PostgresTarget | None:
+    """The --postgres server, checked before anything runs (one host, one port, a database)."""
+    dsn = config.getoption("postgres_dsn")
+    if not dsn:
+        return None
+    from backup.n8n.postgres import PostgresTarget
+
+    return PostgresTarget.from_dsn(dsn)
+
+
+def _remove_abandoned_elsewhere(
+    cases: list[SnapshotCase], postgres: PostgresTarget | None
+) -> list[str]:
     """What killed runs of this machine left where this run works too: containers on the
     Docker engine, throwaway databases and roles on the --postgres server."""
     said = []
@@ -766,15 +782,10 @@ def _remove_abandoned_elsewhere(config: pytest.Config, cases: list[SnapshotCase]
         from backup.n8n.instances.docker_sessions import remove_abandoned_sessions
 
         said += remove_abandoned_sessions()
-    if dsn := config.getoption("postgres_dsn"):
-        try:
-            from backup.n8n.postgres import PostgresTarget
-            from backup.n8n.postgres_throwaway import remove_abandoned_databases
+    if postgres is not None:
+        from backup.n8n.postgres_throwaway import remove_abandoned_databases
 
-            server = PostgresTarget.from_dsn(dsn)
-        except BackupError:
-            return said  # no PostgreSQL support installed, or a DSN its snapshots will name
-        said += remove_abandoned_databases(server)
+        said += remove_abandoned_databases(postgres)
     return said
 
 

@@ -90,9 +90,15 @@ class PostgresTarget:
             ) from None
         if not params.get("dbname"):
             raise InputError("--postgres names no database: add /DATABASE to the URI")
+        host, port = str(params.get("host") or "localhost"), str(params.get("port") or 5432)
+        if "," in host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise InputError(
+                f"--postgres names {host} port {port}: give one host and one port, as in "
+                "postgresql://USER@HOST:PORT/DATABASE"
+            )
         return cls(
-            host=str(params.get("host") or "localhost"),
-            port=int(params.get("port") or 5432),
+            host=host,
+            port=int(port),
             user=str(params.get("user") or os.environ.get("PGUSER", "postgres")),
             dbname=str(params["dbname"]),
             password=str(params.get("password") or os.environ.get("PGPASSWORD", "")),

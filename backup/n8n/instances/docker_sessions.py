@@ -29,7 +29,7 @@ def remove_session(client: DockerClient, session: str) -> int:
     ``session``; return how many objects were removed."""
     only = {"label": f"{SESSION_LABEL}={session}"}
     removed = 0
-    for container in client.containers.list(all=True, filters=only):
+    for container in client.containers.list(all=True, filters=only, ignore_removed=True):
         with contextlib.suppress(DockerException):
             container.remove(force=True, v=True)
             removed += 1
@@ -59,20 +59,23 @@ def remove_abandoned_sessions() -> list[str]:
     except ENGINE_ERRORS as exc:
         return [f"cannot look for containers left by killed runs: {exc}"]
     try:
-        owners: dict[str, str] = {}
-        ours = {"label": OWNER_LABEL}
+        # Every object of a session, by the owner it names: a session goes only when every
+        # one of its objects names a run that is gone (labels are set when an object is made,
+        # by whoever makes it).
+        owners: dict[str, set[str]] = {}
+        sessions = {"label": SESSION_LABEL}
         listed = [
-            *client.containers.list(all=True, filters=ours),
-            *client.volumes.list(filters=ours),
-            *client.networks.list(filters=ours),
+            *client.containers.list(all=True, filters=sessions, ignore_removed=True),
+            *client.volumes.list(filters=sessions),
+            *client.networks.list(filters=sessions),
         ]
         for thing in listed:
             labels = _labels(thing)
             if SESSION_LABEL in labels:
-                owners[labels[SESSION_LABEL]] = labels.get(OWNER_LABEL, "")
+                owners.setdefault(labels[SESSION_LABEL], set()).add(labels.get(OWNER_LABEL, ""))
         said = []
-        for session, owner in sorted(owners.items()):
-            if owner_gone(owner):
+        for session, records in sorted(owners.items()):
+            if all(owner_gone(record) for record in records):
                 count = remove_session(client, session)
                 said.append(
                     f"removed {count} Docker objects of verify session {session} "
