@@ -136,11 +136,17 @@ def test_two_workers_give_the_serial_verdicts_causes_and_records(
     assert not new, f"restore folders left behind: {new}"
 
     # A CI matrix of two machines: each verifies its shard; the merge equals the serial run.
+    # Each shard's reports reach the merge as a CI job's artifacts do: in a folder of their
+    # own, away from where the shard wrote them (and the path its result records).
     shard_results = []
-    for shard in ("1/2", "2/2"):
+    for number, shard in enumerate(("1/2", "2/2"), start=1):
         run = run_verify(pytester, root, taken.key_store, *PROCESS, "--shard", shard)
-        shard_results.append(run.report.with_suffix(".json"))
         assert len(_outcomes(root, run.report)) == 2
+        artifacts = tmp_path / "shards" / f"shard-{number}"
+        artifacts.mkdir(parents=True)
+        for suffix in (".json", ".xml", ".html"):
+            shutil.move(run.report.with_suffix(suffix), artifacts)
+        shard_results.append(artifacts / run.report.with_suffix(".json").name)
     merged_dir = tmp_path / "merged"
     assert verify_merge(["--out", str(merged_dir), *map(str, shard_results)]) == 1  # FAILED
     (merged,) = merged_dir.glob("verify-merged-*.json")

@@ -37,6 +37,10 @@ def read_shard(path: Path) -> dict[str, Any]:
         raise InputError(
             f"{path} has schema version {body.get('schema_version')!r}, not {SCHEMA_VERSION}"
         )
+    if not all(isinstance(entry, dict) for entry in body["entries"]) or not isinstance(
+        body.get("junit", ""), str | None
+    ):
+        raise InputError(f"{path} is not a verify result: its entries or JUnit file are garbled")
     return body
 
 
@@ -66,6 +70,21 @@ def merge_results(shards: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
         "verdict": verdict_of([entry.get("result") for entry in entries]),
         "entries": entries,
     }
+
+
+def _junit_of(result: Path, body: dict[str, Any]) -> Path:
+    """A shard's JUnit file: beside its JSON result under the name the result gives (where a
+    CI job's artifacts put it: the path recorded is the shard machine's), else at that path."""
+    recorded = Path(str(body["junit"]))
+    beside = result.parent / recorded.name
+    if beside.is_file():
+        return beside
+    if recorded.is_file():
+        return recorded
+    raise InputError(
+        f"{result} names the JUnit file {recorded.name}, which is not beside it: copy each "
+        "shard's whole reports folder"
+    )
 
 
 def merge_junit(files: list[Path]) -> str:
@@ -117,13 +136,14 @@ def merge(out: Path, results: list[Path]) -> tuple[Path, str]:
         raise InputError("give the shards' JSON results (reports/verify-*.json of each)")
     shards = [(path.resolve(), read_shard(path)) for path in results]
     merged = merge_results(shards)
+    junit_files = [_junit_of(path, body) for path, body in shards if body.get("junit")]
+    junit_text = merge_junit(junit_files) if junit_files else None
     make_private_dir(out)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     target = reserve_new_file(out, f"verify-merged-{stamp}", ".json")
-    junit_files = [Path(str(body["junit"])) for _, body in shards if body.get("junit")]
-    if junit_files:
+    if junit_text is not None:
         junit = target.with_suffix(".xml")
-        write_text_atomic(junit, merge_junit(junit_files))
+        write_text_atomic(junit, junit_text)
         merged["junit"] = str(junit)
     merged["report"] = str(target.with_suffix(".html"))
     write_text_atomic(target.with_suffix(".html"), summary_page(merged))

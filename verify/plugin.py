@@ -472,10 +472,10 @@ def pytest_configure(config: pytest.Config) -> None:
         unused = config.pluginmanager.get_plugin(name)
         if unused is not None:
             config.pluginmanager.unregister(unused)
+    worker: dict[str, Any] | None = getattr(config, "workerinput", None)
     # A CI job's timeout, docker stop or a service manager stops the run as Ctrl-C does: the
     # fixtures' finalizers stop every n8n and remove every restored copy (pytest_unconfigure
     # puts the handlers back).
-    worker: dict[str, Any] | None = getattr(config, "workerinput", None)
     interrupts = contextlib.ExitStack()
     interrupts.enter_context(
         interrupts_as_keyboard_interrupt(lambda: interrupt_workers(config), once=worker is not None)
