@@ -38,9 +38,8 @@ def interrupts_as_keyboard_interrupt(
     Ctrl-C would also have reached (child processes) hears of it.
 
     ``once``: after the first interrupt, Ctrl-C included, all three are ignored, so that a
-    second one cannot cut the clean-up short (a process group's SIGTERM and the controller's
-    pass-on arrive together at pytest-xdist's workers, whose controller kills them if they
-    take too long)."""
+    second one cannot cut the clean-up short (a CI job's next SIGTERM; a process group's
+    SIGTERM and the controller's pass-on, which arrive together at pytest-xdist's workers)."""
 
     def interrupt(signum: int, frame: object) -> None:
         if once:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -250,3 +251,71 @@ def test_a_killed_run_stops_its_n8n_and_the_next_run_removes_its_copy(
         assert live.is_dir(), "the copy of a run still going was removed"
     finally:
         shutil.rmtree(live)
+
+
+def test_a_second_sigterm_while_verify_cleans_up_is_ignored(
+    taken: TakenSnapshot, tmp_path: Path
+) -> None:
+    """A CI job's timeout sends SIGTERM, then again before the clean-up is done: the second
+    one must not cut the clean-up short (pytest would let it out as a traceback, leaving the
+    restored copy with the key behind)."""
+    root = tmp_path / "snapshots"
+    copy_variant(taken, root, "one")
+    reports = ("--html", str(tmp_path / "r.html"), "--junitxml", str(tmp_path / "r.xml"))
+    before = restored_folders()
+    verify = subprocess.Popen(
+        verify_command(root, taken.key_store, *PROCESS, "--quiet-seconds", "60", *reports),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert wait_for_restored_instances(before, runner=verify), "verify never booted n8n"
+        verify.send_signal(signal.SIGTERM)
+        time.sleep(0.3)  # the second one while the first one's clean-up stops n8n
+        verify.send_signal(signal.SIGTERM)
+        output, _ = verify.communicate(timeout=120)
+    finally:
+        if verify.poll() is None:
+            os.killpg(verify.pid, signal.SIGKILL)
+    assert verify.returncode == 2, output[-3000:]  # pytest's "interrupted"
+    assert "Traceback" not in output, output[-3000:]
+    assert wait_until_restored_instances_stop(before) == []
+    assert restored_folders() - before == set(), "the restored copy was left behind"
+
+
+def test_a_sigterm_while_a_finished_run_cleans_up_is_ignored(
+    taken: TakenSnapshot, tmp_path: Path
+) -> None:
+    """The checks are done and pytest stops n8n when a CI job's timeout strikes: the run ends
+    as it would have, with its verdict, its clean-up whole."""
+    root = tmp_path / "snapshots"
+    copy_variant(taken, root, "one")
+    reports = ("--html", str(tmp_path / "r.html"), "--junitxml", str(tmp_path / "r.xml"))
+    before = restored_folders()
+    verify = subprocess.Popen(
+        verify_command(root, taken.key_store, *PROCESS, "--quiet-seconds", "1", "-q", *reports),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
+    )
+    assert verify.stdout is not None
+    try:
+        seen = []
+        for line in verify.stdout:
+            seen.append(line)
+            if "[100%]" in line:  # the last check's result: the session's end begins
+                verify.send_signal(signal.SIGTERM)
+                break
+        output = "".join(seen) + verify.communicate(timeout=120)[0]
+    finally:
+        if verify.poll() is None:
+            os.killpg(verify.pid, signal.SIGKILL)
+    assert verify.returncode == 0, output[-3000:]
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-3000:]
+    assert restored_folders() - before == set(), "the restored copy was left behind"

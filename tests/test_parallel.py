@@ -163,16 +163,26 @@ def test_two_workers_give_the_serial_verdicts_causes_and_records(
 
 
 @pytest.mark.parametrize(
-    ("stop", "whole_group"),
-    [(signal.SIGINT, True), (signal.SIGTERM, False), (signal.SIGTERM, True)],
-    ids=["ctrl-c", "sigterm-to-pytest", "sigterm-to-all"],
+    ("stop", "whole_group", "in_background"),
+    [
+        (signal.SIGINT, True, False),
+        (signal.SIGTERM, False, False),
+        (signal.SIGTERM, True, False),
+        (signal.SIGTERM, False, True),
+    ],
+    ids=["ctrl-c", "sigterm-to-pytest", "sigterm-to-all", "sigterm-to-a-background-job"],
 )
 def test_ctrl_c_under_xdist_leaves_nothing_running(
-    taken: TakenSnapshot, tmp_path: Path, stop: signal.Signals, whole_group: bool
+    taken: TakenSnapshot,
+    tmp_path: Path,
+    stop: signal.Signals,
+    whole_group: bool,
+    in_background: bool,
 ) -> None:
     """Ctrl-C reaches the whole foreground group; a CI job's timeout, docker stop or kill
     sends SIGTERM to pytest alone, which then stops its workers as after Ctrl-C; systemd and
-    `timeout` send it to all, and each worker then takes one interrupt, not two."""
+    `timeout` send it to all, and each worker then takes one interrupt, not two. A script's
+    background job (`cmd &`) runs with SIGINT ignored, its workers too: they still stop."""
     root = tmp_path / "two"
     root.mkdir()
     copy_variant(taken, root, "one")
@@ -191,6 +201,7 @@ def test_ctrl_c_under_xdist_leaves_nothing_running(
             "no:cacheprovider",
         ),
         tmp_path,
+        sigint_ignored=in_background,
     )
     try:
         booted = wait_for_restored_instances(before, 2, runner=verify)

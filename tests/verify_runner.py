@@ -40,9 +40,14 @@ class VerifyRun:
         return body
 
 
-def start_verify(command: list[str], cwd: Path) -> subprocess.Popen[bytes]:
+def start_verify(
+    command: list[str], cwd: Path, *, sigint_ignored: bool = False
+) -> subprocess.Popen[bytes]:
     """``command`` started silently in its own session, as a scheduler starts a job, for tests
-    that signal it (the session alone, or the whole group)."""
+    that signal it (the session alone, or the whole group); ``sigint_ignored`` as a shell
+    script's background job (`cmd &`) starts."""
+    if sigint_ignored:
+        command = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *command]
     return subprocess.Popen(
         command,
         cwd=cwd,

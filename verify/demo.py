@@ -19,6 +19,7 @@ from pathlib import Path
 
 from backup.atomic import make_private_dir, write_text_atomic
 from backup.cli import run_command
+from backup.interrupts import interrupts_ignored
 from backup.keystore import KeyStore
 from backup.n8n import npm
 from backup.n8n.api import N8nApi
@@ -85,8 +86,11 @@ def run_demo(work_dir: Path, version: str) -> int:
     try:
         return verify.wait()
     except KeyboardInterrupt:
-        verify.send_signal(signal.SIGINT)  # verify stops its n8n and removes its copy
-        verify.wait()
+        # SIGTERM, which verify takes as Ctrl-C (SIGINT it may have inherited as ignored, when
+        # a script started the demo in the background); then wait whatever else arrives.
+        with interrupts_ignored():
+            verify.send_signal(signal.SIGTERM)  # verify stops its n8n and removes its copy
+            verify.wait()
         raise
 
 

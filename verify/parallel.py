@@ -76,11 +76,12 @@ def shard_groups(groups: list[str], shard: int, shards: int) -> set[str]:
 
 def interrupt_workers(config: Any) -> None:
     """Pass SIGTERM or SIGHUP of pytest-xdist's controller on to its workers (its child
-    processes) as the Ctrl-C a terminal would have sent them all: each
-    stops its n8n and removes its restored copy at once, while xdist waits for it, instead of
-    hearing of it from xdist 5 s later and being killed before it is done."""
+    processes) as SIGTERM, which they take as Ctrl-C: each stops its n8n and removes its
+    restored copy at once, while xdist waits for it, instead of hearing of it from xdist 5 s
+    later and being killed before it is done. Not SIGINT: a run started in the background by
+    a script (`cmd &`) has SIGINT ignored, and so have its workers."""
     if config.pluginmanager.get_plugin("dsession") is None:
         return  # not a controller: this process does the work itself
     for worker in children(os.getpid()):
         with contextlib.suppress(ProcessLookupError):
-            os.kill(worker, signal.SIGINT)
+            os.kill(worker, signal.SIGTERM)

@@ -462,6 +462,18 @@ def apply_verify_settings(config: pytest.Config, environ: Mapping[str, str]) -> 
         setattr(config.option, dest, value)
 
 
+class CleanUpGuard:
+    """pytest tears the session's fixtures down (every n8n stopped, every restored copy
+    removed) in pytest_sessionfinish, where an interrupt escapes as a traceback and skips the
+    rest: one that arrives there (a CI job's timeout just as a run ends) is ignored."""
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self) -> Generator[None, object, object]:
+        """The whole session's end, with interrupts ignored."""
+        with interrupts_ignored():
+            return (yield)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     """Load the snapshots and, unless told otherwise, point the HTML and JUnit reports."""
@@ -474,13 +486,15 @@ def pytest_configure(config: pytest.Config) -> None:
             config.pluginmanager.unregister(unused)
     worker: dict[str, Any] | None = getattr(config, "workerinput", None)
     # A CI job's timeout, docker stop or a service manager stops the run as Ctrl-C does: the
-    # fixtures' finalizers stop every n8n and remove every restored copy (pytest_unconfigure
-    # puts the handlers back).
+    # fixtures' finalizers stop every n8n and remove every restored copy. Once: a second
+    # signal (a CI job's next SIGTERM, Ctrl-C pressed again) would cut that short, even while
+    # pytest still reports the first (pytest_unconfigure puts the handlers back).
     interrupts = contextlib.ExitStack()
     interrupts.enter_context(
-        interrupts_as_keyboard_interrupt(lambda: interrupt_workers(config), once=worker is not None)
+        interrupts_as_keyboard_interrupt(lambda: interrupt_workers(config), once=True)
     )
     config.stash[INTERRUPTS_KEY] = interrupts
+    config.pluginmanager.register(CleanUpGuard(), "verify.clean-up-guard")
     try:
         apply_verify_settings(config, os.environ)
         if worker is not None:  # a parallel worker: what the controller fetched and chose

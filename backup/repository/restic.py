@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from backup.errors import InputError, RepositoryError, RepositoryLockedError
+from backup.interrupts import interrupts_ignored
 from backup.listing import created_time, printable
 
 INSTALL_HINT = "install restic (Debian/Ubuntu package restic: apt install restic)"
@@ -294,13 +295,15 @@ class ResticRepository:
 
 
 def _stop(process: subprocess.Popen[str]) -> None:
-    """Stop restic the way it cleans up after itself (SIGINT: its lock goes), then for sure."""
-    process.send_signal(signal.SIGINT)
-    try:
-        process.communicate(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.communicate()
+    """Stop restic the way it cleans up after itself (SIGINT: its lock goes), then for sure;
+    a second interrupt meanwhile does not leave it running."""
+    with interrupts_ignored():
+        process.send_signal(signal.SIGINT)
+        try:
+            process.communicate(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
 
 
 def _without_credentials(text: str) -> str:

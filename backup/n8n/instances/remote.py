@@ -32,6 +32,7 @@ from backup.atomic import new_private_file
 from backup.errors import N8nStartError, SqliteBackupError
 from backup.n8n.docker_engine import engine_host, over_ssh
 from backup.n8n.instances.ports import LOOPBACK, PORT_ATTEMPTS, await_listening, free_port
+from backup.n8n.instances.process import dies_with_us
 from backup.n8n.sqlite import N8nDatabase
 
 N8N_PORT = 5678
@@ -269,7 +270,8 @@ class SshTunnel:
         self._said = tempfile.TemporaryFile()  # noqa: SIM115 (open as long as the tunnel)
         try:
             process = subprocess.Popen(
-                ["ssh", "-N", *options, "-L", forward, *self._destination],
+                # Ends with this run even when it is killed outright (the SIGKILL of CI).
+                dies_with_us(["ssh", "-N", *options, "-L", forward, *self._destination]),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=self._said,
