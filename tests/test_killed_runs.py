@@ -4,6 +4,7 @@ and the next run removes the restored copy it left, with the data and the key in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -33,6 +34,7 @@ from tests.cli_support import ROOT, run_backup_cli
 from tests.n8n_support import (
     TakenSnapshot,
     copy_variant,
+    instances_of,
     restored_folders,
     wait_for_restored_instances,
     wait_until_restored_instances_stop,
@@ -318,4 +320,49 @@ def test_a_sigterm_while_a_finished_run_cleans_up_is_ignored(
             os.killpg(verify.pid, signal.SIGKILL)
     assert verify.returncode == 0, output[-3000:]
     assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-3000:]
+    assert restored_folders() - before == set(), "the restored copy was left behind"
+
+
+def _commands_of(folders: set[str], name: str) -> list[int]:
+    """Running n8n CLI commands ``name`` on one of these restore folders."""
+    found = []
+    for pid in instances_of(folders):
+        try:
+            if name.encode() in (Path("/proc") / str(pid) / "cmdline").read_bytes():
+                found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+def test_a_slow_cli_command_does_not_hold_the_stop_up(taken: TakenSnapshot, tmp_path: Path) -> None:
+    """SIGTERM while n8n's credential export runs (it can take minutes on a big instance,
+    here it is frozen): the export is killed, the run stops at once and removes its copy."""
+    root = tmp_path / "snapshots"
+    copy_variant(taken, root, "one")
+    reports = ("--html", str(tmp_path / "r.html"), "--junitxml", str(tmp_path / "r.xml"))
+    before = restored_folders()
+    verify = start_verify(
+        verify_command(root, taken.key_store, *PROCESS, "--quiet-seconds", "60", *reports),
+        tmp_path,
+    )
+    frozen: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not frozen and time.monotonic() < deadline and verify.poll() is None:
+            frozen = _commands_of(restored_folders() - before, "export:credentials")
+            time.sleep(0.05)
+        assert frozen, "verify never ran n8n's credential export"
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        verify.send_signal(signal.SIGTERM)
+        assert verify.wait(timeout=60) == 2  # pytest's "interrupted", not the export's timeout
+    finally:
+        if verify.poll() is None:
+            os.killpg(verify.pid, signal.SIGKILL)
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    assert all(started_or_none(pid) is None for pid in frozen), "the export outlived the run"
+    assert wait_until_restored_instances_stop(before) == []
     assert restored_folders() - before == set(), "the restored copy was left behind"

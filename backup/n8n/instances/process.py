@@ -155,6 +155,7 @@ class N8nProcess(BootsOnEnter):
         self.log_path = Path(self._log_dir.name) / "n8n.log"
         self._process: subprocess.Popen[bytes] | None = None
         self._guard = LaunchGuard("n8n was stopped before it started")
+        self._commands: set[subprocess.Popen[str]] = set()  # CLI commands running now
         self.ready_seconds: float | None = None
 
     @property
@@ -207,14 +208,24 @@ class N8nProcess(BootsOnEnter):
         """Run an n8n CLI command (``export:credentials`` ...) with this instance's environment.
         Killed outright if this process dies: orphaned, an export whose reader is gone spins at
         full CPU and never reaches its SIGTERM handler (seen: 4 minutes of CPU and counting)."""
-        return subprocess.run(
-            dies_with_us([str(self.launcher), *args], "KILL"),
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        with self._guard.launching():
+            command = subprocess.Popen(
+                dies_with_us([str(self.launcher), *args], "KILL"),
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            self._commands.add(command)
+        try:
+            stdout, stderr = command.communicate(timeout=timeout)
+        except BaseException:  # its timeout, or an interrupt: it ends with us
+            command.kill()
+            command.communicate()
+            raise
+        finally:
+            self._commands.discard(command)
+        return subprocess.CompletedProcess(command.args, command.returncode, stdout, stderr)
 
     def stop(self) -> None:
         """Stop n8n and its children; kill them if they do not stop in time."""
@@ -237,5 +248,10 @@ class N8nProcess(BootsOnEnter):
     def close(self) -> None:
         """Stop the process and remove its log folder; it cannot be started again."""
         with self._guard.stopping():
+            # A CLI command (an export, a migration) would hold the run's end up to its
+            # timeout: it is killed, its caller sees it fail.
+            for command in list(self._commands):
+                with contextlib.suppress(ProcessLookupError):
+                    command.kill()
             self.stop()
         self._log_dir.cleanup()
