@@ -49,6 +49,7 @@ from tests.ssh_engine import ENGINE_HOST_ALIAS, SshEngine
 from tests.verify_runner import (
     VERIFY_CHECKS,
     assert_wrong_key_caught_before_boot,
+    private_reports,
     report_with_attachments,
     resign_manifest,
     run_verify,
@@ -318,8 +319,7 @@ def test_a_killed_verify_leaves_its_containers_to_the_next_run(
     path, keys = container_snapshot
     ours = {"label": SESSION_LABEL}
     before = engine_objects(docker_client, ours)
-    reports = ("--html", str(tmp_path / "r.html"), "--junitxml", str(tmp_path / "r.xml"))
-    args = (*DOCKER_ARGS, *reports)
+    args = (*DOCKER_ARGS, *private_reports(tmp_path))
     verify = start_verify(verify_command(path, keys, *args, "--quiet-seconds", "60"), tmp_path)
     try:
         deadline = time.monotonic() + 120

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from backup.interrupts import interrupts_as_keyboard_interrupt, interrupts_ignored
+from verify.plugin import CleanUpGuard
 
 
 @pytest.fixture(autouse=True)
@@ -66,3 +67,28 @@ def test_off_the_main_thread_nothing_changes() -> None:
     thread.start()
     thread.join()
     assert failures == []
+
+
+def test_the_runs_end_is_not_interrupted() -> None:
+    """verify's guard: interrupts are ignored from the end of the checks through the session's
+    end (where pytest tears the fixtures down), also after an interrupted loop; then the
+    handlers are what they were."""
+    before = signal.getsignal(signal.SIGTERM)
+    for interrupted in (False, True):
+        guard = CleanUpGuard()
+        loop = guard.pytest_runtestloop()
+        next(loop)  # the checks run
+        assert signal.getsignal(signal.SIGTERM) is before
+        with pytest.raises(KeyboardInterrupt if interrupted else StopIteration):
+            if interrupted:
+                loop.throw(KeyboardInterrupt())
+            else:
+                loop.send(None)
+        assert (signal.getsignal(signal.SIGTERM) is signal.SIG_IGN) != interrupted
+        finish = guard.pytest_sessionfinish()
+        next(finish)  # the fixtures are torn down
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGTERM)  # ignored: this test goes on
+        with pytest.raises(StopIteration):
+            finish.send(None)
+        assert signal.getsignal(signal.SIGTERM) is before

@@ -57,6 +57,7 @@ from tests.postgres_support import PostgresServer
 from tests.verify_runner import (
     VERIFY_CHECKS,
     assert_wrong_key_caught_before_boot,
+    private_reports,
     report_with_attachments,
     run_verify,
     start_verify,
@@ -269,8 +270,7 @@ def test_a_killed_verify_leaves_its_database_to_the_next_run(
     monkeypatch.setenv("PGPASSWORD", pg_source.server.password)
     dsn = f"postgresql://postgres@127.0.0.1:{pg_source.server.port}/postgres"
     server = PostgresTarget.from_dsn(pg_source.server.dsn())
-    reports = ("--html", str(tmp_path / "r.html"), "--junitxml", str(tmp_path / "r.xml"))
-    args = (*PROCESS_ARGS, "--postgres", dsn, *reports)
+    args = (*PROCESS_ARGS, "--postgres", dsn, *private_reports(tmp_path))
     before = restored_folders()
     verify = start_verify(verify_command(path, keys, *args, "--quiet-seconds", "60"), tmp_path)
     try:

@@ -57,6 +57,12 @@ def start_verify(
     )
 
 
+def private_reports(folder: Path) -> tuple[str, ...]:
+    """--html and --junitxml into ``folder`` (the JSON result goes beside them), for a run
+    started by a test."""
+    return ("--html", str(folder / "r.html"), "--junitxml", str(folder / "r.xml"))
+
+
 def verify_command(snapshots: Path, key_store: Path, *extra: str) -> list[str]:
     """``pytest verify`` as a command line, for tests that start it themselves (to interrupt
     it, say)."""

@@ -463,14 +463,32 @@ def apply_verify_settings(config: pytest.Config, environ: Mapping[str, str]) -> 
 
 
 class CleanUpGuard:
-    """pytest tears the session's fixtures down (every n8n stopped, every restored copy
-    removed) in pytest_sessionfinish, where an interrupt escapes as a traceback and skips the
-    rest: one that arrives there (a CI job's timeout just as a run ends) is ignored."""
+    """Once every check has run, the run's end is not interrupted: pytest tears the session's
+    fixtures down (every n8n stopped, every restored copy removed) in pytest_sessionfinish,
+    where an interrupt escapes as a traceback and skips the rest. One that arrives from the
+    end of the checks on (a CI job's timeout just then) is ignored, and the verdicts stand."""
+
+    def __init__(self) -> None:
+        self._ignoring: contextlib.ExitStack | None = None
+
+    def _ignore_interrupts(self) -> None:
+        if self._ignoring is None:
+            self._ignoring = contextlib.ExitStack()
+            self._ignoring.enter_context(interrupts_ignored())
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtestloop(self) -> Generator[None, object, object]:
+        """The checks; interrupts are ignored from their end on."""
+        result = yield
+        self._ignore_interrupts()
+        return result
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_sessionfinish(self) -> Generator[None, object, object]:
-        """The whole session's end, with interrupts ignored."""
-        with interrupts_ignored():
+        """The session's end, interrupts ignored (also after an interrupted loop)."""
+        self._ignore_interrupts()
+        assert self._ignoring is not None
+        with self._ignoring:
             return (yield)
 
 
