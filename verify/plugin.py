@@ -822,8 +822,9 @@ def _remove_abandoned_elsewhere(
 
 
 def _say(config: pytest.Config, problems: list[str]) -> None:
-    """Problems that must not fail the run (notifications): one line each on the terminal
-    (on stderr while pytest configures, before its terminal reporter is there)."""
+    """What must not fail the run (a notification's problem, what killed runs left and was
+    removed): one line each on the terminal (on stderr while pytest configures, before its
+    terminal reporter is there)."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     for problem in problems:
         if reporter is not None:
