@@ -142,8 +142,12 @@ def remove(client: DockerClient, handle: N8nTestContainer) -> None:
 
 
 def engine_objects(client: DockerClient, filters: dict[str, str]) -> set[str]:
-    """Names of the containers (running or not), volumes and networks that match ``filters``."""
-    names = {f"container {c.name}" for c in client.containers.list(all=True, filters=filters)}
+    """Names of the containers (running or not), volumes and networks that match ``filters``
+    (a container removed while listed, as verify's one-off commands are, is left out)."""
+    names = {
+        f"container {c.name}"
+        for c in client.containers.list(all=True, filters=filters, ignore_removed=True)
+    }
     names |= {f"volume {v.name}" for v in client.volumes.list(filters=filters)}
     return names | {f"network {n.name}" for n in client.networks.list(filters=filters)}
 

@@ -297,14 +297,19 @@ def test_interrupted_verify_leaves_no_container(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 120
-    started = ""
-    while "container" not in started and time.monotonic() < deadline:
-        time.sleep(0.2)
-        started = ", ".join(left_behind(docker_client, ours, before))
-    assert "container" in started, "verify never started a container"
-    verify.send_signal(stop)
-    assert verify.wait(timeout=120) == pytest.ExitCode.INTERRUPTED
+    try:
+        deadline = time.monotonic() + 120
+        started = ""
+        while "container" not in started and time.monotonic() < deadline:
+            time.sleep(0.2)
+            started = ", ".join(left_behind(docker_client, ours, before))
+        assert "container" in started, "verify never started a container"
+        verify.send_signal(stop)
+        assert verify.wait(timeout=120) == pytest.ExitCode.INTERRUPTED
+    finally:
+        if verify.poll() is None:  # a failed test leaves no verify to disturb the next ones
+            verify.kill()
+            verify.wait()
     assert left_behind(docker_client, ours, before) == [], f"{stop.name} left something behind"
 
 
@@ -328,7 +333,7 @@ def test_a_killed_verify_leaves_its_containers_to_the_next_run(
             time.sleep(0.5)
             sessions = {
                 c.labels[SESSION_LABEL]
-                for c in docker_client.containers.list(filters=ours)
+                for c in docker_client.containers.list(filters=ours, ignore_removed=True)
                 if f"container {c.name}" not in before
             }
         assert sessions, "verify never started a container"
@@ -338,7 +343,9 @@ def test_a_killed_verify_leaves_its_containers_to_the_next_run(
         if verify.poll() is None:
             os.killpg(verify.pid, signal.SIGKILL)
     (session,) = sessions
-    left = docker_client.containers.list(filters={"label": f"{SESSION_LABEL}={session}"})
+    left = docker_client.containers.list(
+        filters={"label": f"{SESSION_LABEL}={session}"}, ignore_removed=True
+    )
     assert left, "nothing of the killed run runs on"
     killed_run = left[0].labels[OWNER_LABEL]
     live = docker_client.containers.run(
@@ -621,7 +628,9 @@ def test_a_container_on_the_hosts_network_moves_off_a_taken_port(
                 answer = httpx.get(f"{running.base_url}/rest/settings", timeout=10).json()
                 assert isinstance(answer.get("data"), dict), answer
                 session = {"label": f"{SESSION_LABEL}={network.session}"}
-                containers = docker_client.containers.list(all=True, filters=session)
+                containers = docker_client.containers.list(
+                    all=True, filters=session, ignore_removed=True
+                )
                 assert len(containers) == 1, "the first container is still there"
         finally:
             network.close()
@@ -654,7 +663,7 @@ def test_a_stopped_container_starts_nothing_and_ends_its_commands(
         command.start()
         session = {"label": f"{SESSION_LABEL}={network.session}"}
         deadline = time.monotonic() + 60
-        while not docker_client.containers.list(filters=session):
+        while not docker_client.containers.list(filters=session, ignore_removed=True):
             assert time.monotonic() < deadline, "the one-off command never ran"
             time.sleep(0.2)
         stopped = time.monotonic()
@@ -664,7 +673,7 @@ def test_a_stopped_container_starts_nothing_and_ends_its_commands(
         assert results[0].returncode != 0
         with pytest.raises(N8nStartError, match="stopped before it started"):
             instance.start(timeout=60)
-        assert docker_client.containers.list(all=True, filters=session) == []
+        assert docker_client.containers.list(all=True, filters=session, ignore_removed=True) == []
     finally:
         network.close()
     assert left_behind(docker_client, ours, before) == []

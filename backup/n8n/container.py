@@ -172,7 +172,7 @@ def containers_sharing_data(client: DockerClient, n8n: Container) -> list[str]:
     user_folder = _environment(n8n.attrs).get("N8N_USER_FOLDER", DEFAULT_USER_FOLDER)
     data, _ = _data_mount(n8n.attrs, user_folder)
     sharing = []
-    for other in client.containers.list():
+    for other in client.containers.list(ignore_removed=True):  # others come and go meanwhile
         if other.id == n8n.id:
             continue
         for mount in other.attrs.get("Mounts") or []:
