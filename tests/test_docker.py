@@ -23,6 +23,7 @@ import httpx
 import pytest
 from docker.client import DockerClient
 
+from backup.abandoned import owner_record
 from backup.data_lock import exclusive
 from backup.keystore import KeyStore
 from backup.manifest import Manifest, WorkflowEntry
@@ -355,7 +356,8 @@ def test_a_killed_verify_leaves_its_containers_to_the_next_run(
         network_mode="none",
         detach=True,
     )
-    other_boot = {"pid": 1, "started": 1, "boot": "another", "pid_namespace": None}
+    # Judged, it would be gone (no process starts at tick -1): another boot is not judged.
+    other_boot = {**json.loads(owner_record()), "pid": 1, "started": -1, "boot": "another"}
     elsewhere = docker_client.volumes.create(
         f"nrv-test-elsewhere-{secrets.token_hex(4)}",
         labels={SESSION_LABEL: "elsewhere", OWNER_LABEL: json.dumps(other_boot)},

@@ -22,6 +22,7 @@ import pytest
 from docker.client import DockerClient
 from psycopg import sql
 
+from backup.abandoned import owner_record
 from backup.manifest import Manifest
 from backup.n8n.api import N8nApi
 from backup.n8n.instances.process import N8nProcess
@@ -287,7 +288,8 @@ def test_a_killed_verify_leaves_its_database_to_the_next_run(
     live = create_throwaway_role(server)
     elsewhere = create_throwaway_role(server)
     with server.connect(autocommit=True) as admin:
-        other_boot = {"pid": 1, "started": 1, "boot": "another", "pid_namespace": None}
+        # Judged, it would be gone (no process starts at tick -1): another boot is not judged.
+        other_boot = {**json.loads(owner_record()), "pid": 1, "started": -1, "boot": "another"}
         admin.execute(
             sql.SQL("COMMENT ON ROLE {} IS {}").format(
                 sql.Identifier(elsewhere.user), sql.Literal(json.dumps(other_boot))
