@@ -16,7 +16,9 @@ import pytest
 from docker.client import DockerClient
 from docker.errors import DockerException
 
+from backup.abandoned import remove_abandoned
 from backup.n8n import npm
+from backup.n8n.instances.docker_sessions import remove_abandoned_sessions
 from tests.cli_support import snapshot_under_load
 from tests.docker_support import EngineOverTcp
 from tests.n8n_support import (
@@ -39,6 +41,14 @@ def shared_runtime_cache() -> None:
     """Pin the runtime cache: pytester gives subprocesses a HOME of their own, and a verify run
     there would otherwise install n8n again (minutes, and 2.8 GB per test)."""
     os.environ.setdefault(npm.CACHE_ENV, str(npm.cache_root()))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leftovers_of_killed_runs() -> None:
+    """What runs killed before this session left in the temporary folder (an interrupted
+    session, a killed-run experiment) goes first: n8n-backup and verify would otherwise say
+    so on their first run, in the output that tests read line by line."""
+    remove_abandoned()
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +75,7 @@ def docker_client() -> Iterator[DockerClient]:
         pytest.fail(
             f"no Docker engine answers ({exc}): run scripts/docker-engine.sh", pytrace=False
         )
+    remove_abandoned_sessions()  # of runs killed before this session (see above)
     yield client
     client.close()
 
