@@ -23,7 +23,6 @@ import httpx
 import pytest
 from docker.client import DockerClient
 
-from backup.abandoned import owner_record
 from backup.data_lock import exclusive
 from backup.keystore import KeyStore
 from backup.manifest import Manifest, WorkflowEntry
@@ -49,7 +48,9 @@ from tests.n8n_support import seed
 from tests.ssh_engine import ENGINE_HOST_ALIAS, SshEngine
 from tests.verify_runner import (
     VERIFY_CHECKS,
+    another_boots_record,
     assert_wrong_key_caught_before_boot,
+    configure_only,
     private_reports,
     report_with_attachments,
     resign_manifest,
@@ -356,11 +357,9 @@ def test_a_killed_verify_leaves_its_containers_to_the_next_run(
         network_mode="none",
         detach=True,
     )
-    # Judged, it would be gone (no process starts at tick -1): another boot is not judged.
-    other_boot = {**json.loads(owner_record()), "pid": 1, "started": -1, "boot": "another"}
     elsewhere = docker_client.volumes.create(
         f"nrv-test-elsewhere-{secrets.token_hex(4)}",
-        labels={SESSION_LABEL: "elsewhere", OWNER_LABEL: json.dumps(other_boot)},
+        labels={SESSION_LABEL: "elsewhere", OWNER_LABEL: another_boots_record()},
     )
     mixed_gone = docker_client.volumes.create(
         f"nrv-test-mixed-{secrets.token_hex(4)}",
@@ -370,15 +369,9 @@ def test_a_killed_verify_leaves_its_containers_to_the_next_run(
         f"nrv-test-mixed-{secrets.token_hex(4)}", internal=True, labels=session_labels("mixed")
     )
     try:
-        nxt = subprocess.run(
-            verify_command(path, keys, *args, "--collect-only"),
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        said = re.search(rf"removed (\d+) Docker objects of verify session {session} ", nxt.stderr)
-        assert said is not None, nxt.stderr
+        stderr = configure_only(verify_command(path, keys, *args), tmp_path)
+        said = re.search(rf"removed (\d+) Docker objects of verify session {session} ", stderr)
+        assert said is not None, stderr
         assert int(said.group(1)) >= 2  # the n8n container and the session's network
         kept = [
             f"container {live.name}",

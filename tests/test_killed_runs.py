@@ -39,7 +39,7 @@ from tests.n8n_support import (
     wait_for_restored_instances,
     wait_until_restored_instances_stop,
 )
-from tests.verify_runner import private_reports, start_verify, verify_command
+from tests.verify_runner import configure_only, private_reports, start_verify, verify_command
 
 PROCESS = ("--runtime", "process", "-p", "no:cacheprovider")
 
@@ -245,15 +245,9 @@ def test_a_killed_run_stops_its_n8n_and_the_next_run_removes_its_copy(
     live = Path(tempfile.mkdtemp(prefix=RESTORE_PREFIX))  # as a run going on beside this one
     claim(live)
     try:
-        nxt = subprocess.run(
-            _verify_one(taken, tmp_path, "--collect-only"),
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        stderr = configure_only(_verify_one(taken, tmp_path), tmp_path)
         said = f"removed {Path(tempfile.gettempdir()) / left}, left by a run that was killed"
-        assert said in nxt.stderr, nxt.stderr
+        assert said in stderr, stderr
         assert left not in restored_folders()
         assert not logs_left & _log_folders(), "the killed run's n8n log was not removed"
         assert live.is_dir(), "the copy of a run still going was removed"

@@ -6,12 +6,10 @@ non-default schema and a table prefix, which the snapshot must respect.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
 import signal
-import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +20,6 @@ import pytest
 from docker.client import DockerClient
 from psycopg import sql
 
-from backup.abandoned import owner_record
 from backup.manifest import Manifest
 from backup.n8n.api import N8nApi
 from backup.n8n.instances.process import N8nProcess
@@ -57,7 +54,9 @@ from tests.n8n_support import (
 from tests.postgres_support import PostgresServer
 from tests.verify_runner import (
     VERIFY_CHECKS,
+    another_boots_record,
     assert_wrong_key_caught_before_boot,
+    configure_only,
     private_reports,
     report_with_attachments,
     run_verify,
@@ -288,27 +287,19 @@ def test_a_killed_verify_leaves_its_database_to_the_next_run(
     live = create_throwaway_role(server)
     elsewhere = create_throwaway_role(server)
     with server.connect(autocommit=True) as admin:
-        # Judged, it would be gone (no process starts at tick -1): another boot is not judged.
-        other_boot = {**json.loads(owner_record()), "pid": 1, "started": -1, "boot": "another"}
         admin.execute(
             sql.SQL("COMMENT ON ROLE {} IS {}").format(
-                sql.Identifier(elsewhere.user), sql.Literal(json.dumps(other_boot))
+                sql.Identifier(elsewhere.user), sql.Literal(another_boots_record())
             )
         )
         admin.execute(f"CREATE DATABASE {live.user} OWNER {live.user}")
     try:
-        nxt = subprocess.run(
-            verify_command(path, keys, *args, "--collect-only"),
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        stderr = configure_only(verify_command(path, keys, *args), tmp_path)
         said = (
             f"dropped the database and role {left[0]} on 127.0.0.1:{pg_source.server.port}, "
             "left by a run that was killed"
         )
-        assert said in nxt.stderr, nxt.stderr
+        assert said in stderr, stderr
         assert sorted(throwaway_databases(pg_source.server)) == sorted(
             [live.user, live.user, elsewhere.user]
         )

@@ -16,6 +16,7 @@ import jsonschema
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from backup.abandoned import owner_record
 from backup.keystore import KeyStore
 from backup.manifest import MANIFEST_NAME, Manifest
 from tests.cli_support import ROOT
@@ -61,6 +62,21 @@ def private_reports(folder: Path) -> tuple[str, ...]:
     """--html and --junitxml into ``folder`` (the JSON result goes beside them), for a run
     started by a test."""
     return ("--html", str(folder / "r.html"), "--junitxml", str(folder / "r.xml"))
+
+
+def configure_only(command: list[str], cwd: Path) -> str:
+    """``command`` (a verify run) with ``--collect-only``: it sets up, removes what killed
+    runs left, and stops before any check; what it said on stderr."""
+    done = subprocess.run(
+        [*command, "--collect-only"], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+    return done.stderr
+
+
+def another_boots_record() -> str:
+    """This run's owner record as made before the machine last started (or on another
+    machine), with a start time no process has: judged, it would be taken for gone."""
+    return json.dumps({**json.loads(owner_record()), "pid": 1, "started": -1, "boot": "another"})
 
 
 def verify_command(snapshots: Path, key_store: Path, *extra: str) -> list[str]:
